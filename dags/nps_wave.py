@@ -1,0 +1,205 @@
+"""
+### NPS wave: one run is one survey wave, end to end
+
+Triggered by CS ops from the trigger form (or by the wave planner). The run plans the wave's
+milestones from its open and close times and the country's business days, then waits for each
+one without holding a worker:
+
+1. **plan_wave**: store the wave and its milestones;
+2. **build_audience**: load the contacts file, quarantine bad rows, drop opted-out, bounced and
+   recently surveyed contacts, snapshot the audience ⇒ check;
+3. **send_preannouncement** (a few business days before open) ⇒ check;
+4. **send_invitations**: personal signed links, the 0-10 scale clickable in the email ⇒ check;
+5. **send_reminders** to non-respondents ⇒ check;
+6. **share_midwave_drop**: responses so far to sales as XLSX ⇒ check;
+7. **close_wave**: freeze responses ⇒ check;
+8. **share_postwave_drop** ⇒ check;
+9. **route_detractors**: one follow-up owner each, chat alert ⇒ check;
+10. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check;
+11. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
+12. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check.
+
+Every message goes through a ledger keyed by (wave, kind, recipient): re-running any task, or
+the whole wave with the same name, sends nothing twice. Data-check results are stored in the
+NPS DB (`check_results`). Connections: `nps_db` (default: SQLite), `nps_smtp`, `nps_chat`.
+
+#### Owner
+CS operations (waves), data engineering (runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+from airflow.sdk import Param, chain, dag, task
+
+WAIT_TIMEOUT = dt.timedelta(days=120)
+OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
+
+
+def wait_for(milestone: str) -> DateTimeSensorAsync:
+    """A deferrable wait until the planned time of `milestone` (no worker slot held)."""
+    return DateTimeSensorAsync(
+        task_id=f"wait_for_{milestone}",
+        target_time="{{ ti.xcom_pull(task_ids='plan_wave')['milestones']['%s'] }}" % milestone,
+        timeout=WAIT_TIMEOUT.total_seconds(),
+    )
+
+
+def milestone_override(name: str, when: str) -> Param:
+    return Param(
+        None,
+        **OPTIONAL_TIME,
+        title=f"{name} at (optional)",
+        description=f"Overrides the computed time: {when}.",
+        section="Timeline overrides",
+    )
+
+
+@dag(
+    dag_id="nps_wave",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["nps", "wave"],
+    default_args={
+        "owner": "cs-ops",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
+    render_template_as_native_obj=False,
+    params={
+        "wave_name": Param(type="string", minLength=1, maxLength=100, title="Wave name", description="Unique within the program, e.g. 2026-Q4. Re-using a name re-runs that wave."),
+        "program": Param("customer-nps", type="string", minLength=1, title="Program", description="Waves of one program are compared with each other."),
+        "product": Param("Acme Cloud", type="string", minLength=1, title="Product or company name", description="Used in 'How likely are you to recommend …'."),
+        "country": Param("US", type="string", pattern="^[A-Z]{2}$", title="Country", description="ISO code whose business days count (flash results at close + 3 business days)."),
+        "audience_csv": Param(type="string", minLength=1, title="Contacts file", description="Path of the contacts CSV (columns: contact_id, email, name, account_id, account_name, locale, role, account_tier, sales_owner, csm, vip)."),
+        "open_at": Param(type="string", format="date-time", title="Survey opens", description="Invitations go out at this time (UTC)."),
+        "close_at": Param(type="string", format="date-time", title="Survey closes", description="Responses are frozen at this time (UTC)."),
+        "pillar_questions": Param(
+            [
+                {"id": "support", "text": "How satisfied are you with our support?", "scale": "1-5"},
+                {"id": "ease_of_use", "text": "How easy is the product to use?", "scale": "1-5"},
+                {"id": "value", "text": "How would you rate the value for money?", "scale": "0-10"},
+            ],
+            type="array",
+            minItems=0,
+            maxItems=5,
+            items={"type": "object", "required": ["id", "text", "scale"], "properties": {"id": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "text": {"type": "string", "minLength": 1}, "scale": {"enum": ["0-10", "1-5"]}}},
+            title="Pillar questions",
+            description="About three headline questions, each with a 0-10 or 1-5 scale; shown in the flash results.",
+        ),
+        "sales_recipients": Param([], type="array", items={"type": "string", "format": "email"}, title="Sales recipients", description="Who receives the mid-wave and post-wave raw-data drops."),
+        "cs_ops_recipients": Param([], type="array", items={"type": "string", "format": "email"}, title="CS ops recipients", description="Who receives the retrospective; the first one owns unassigned items."),
+        "sender": Param("Acme Customer Success <cs@acme.example>", type="string", title="Sender", description="From address of customer emails."),
+        "executive_sender": Param("Acme CEO Office <ceo-office@acme.example>", type="string", title="Executive sender", description="From address of the follow-up to scores 0-1."),
+        "detractor_max": Param(6, type="integer", minimum=0, maximum=6, title="Detractor band: highest score", description="Scores from 0 to this value are routed as detractors (6 by default; 4 when alerts are too many)."),
+        "frequency_days": Param(90, type="integer", minimum=0, title="Contact frequency (days)", description="Contacts invited by another wave within this many days are left out."),
+        "preannounce_at": milestone_override("Pre-announcement", "3 business days before open"),
+        "reminder_at": milestone_override("Reminder", "40% of the way from open to close"),
+        "midwave_at": milestone_override("Mid-wave drop", "halfway from open to close"),
+        "flash_at": milestone_override("Flash results", "close + 3 business days"),
+        "retrospective_at": milestone_override("Retrospective", "flash results + 1 business day"),
+    },
+)
+def nps_wave() -> None:
+    @task
+    def plan_wave(params: dict | None = None) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.plan_wave(dict(params))
+
+    @task
+    def build_audience(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.build_audience(plan["wave_id"])
+
+    @task
+    def send_preannouncement(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.send_preannouncement(plan["wave_id"])
+
+    @task
+    def send_invitations(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.send_invitations(plan["wave_id"])
+
+    @task
+    def send_reminders(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.send_reminders(plan["wave_id"])
+
+    @task
+    def share_midwave_drop(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.share_drop(plan["wave_id"], "midwave")
+
+    @task
+    def close_wave(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.close_wave(plan["wave_id"])
+
+    @task
+    def share_postwave_drop(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.share_drop(plan["wave_id"], "postwave")
+
+    @task
+    def route_detractors(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.route_detractors(plan["wave_id"])
+
+    @task
+    def send_followups(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.send_followups(plan["wave_id"])
+
+    @task
+    def send_flash_results(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.send_flash_results(plan["wave_id"])
+
+    @task
+    def run_retrospective(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return pipeline.run_retrospective(plan["wave_id"])
+
+    plan = plan_wave()
+    chain(
+        plan,
+        build_audience(plan),
+        wait_for("preannounce"),
+        send_preannouncement(plan),
+        wait_for("open"),
+        send_invitations(plan),
+        wait_for("reminder"),
+        send_reminders(plan),
+        wait_for("midwave"),
+        share_midwave_drop(plan),
+        wait_for("close"),
+        close_wave(plan),
+        share_postwave_drop(plan),
+        route_detractors(plan),
+        send_followups(plan),
+        wait_for("flash"),
+        send_flash_results(plan),
+        wait_for("retrospective"),
+        run_retrospective(plan),
+    )
+
+
+nps_wave()

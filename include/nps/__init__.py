@@ -1,0 +1,1 @@
+"""The NPS program's domain package: plain Python, testable without a scheduler."""

@@ -1,0 +1,104 @@
+"""Emails to customers and to colleagues, through the outbox.
+
+One function sends one kind of email to a set of recipients: the rows go into the ledger first,
+then every pending one is rendered in the recipient's locale and sent in one SMTP session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from include.nps import messages, outbox, tokens
+from include.nps.connections import survey_base_url
+from include.nps.delivery import Transport
+from include.nps.messages import Attachment
+from include.nps.waves import WaveParams
+
+
+def survey_links(wave_id: str, contact_id: str) -> dict[str, Any]:
+    """The personal survey link, one link per score, and the unsubscribe link."""
+    base = survey_base_url()
+    survey_url = f"{base}/s/{tokens.sign('survey', wave_id, contact_id)}"
+    return {
+        "survey_url": survey_url,
+        "score_urls": [(score, f"{survey_url}?score={score}") for score in range(11)],
+        "unsubscribe_url": f"{base}/u/{tokens.sign('unsubscribe', wave_id, contact_id)}",
+    }
+
+
+def trace_headers(wave_id: str, kind: str) -> dict[str, str]:
+    """Headers that let support and mail filters tell which wave and step sent a message."""
+    return {"X-NPS-Wave": wave_id, "X-NPS-Kind": kind}
+
+
+def wave_context(wave: WaveParams) -> dict[str, Any]:
+    return {
+        "wave_id": wave.wave_id,
+        "name": wave.wave_name,
+        "product": wave.product,
+        "open_at": wave.open_at,
+        "close_at": wave.close_at,
+        "pillars": wave.pillar_questions,
+    }
+
+
+def send_to_contacts(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    contacts: list[dict[str, Any]],
+    transport: Transport,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    sender: str | None = None,
+) -> outbox.Outcome:
+    """Send `kind` to each contact (dicts with contact_id, email, name, locale) once."""
+    by_id = {c["contact_id"]: c for c in contacts}
+    outbox.enqueue(engine, wave.wave_id, kind, [(c["contact_id"], c["email"]) for c in contacts])
+    from_address = sender or wave.sender
+
+    def render(row: dict[str, Any]) -> Any:
+        contact = by_id.get(row["recipient"]) or _missing(row)
+        links = survey_links(wave.wave_id, contact["contact_id"])
+        context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
+        email = messages.render_email(kind, contact["locale"], row["address"], context)
+        email.headers = {
+            "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            **trace_headers(wave.wave_id, kind),
+        }
+        msg_id = messages.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
+        return messages.build_mime(email, from_address, msg_id)
+
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport)
+
+
+def send_internal(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    recipients: list[str],
+    context: dict[str, Any],
+    transport: Transport,
+    attachments: list[Attachment] | None = None,
+) -> outbox.Outcome:
+    """Send `kind` (in English) to colleagues, keyed by their address."""
+    outbox.enqueue(engine, wave.wave_id, kind, [(address, address) for address in recipients])
+
+    def render(row: dict[str, Any]) -> Any:
+        full_context = {"wave": wave_context(wave), "recipient": row["address"], **context}
+        email = messages.render_email(kind, messages.FALLBACK_LOCALE, row["address"], full_context)
+        email.attachments = list(attachments or [])
+        email.headers = trace_headers(wave.wave_id, kind)
+        msg_id = messages.message_id(wave.sender, wave.wave_id, kind, row["address"])
+        return messages.build_mime(email, wave.sender, msg_id)
+
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport)
+
+
+def _missing(row: dict[str, Any]) -> dict[str, Any]:
+    from include.nps.delivery import PermanentFailure
+
+    raise PermanentFailure(f"contact {row['recipient']} is no longer in the wave's audience")

@@ -1,0 +1,117 @@
+"""The message ledger: every message is a row before it is sent, and its outcome after.
+
+Rows are keyed by (wave, kind, recipient), so re-running a task sends only what is still
+pending. A row is claimed (`sending`) before the send; a send interrupted by a crash is
+recorded as failed rather than risked twice: nobody is emailed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from include.nps import storage
+from include.nps.delivery import PermanentFailure, TransientFailure, Transport
+
+CUSTOMER_KINDS = {
+    "preannouncement",
+    "invitation",
+    "reminder",
+    "followup_promoter",
+    "followup_passive",
+    "followup_detractor",
+    "followup_critical",
+    "flash_results",
+}
+MAX_ATTEMPTS = 3
+BATCH_SIZE = 200
+
+
+class DeliveryIncomplete(RuntimeError):
+    """Some messages hit a transient failure and are left pending for the task's retry."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    retry: int = 0
+
+
+def enqueue(engine: Engine, wave_id: str, kind: str, recipients: Iterable[tuple[str, str]], channel: str = "email") -> int:
+    """Add (recipient, address) rows for `kind`; rows already in the ledger are left alone."""
+    now = storage.utcnow()
+    rows = [
+        {"wave_id": wave_id, "kind": kind, "recipient": r, "address": a, "channel": channel, "created_at": now}
+        for r, a in recipients
+    ]
+    return storage.execute(engine, storage.query("enqueue_message"), rows)
+
+
+def deliver(
+    engine: Engine,
+    wave_id: str,
+    kind: str,
+    render: Callable[[dict], Any],
+    transport: Transport,
+) -> Outcome:
+    """Send every pending message of `kind`, recording each outcome."""
+    storage.execute(engine, storage.query("fail_interrupted_sends"), {"wave_id": wave_id, "kind": kind})
+    suppressed = 0
+    if kind in CUSTOMER_KINDS:
+        suppressed = storage.execute(engine, storage.query("suppress_opted_out"), {"wave_id": wave_id, "kind": kind})
+    totals = {"sent": 0, "failed": 0, "retry": 0}
+    while batch := _claim_batch(engine, wave_id, kind):
+        results = [_send_one(row, render, transport) for row in batch]
+        storage.execute(engine, storage.query("record_outcome"), results)
+        for result in results:
+            totals[{"sent": "sent", "failed": "failed", "pending": "retry"}[result["status"]]] += 1
+        if totals["retry"]:
+            break
+    outcome = Outcome(suppressed=suppressed, **totals)
+    if outcome.retry:
+        raise DeliveryIncomplete(f"{outcome.retry} {kind} message(s) hit a transient failure and will be retried")
+    return outcome
+
+
+def _claim_batch(engine: Engine, wave_id: str, kind: str) -> list[dict]:
+    rows = storage.fetch_all(engine, storage.query("pending_messages"), wave_id=wave_id, kind=kind, limit=BATCH_SIZE)
+    storage.execute(
+        engine,
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1 "
+        "WHERE wave_id = :wave_id AND kind = :kind AND recipient = :recipient AND status = 'pending'",
+        [{"wave_id": wave_id, "kind": kind, "recipient": row["recipient"]} for row in rows],
+    )
+    return rows
+
+
+def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) -> dict:
+    result = {key: row[key] for key in ("wave_id", "kind", "recipient")}
+    try:
+        payload = render(row)
+        transport.send(payload)
+    except PermanentFailure as exc:
+        return {**result, "status": "failed", "error": str(exc)[:1000], "message_id": None, "sent_at": None}
+    except TransientFailure as exc:
+        status = "failed" if row["attempts"] + 1 >= MAX_ATTEMPTS else "pending"
+        return {**result, "status": status, "error": str(exc)[:1000], "message_id": None, "sent_at": None}
+    msg_id = payload.get("Message-ID") if hasattr(payload, "get") else None
+    return {**result, "status": "sent", "error": None, "message_id": msg_id, "sent_at": storage.utcnow()}
+
+
+def counts(engine: Engine, wave_id: str, kind: str | None = None) -> dict[str, dict[str, int]]:
+    """{kind: {status: n}} for a wave."""
+    rows = storage.fetch_all(
+        engine,
+        "SELECT kind, status, COUNT(*) AS n FROM outbox WHERE wave_id = :wave_id GROUP BY kind, status",
+        wave_id=wave_id,
+    )
+    result: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if kind is None or row["kind"] == kind:
+            result.setdefault(row["kind"], {})[row["status"]] = int(row["n"])
+    return result

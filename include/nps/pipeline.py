@@ -1,0 +1,270 @@
+"""One function per step of the `nps_wave` DAG: glue between Airflow's tasks and the domain.
+
+Each step reads what it needs from the NPS DB by wave id, does its work through the domain
+modules, runs its data check, and returns a small JSON-able summary for the task's XCom.
+Every step is safe to re-run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from include.nps import audience, checks, drops, mailings, outbox, responses, retrospective, routing, stats, storage, waves
+from include.nps.connections import nps_engine, reports_dir
+from include.nps.delivery import ChatTransport, SmtpTransport
+from include.nps.messages import Attachment
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fails_fast(step: F) -> F:
+    """A failed data check fails the task at once: retrying cannot fix the data."""
+
+    @functools.wraps(step)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, **kwargs)
+        except checks.DataCheckFailed as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+FOLLOWUP_KINDS = {
+    "promoter": "followup_promoter",
+    "passive": "followup_passive",
+    "detractor": "followup_detractor",
+    "critical": "followup_critical",
+}
+
+
+def plan_wave(params: dict[str, Any]) -> dict[str, Any]:
+    wave = waves.WaveParams.from_params(params)
+    milestones = waves.plan_wave(nps_engine(), wave)
+    return {"wave_id": wave.wave_id, "milestones": milestones}
+
+
+@fails_fast
+def build_audience(wave_id: str) -> dict[str, int]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    loaded = audience.load_contacts(engine, wave_id, wave.audience_csv)
+    good, _ = audience.validate_contacts(audience.read_contacts_csv(wave.audience_csv))
+    counts = audience.snapshot_audience(engine, wave_id, good["contact_id"].tolist(), wave.frequency_days, wave.open_at)
+    included = _included(engine, wave_id)
+    checks.run_check(engine, wave_id, "audience", "audience", included, audience_check(len(included)))
+    return {"loaded": loaded.loaded, "quarantined": loaded.quarantined, **counts}
+
+
+def audience_check(size: int) -> list[checks.Expectation]:
+    suite = checks.audience_suite(size)
+    if size == 0:
+        suite.append(("ExpectTableRowCountToBeBetween", {"min_value": 1}))
+    return suite
+
+
+@fails_fast
+def send_preannouncement(wave_id: str) -> dict[str, int]:
+    return _mail_audience(wave_id, "preannouncement", "preannounce")
+
+
+@fails_fast
+def send_invitations(wave_id: str) -> dict[str, int]:
+    engine = nps_engine()
+    waves.set_status(engine, wave_id, "open")
+    return _mail_audience(wave_id, "invitation", "open")
+
+
+@fails_fast
+def send_reminders(wave_id: str) -> dict[str, int]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    contacts = storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
+    with SmtpTransport() as transport:
+        outcome = mailings.send_to_contacts(engine, wave, "reminder", contacts, transport)
+    _check_outbox(engine, wave_id, "reminder", len(contacts))
+    waves.mark_done(engine, wave_id, "reminder")
+    return outcome.__dict__
+
+
+@fails_fast
+def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
+    """Write the responses so far as XLSX and send it to the sales recipients (once per phase)."""
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    frame = wave_responses(engine, wave)
+    pillar_ids = [p["id"] for p in wave.pillar_questions]
+    sheet = drops.drop_frame(frame, wave.detractor_max, pillar_ids)
+    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, checks.drop_suite(len(frame), list(sheet.columns)))
+    silent = None
+    if phase == "postwave":
+        accounts = stats.per_account(engine, wave_id)
+        silent = accounts[accounts["responses"] == 0]["account_name"].tolist()
+    path = drops.write_xlsx(sheet, reports_dir(wave_id) / f"{wave.wave_id}-{phase}-responses.xlsx", silent)
+    attachment = Attachment(path.name, path.read_bytes())
+    context = {"phase": phase, "responses": len(frame), "silent_accounts": silent or []}
+    with SmtpTransport() as transport:
+        outcome = mailings.send_internal(
+            engine, wave, f"drop_{phase}", wave.sales_recipients, context, transport, [attachment]
+        )
+    if phase == "midwave":
+        waves.mark_done(engine, wave_id, "midwave")
+    return {"file": str(path), "rows": len(frame), **outcome.__dict__}
+
+
+@fails_fast
+def close_wave(wave_id: str) -> dict[str, Any]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    waves.set_status(engine, wave_id, "closed")
+    frame = wave_responses(engine, wave)
+    checks.run_check(engine, wave_id, "responses", "responses", frame, checks.responses_suite(wave.pillar_questions))
+    waves.mark_done(engine, wave_id, "close")
+    return {"responses": len(frame)}
+
+
+@fails_fast
+def route_detractors(wave_id: str) -> dict[str, Any]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    frame = wave_responses(engine, wave)
+    fallback = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else "cs-ops"
+    routed = routing.route_detractors(engine, wave_id, frame, wave.detractor_max, fallback)
+    followups = routing.followups_frame(engine, wave_id)
+    checks.run_check(engine, wave_id, "routing", "routing", followups, checks.routing_suite(routed))
+    with ChatTransport() as transport:
+        outcome = routing.alert_detractors(engine, wave_id, transport)
+    return {"detractors": routed, "alerts": outcome.__dict__}
+
+
+@fails_fast
+def send_followups(wave_id: str) -> dict[str, Any]:
+    """The score-band email to every respondent: 9-10, 7-8, 2-6, and 0-1 from an executive."""
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    frame = wave_responses(engine, wave)
+    frame["band"] = frame["score"].map(responses.band)
+    sent: dict[str, Any] = {}
+    with SmtpTransport() as transport:
+        for band, kind in FOLLOWUP_KINDS.items():
+            contacts = _contacts(frame[frame["band"] == band])
+            sender = wave.executive_sender if band == "critical" else None
+            extra = _score_of(frame)
+            sent[kind] = mailings.send_to_contacts(engine, wave, kind, contacts, transport, extra, sender).__dict__
+            _check_outbox(engine, wave_id, kind, len(contacts))
+    return sent
+
+
+@fails_fast
+def send_flash_results(wave_id: str) -> dict[str, Any]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    figures = flash_figures(engine, wave)
+    checks.run_check(
+        engine, wave_id, "flash_figures", "flash_results", _one_row(figures["current"]),
+        checks.flash_suite(figures["current"]["promoters"], figures["current"]["detractors"], figures["current"]["responses"]),
+    )
+    contacts = _included(engine, wave_id).to_dict("records")
+    respondents = set(wave_responses(engine, wave)["contact_id"])
+    with SmtpTransport() as transport:
+        outcome = mailings.send_to_contacts(
+            engine, wave, "flash_results", contacts, transport,
+            lambda c: {**figures, "responded": c["contact_id"] in respondents},
+        )
+    _check_outbox(engine, wave_id, "flash_results", len(contacts))
+    waves.mark_done(engine, wave_id, "flash")
+    return {"nps": figures["current"]["nps"], **outcome.__dict__}
+
+
+def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
+    """This wave's NPS and pillars, the previous wave's, and the direction of each."""
+    current = stats.wave_summary(engine, wave.wave_id, wave.pillar_questions)
+    previous_id = waves.previous_wave_id(engine, wave.wave_id)
+    previous = stats.wave_summary(engine, previous_id, wave.pillar_questions) if previous_id else None
+    prev_pillars = (previous or {}).get("pillars", {})
+    return {
+        "current": current,
+        "previous": previous,
+        "nps_direction": stats.direction(current["nps"], (previous or {}).get("nps")),
+        "pillar_rows": [
+            {
+                "text": p["text"],
+                "scale": p["scale"],
+                "score": current["pillars"].get(p["id"]),
+                "previous": prev_pillars.get(p["id"]),
+                "direction": stats.direction(current["pillars"].get(p["id"]), prev_pillars.get(p["id"]), 10.0 if p["scale"] == "1-5" else 5.0),
+            }
+            for p in wave.pillar_questions
+        ],
+    }
+
+
+@fails_fast
+def run_retrospective(wave_id: str) -> dict[str, Any]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    figures = flash_figures(engine, wave)
+    accounts = stats.per_account(engine, wave_id)
+    comments = retrospective.split_comments(wave_responses(engine, wave))
+    owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
+    items = retrospective.action_items(figures["current"], figures["previous"], accounts, comments, wave.pillar_questions, owner)
+    retrospective.store_action_items(engine, wave_id, items, storage.utcnow(), wave.country)
+    stored = retrospective.action_items_frame(engine, wave_id)
+    checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, checks.retrospective_suite())
+    context = {
+        "figures": figures,
+        "accounts": accounts.to_dict("records"),
+        "comments": comments,
+        "items": stored.to_dict("records"),
+        "checks": checks.results_frame(engine, wave_id).to_dict("records"),
+        "sent": outbox.counts(engine, wave_id),
+    }
+    with SmtpTransport() as transport:
+        outcome = mailings.send_internal(engine, wave, "retrospective", wave.cs_ops_recipients, context, transport)
+    waves.set_status(engine, wave_id, "done")
+    waves.mark_done(engine, wave_id, "retrospective")
+    return {"action_items": len(stored), **outcome.__dict__}
+
+
+def wave_responses(engine: Any, wave: waves.WaveParams) -> Any:
+    return responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
+
+
+def _mail_audience(wave_id: str, kind: str, milestone: str) -> dict[str, int]:
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    contacts = _included(engine, wave_id).to_dict("records")
+    with SmtpTransport() as transport:
+        outcome = mailings.send_to_contacts(engine, wave, kind, contacts, transport)
+    _check_outbox(engine, wave_id, kind, len(contacts))
+    waves.mark_done(engine, wave_id, milestone)
+    return outcome.__dict__
+
+
+def _check_outbox(engine: Any, wave_id: str, kind: str, expected: int) -> None:
+    frame = storage.read_frame(engine, "SELECT recipient, status FROM outbox WHERE wave_id = :w AND kind = :k", w=wave_id, k=kind)
+    checks.run_check(engine, wave_id, kind, "outbox", frame, checks.outbox_suite(expected))
+
+
+def _included(engine: Any, wave_id: str) -> Any:
+    frame = audience.audience_frame(engine, wave_id)
+    return frame[frame["included"].astype(bool)].reset_index(drop=True)
+
+
+def _contacts(frame: Any) -> list[dict[str, Any]]:
+    return frame.rename(columns={"contact_name": "name"})[["contact_id", "email", "name", "locale"]].to_dict("records")
+
+
+def _score_of(frame: Any) -> Any:
+    scores = dict(zip(frame["contact_id"], frame["score"], strict=True))
+    return lambda contact: {"score": int(scores[contact["contact_id"]])}
+
+
+def _one_row(figures: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame([{k: v for k, v in figures.items() if k != "pillars"}])

@@ -1,0 +1,125 @@
+"""Recording what customers tell us: responses and opt-outs, and reading them back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from include.nps import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_COMMENT_LENGTH = 2000
+PILLAR_SCALES = {"0-10": (0, 10), "1-5": (1, 5)}
+
+
+class ResponseRejected(ValueError):
+    """A submission that cannot be recorded; the message is safe to show the customer."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    wave: dict[str, Any]
+    contact: dict[str, Any]
+    pillars: list[dict[str, Any]]
+    response: dict[str, Any] | None
+
+
+def survey_context(engine: Engine, wave_id: str, contact_id: str) -> SurveyContext:
+    """The wave, the invited contact and any earlier answer; ResponseRejected if not invited."""
+    invited = storage.fetch_one(engine, storage.query("invitation"), wave_id=wave_id, contact_id=contact_id)
+    if invited is None:
+        raise ResponseRejected("invalid")
+    params = json.loads(invited["params"])
+    response = storage.fetch_one(
+        engine,
+        "SELECT score, comment, pillar_answers FROM responses WHERE wave_id = :w AND contact_id = :c",
+        w=wave_id,
+        c=contact_id,
+    )
+    if response:
+        response["pillar_answers"] = json.loads(response["pillar_answers"])
+    wave = {"wave_id": wave_id, "name": invited["wave_name"], "status": invited["status"], "product": params["product"]}
+    contact = {"contact_id": contact_id, "name": invited["name"], "locale": invited["locale"]}
+    return SurveyContext(wave=wave, contact=contact, pillars=params.get("pillar_questions", []), response=response)
+
+
+def parse_submission(form: dict[str, str], pillars: list[dict[str, Any]]) -> dict[str, Any]:
+    """Validate a submitted form into score, comment and pillar answers."""
+    try:
+        score = int(form.get("score", ""))
+    except ValueError as exc:
+        raise ResponseRejected("score_missing") from exc
+    if not 0 <= score <= 10:
+        raise ResponseRejected("score_missing")
+    comment = (form.get("comment") or "").strip()
+    if len(comment) > MAX_COMMENT_LENGTH:
+        raise ResponseRejected("comment_too_long")
+    answers: dict[str, int] = {}
+    for pillar in pillars:
+        raw = (form.get(f"pillar_{pillar['id']}") or "").strip()
+        if not raw:
+            continue
+        low, high = PILLAR_SCALES[pillar["scale"]]
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ResponseRejected("pillar_out_of_range", pillar["id"])
+        answers[pillar["id"]] = int(raw)
+    return {"score": score, "comment": comment or None, "pillar_answers": answers}
+
+
+def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[str, Any]) -> None:
+    """One response per invitation: a second submission before close updates the first."""
+    now = storage.utcnow()
+    written = storage.execute(
+        engine,
+        storage.query("upsert_response"),
+        {
+            "wave_id": wave_id,
+            "contact_id": contact_id,
+            "score": answer["score"],
+            "comment": answer["comment"],
+            "pillar_answers": storage.dumps(answer["pillar_answers"]),
+            "now": now,
+        },
+    )
+    if not written:
+        raise ResponseRejected("closed")
+
+
+def record_opt_out(engine: Engine, contact_id: str) -> None:
+    storage.execute(
+        engine,
+        "UPDATE contacts SET opted_out_at = :now WHERE contact_id = :c AND opted_out_at IS NULL",
+        {"now": storage.utcnow(), "c": contact_id},
+    )
+
+
+def responses_frame(engine: Engine, wave_id: str, pillar_ids: list[str] | None = None) -> pd.DataFrame:
+    """Every response of a wave with its contact and account, one column per pillar answer."""
+    import pandas as pd
+
+    frame = storage.read_frame(engine, storage.query("responses"), wave_id=wave_id)
+    frame["score"] = frame["score"].astype("int64")
+    answers = frame.pop("pillar_answers").map(json.loads).tolist()
+    ids = pillar_ids if pillar_ids is not None else sorted({k for a in answers for k in a})
+    pillars = pd.DataFrame({f"pillar_{p}": pd.array([a.get(p) for a in answers], dtype="Int64") for p in ids})
+    return pd.concat([frame.reset_index(drop=True), pillars], axis=1)
+
+
+def band(score: int) -> str:
+    """Score band of the follow-up emails: 9-10, 7-8, 2-6, 0-1."""
+    if score >= 9:
+        return "promoter"
+    if score >= 7:
+        return "passive"
+    if score >= 2:
+        return "detractor"
+    return "critical"

@@ -1,0 +1,154 @@
+"""A wave: its parameters (from the trigger form), its stored plan and its status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from include.nps import calendar, storage
+
+OVERRIDABLE = ("preannounce", "reminder", "midwave", "flash", "retrospective")
+
+
+class WaveError(ValueError):
+    """The wave's parameters cannot make a wave."""
+
+
+@dataclass(frozen=True)
+class WaveParams:
+    wave_name: str
+    program: str
+    product: str
+    country: str
+    audience_csv: str
+    open_at: dt.datetime
+    close_at: dt.datetime
+    pillar_questions: list[dict[str, Any]]
+    sales_recipients: list[str]
+    cs_ops_recipients: list[str]
+    sender: str
+    executive_sender: str
+    detractor_max: int = 6
+    frequency_days: int = 90
+    overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
+
+    @property
+    def wave_id(self) -> str:
+        return f"{slug(self.program)}-{slug(self.wave_name)}"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> WaveParams:
+        """Parse the DAG run's Params (strings from the trigger form) into a checked WaveParams."""
+        try:
+            overrides = {name: parse_time(params.get(f"{name}_at")) for name in OVERRIDABLE}
+            wave = cls(
+                wave_name=params["wave_name"].strip(),
+                program=params["program"].strip(),
+                product=params["product"].strip(),
+                country=params["country"].strip().upper(),
+                audience_csv=params["audience_csv"].strip(),
+                open_at=parse_time(params["open_at"]),
+                close_at=parse_time(params["close_at"]),
+                pillar_questions=list(params.get("pillar_questions") or []),
+                sales_recipients=[a.strip().lower() for a in params.get("sales_recipients") or []],
+                cs_ops_recipients=[a.strip().lower() for a in params.get("cs_ops_recipients") or []],
+                sender=params["sender"],
+                executive_sender=params["executive_sender"],
+                detractor_max=int(params.get("detractor_max", 6)),
+                frequency_days=int(params.get("frequency_days", 90)),
+                overrides=overrides,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WaveError(f"invalid wave parameters: {exc}") from exc
+        wave.check()
+        return wave
+
+    def check(self) -> None:
+        if not self.wave_name or not slug(self.wave_name):
+            raise WaveError("wave_name is empty")
+        if not 0 <= self.detractor_max <= 6:
+            raise WaveError(f"detractor_max must be between 0 and 6, got {self.detractor_max}")
+        ids = [p.get("id") for p in self.pillar_questions]
+        for index, pillar in enumerate(self.pillar_questions):
+            if not pillar.get("id") or not pillar.get("text") or pillar.get("scale") not in ("0-10", "1-5"):
+                raise WaveError(f"pillar_questions[{index}] needs an id, a text and a scale of '0-10' or '1-5'")
+        if len(set(ids)) != len(ids):
+            raise WaveError("pillar question ids must be unique")
+
+    def to_json(self) -> str:
+        return storage.dumps({**asdict(self), "wave_id": self.wave_id})
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def plan_wave(engine: Engine, params: WaveParams) -> dict[str, str]:
+    """Store the wave and its milestones; return the milestones as ISO strings.
+
+    Re-planning a wave that already exists keeps its status and completed milestones.
+    """
+    milestones = calendar.plan_milestones(params.open_at, params.close_at, params.country, params.overrides)
+    now = storage.utcnow()
+    storage.execute(
+        engine,
+        storage.query("upsert_wave"),
+        {
+            "wave_id": params.wave_id,
+            "program": params.program,
+            "name": params.wave_name,
+            "country": params.country,
+            "params": params.to_json(),
+            "open_at": params.open_at,
+            "close_at": params.close_at,
+            "now": now,
+        },
+    )
+    storage.execute(
+        engine,
+        storage.query("upsert_milestone"),
+        [{"wave_id": params.wave_id, "milestone": name, "due_at": due} for name, due in milestones.items()],
+    )
+    return {name: due.isoformat() for name, due in milestones.items()}
+
+
+def load_params(engine: Engine, wave_id: str) -> WaveParams:
+    row = storage.fetch_one(engine, "SELECT params FROM waves WHERE wave_id = :w", w=wave_id)
+    if row is None:
+        raise WaveError(f"wave {wave_id!r} is not planned")
+    return WaveParams.from_params(json.loads(row["params"]))
+
+
+def set_status(engine: Engine, wave_id: str, status: str) -> None:
+    closed = ", closed_at = COALESCE(closed_at, :now)" if status == "closed" else ""
+    storage.execute(
+        engine,
+        f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w",  # noqa: S608 - fixed fragments
+        {"status": status, "w": wave_id, "now": storage.utcnow()},
+    )
+
+
+def mark_done(engine: Engine, wave_id: str, milestone: str) -> None:
+    storage.execute(
+        engine,
+        "UPDATE wave_milestones SET done_at = COALESCE(done_at, :now) WHERE wave_id = :w AND milestone = :m",
+        {"now": storage.utcnow(), "w": wave_id, "m": milestone},
+    )
+
+
+def previous_wave_id(engine: Engine, wave_id: str) -> str | None:
+    """The latest earlier wave of the same program that has closed."""
+    row = storage.fetch_one(engine, storage.query("previous_wave"), wave_id=wave_id)
+    return row["wave_id"] if row else None

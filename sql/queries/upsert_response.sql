@@ -1,0 +1,10 @@
+-- Writes only while the wave is open; answered_at keeps the first submission's time.
+INSERT INTO responses (wave_id, contact_id, score, comment, pillar_answers, answered_at, updated_at)
+SELECT :wave_id, :contact_id, :score, :comment, :pillar_answers, :now, :now
+FROM waves
+WHERE wave_id = :wave_id AND status = 'open'
+ON CONFLICT (wave_id, contact_id) DO UPDATE SET
+    score = excluded.score,
+    comment = excluded.comment,
+    pillar_answers = excluded.pillar_answers,
+    updated_at = excluded.updated_at
