@@ -42,7 +42,7 @@ def wait_for(milestone: str) -> DateTimeSensorAsync:
     """A deferrable wait until the planned time of `milestone` (no worker slot held)."""
     return DateTimeSensorAsync(
         task_id=f"wait_for_{milestone}",
-        target_time="{{ ti.xcom_pull(task_ids='plan_wave')['milestones']['%s'] }}" % milestone,
+        target_time=f"{{{{ ti.xcom_pull(task_ids='plan_wave')['milestones']['{milestone}'] }}}}",
         timeout=WAIT_TIMEOUT.total_seconds(),
     )
 
@@ -72,13 +72,55 @@ def milestone_override(name: str, when: str) -> Param:
     },
     render_template_as_native_obj=False,
     params={
-        "wave_name": Param(type="string", minLength=1, maxLength=100, title="Wave name", description="Unique within the program, e.g. 2026-Q4. Re-using a name re-runs that wave."),
-        "program": Param("customer-nps", type="string", minLength=1, title="Program", description="Waves of one program are compared with each other."),
-        "product": Param("Acme Cloud", type="string", minLength=1, title="Product or company name", description="Used in 'How likely are you to recommend …'."),
-        "country": Param("US", type="string", pattern="^[A-Z]{2}$", title="Country", description="ISO code whose business days count (flash results at close + 3 business days)."),
-        "audience_csv": Param(type="string", minLength=1, title="Contacts file", description="Path of the contacts CSV (columns: contact_id, email, name, account_id, account_name, locale, role, account_tier, sales_owner, csm, vip)."),
-        "open_at": Param(type="string", format="date-time", title="Survey opens", description="Invitations go out at this time (UTC)."),
-        "close_at": Param(type="string", format="date-time", title="Survey closes", description="Responses are frozen at this time (UTC)."),
+        "wave_name": Param(
+            type="string",
+            minLength=1,
+            maxLength=100,
+            title="Wave name",
+            description="Unique within the program, e.g. 2026-Q4. Re-using a name re-runs that wave.",
+        ),
+        "program": Param(
+            "customer-nps",
+            type="string",
+            minLength=1,
+            title="Program",
+            description="Waves of one program are compared with each other.",
+        ),
+        "product": Param(
+            "Acme Cloud",
+            type="string",
+            minLength=1,
+            title="Product or company name",
+            description="Used in 'How likely are you to recommend …'.",
+        ),
+        "country": Param(
+            "US",
+            type="string",
+            pattern="^[A-Z]{2}$",
+            title="Country",
+            description="ISO code whose business days count (flash results at close + 3 business days).",
+        ),
+        "audience_csv": Param(
+            type="string",
+            minLength=1,
+            title="Contacts file",
+            description=(
+                "Path of the contacts CSV. Columns: contact_id, email, name, account_id, account_name; "
+                "optional: locale, role, account_tier, account_country, sales_owner, csm, vip."
+            ),
+        ),
+        "open_at": Param(
+            type="string",
+            format="date-time",
+            title="Survey opens",
+            description="Invitations go out at this time (UTC).",
+        ),
+        "close_at": Param(
+            type="string",
+            format="date-time",
+            title="Survey closes",
+            description="Responses are frozen at this time (UTC).",
+        ),
         "pillar_questions": Param(
             [
                 {"id": "support", "text": "How satisfied are you with our support?", "scale": "1-5"},
@@ -88,16 +130,61 @@ def milestone_override(name: str, when: str) -> Param:
             type="array",
             minItems=0,
             maxItems=5,
-            items={"type": "object", "required": ["id", "text", "scale"], "properties": {"id": {"type": "string", "pattern": "^[a-z0-9_]+$"}, "text": {"type": "string", "minLength": 1}, "scale": {"enum": ["0-10", "1-5"]}}},
+            items={
+                "type": "object",
+                "required": ["id", "text", "scale"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                    "text": {"type": "string", "minLength": 1},
+                    "scale": {"enum": ["0-10", "1-5"]},
+                },
+            },
             title="Pillar questions",
             description="About three headline questions, each with a 0-10 or 1-5 scale; shown in the flash results.",
         ),
-        "sales_recipients": Param([], type="array", items={"type": "string", "format": "email"}, title="Sales recipients", description="Who receives the mid-wave and post-wave raw-data drops."),
-        "cs_ops_recipients": Param([], type="array", items={"type": "string", "format": "email"}, title="CS ops recipients", description="Who receives the retrospective; the first one owns unassigned items."),
-        "sender": Param("Acme Customer Success <cs@acme.example>", type="string", title="Sender", description="From address of customer emails."),
-        "executive_sender": Param("Acme CEO Office <ceo-office@acme.example>", type="string", title="Executive sender", description="From address of the follow-up to scores 0-1."),
-        "detractor_max": Param(6, type="integer", minimum=0, maximum=6, title="Detractor band: highest score", description="Scores from 0 to this value are routed as detractors (6 by default; 4 when alerts are too many)."),
-        "frequency_days": Param(90, type="integer", minimum=0, title="Contact frequency (days)", description="Contacts invited by another wave within this many days are left out."),
+        "sales_recipients": Param(
+            [],
+            type="array",
+            items={"type": "string", "format": "email"},
+            title="Sales recipients",
+            description="Who receives the mid-wave and post-wave raw-data drops.",
+        ),
+        "cs_ops_recipients": Param(
+            [],
+            type="array",
+            items={"type": "string", "format": "email"},
+            title="CS ops recipients",
+            description="Who receives the retrospective; the first one owns unassigned items.",
+        ),
+        "sender": Param(
+            "Acme Customer Success <cs@acme.example>",
+            type="string",
+            title="Sender",
+            description="From address of customer emails.",
+        ),
+        "executive_sender": Param(
+            "Acme CEO Office <ceo-office@acme.example>",
+            type="string",
+            title="Executive sender",
+            description="From address of the follow-up to scores 0-1.",
+        ),
+        "detractor_max": Param(
+            6,
+            type="integer",
+            minimum=0,
+            maximum=6,
+            title="Detractor band: highest score",
+            description=(
+                "Scores from 0 to this value are routed as detractors (6 by default; 4 when alerts are too many)."
+            ),
+        ),
+        "frequency_days": Param(
+            90,
+            type="integer",
+            minimum=0,
+            title="Contact frequency (days)",
+            description="Contacts invited by another wave within this many days are left out.",
+        ),
         "preannounce_at": milestone_override("Pre-announcement", "3 business days before open"),
         "reminder_at": milestone_override("Reminder", "40% of the way from open to close"),
         "midwave_at": milestone_override("Mid-wave drop", "halfway from open to close"),

@@ -76,14 +76,18 @@ def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
         value = frame[column]
         reject((value != "") & ~value.str.match(EMAIL_PATTERN), column, f"{column} is not a valid email address")
     reject(~frame["vip"].str.lower().isin(TRUE_WORDS | FALSE_WORDS), "vip", "vip must be true or false")
-    reject(frame["contact_id"].duplicated() & (frame["contact_id"] != ""), "contact_id", "duplicate contact_id in the file")
+    reject(
+        frame["contact_id"].duplicated() & (frame["contact_id"] != ""), "contact_id", "duplicate contact_id in the file"
+    )
     reject(email.duplicated() & (email != ""), "email", "duplicate email in the file")
 
     bad_rows = {p["row_number"] for p in problems}
     good = frame[~frame["row_number"].isin(bad_rows)].copy()
     good["email"] = good["email"].str.lower()
     good["vip"] = good["vip"].str.lower().isin(TRUE_WORDS)
-    good["locale"] = good["locale"].str.lower().where(good["locale"].str.lower().isin(SUPPORTED_LOCALES), DEFAULT_LOCALE)
+    good["locale"] = (
+        good["locale"].str.lower().where(good["locale"].str.lower().isin(SUPPORTED_LOCALES), DEFAULT_LOCALE)
+    )
     return good, problems
 
 

@@ -95,6 +95,5 @@ def _check_order(plan: dict[str, dt.datetime]) -> None:
     for earlier, later in rules:
         if plan[earlier] > plan[later]:
             raise CalendarError(
-                f"milestone {earlier!r} ({plan[earlier].isoformat()}) falls after "
-                f"{later!r} ({plan[later].isoformat()})"
+                f"milestone {earlier!r} ({plan[earlier].isoformat()}) falls after {later!r} ({plan[later].isoformat()})"
             )

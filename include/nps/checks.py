@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from include.nps import storage
-from include.nps.audience import SUPPORTED_LOCALES, EMAIL_PATTERN
+from include.nps.audience import EMAIL_PATTERN, SUPPORTED_LOCALES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,7 +96,9 @@ def routing_suite(expected_detractors: int) -> list[Expectation]:
 def flash_suite(promoters: int, detractors: int, responses: int) -> list[Expectation]:
     """On a one-row frame of the published figures: NPS in range and consistent with counts."""
     expected = round(100.0 * (promoters - detractors) / responses, 1) if responses else None
-    suite: list[Expectation] = [("ExpectColumnValuesToBeBetween", {"column": "nps", "min_value": -100, "max_value": 100})]
+    suite: list[Expectation] = [
+        ("ExpectColumnValuesToBeBetween", {"column": "nps", "min_value": -100, "max_value": 100})
+    ]
     if expected is not None:
         suite.append(("ExpectColumnValuesToBeBetween", {"column": "nps", "min_value": expected, "max_value": expected}))
     return suite
@@ -162,18 +164,26 @@ def describe(failure: dict[str, Any]) -> str:
     args = ", ".join(f"{k}={v}" for k, v in failure["kwargs"].items())
     if failure.get("error"):
         return f"{failure['expectation']}({args}) could not run: {failure['error']}"
-    detail = f"observed {failure['observed']}" if failure["observed"] is not None else f"{failure['unexpected_count']} unexpected"
+    detail = (
+        f"observed {failure['observed']}"
+        if failure["observed"] is not None
+        else f"{failure['unexpected_count']} unexpected"
+    )
     examples = f", e.g. {', '.join(failure['examples'])}" if failure["examples"] else ""
     return f"{failure['expectation']}({args}): {detail}{examples}"
 
 
-def run_check(engine: Engine, wave_id: str, step: str, suite_name: str, frame: pd.DataFrame, expectations: list[Expectation]) -> CheckResult:
+def run_check(
+    engine: Engine, wave_id: str, step: str, suite_name: str, frame: pd.DataFrame, expectations: list[Expectation]
+) -> CheckResult:
     """Validate, store the result with the wave and step, log it, and raise when it fails."""
     success, evaluated, failures = validate(frame, suite_name, expectations)
     if success:
         summary = f"{step}: {suite_name} suite passed ({evaluated} expectations on {len(frame)} rows)"
     else:
-        summary = f"{step}: {suite_name} suite FAILED {len(failures)} of {evaluated}: " + "; ".join(map(describe, failures))
+        summary = f"{step}: {suite_name} suite FAILED {len(failures)} of {evaluated}: " + "; ".join(
+            map(describe, failures)
+        )
     result = CheckResult(step, suite_name, success, evaluated, len(failures), summary, failures)
     storage.execute(
         engine,
@@ -198,5 +208,8 @@ def run_check(engine: Engine, wave_id: str, step: str, suite_name: str, frame: p
 
 def results_frame(engine: Engine, wave_id: str) -> pd.DataFrame:
     return storage.read_frame(
-        engine, "SELECT step, suite, success, evaluated, failed, summary FROM check_results WHERE wave_id = :w ORDER BY checked_at", w=wave_id
+        engine,
+        "SELECT step, suite, success, evaluated, failed, summary FROM check_results "
+        "WHERE wave_id = :w ORDER BY checked_at",
+        w=wave_id,
     )

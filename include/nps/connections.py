@@ -56,7 +56,7 @@ def url_from_connection(
     raise ValueError(f"connection {NPS_DB_CONN_ID!r} has type {conn_type!r}; use sqlite or postgres")
 
 
-def _airflow_connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection, when Airflow is there
+def _airflow_connection(conn_id: str):
     try:
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowNotFoundException
@@ -64,7 +64,7 @@ def _airflow_connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection, 
         return BaseHook.get_connection(conn_id)
     except (ImportError, AirflowNotFoundException):
         return None
-    except Exception:  # noqa: BLE001 - no Airflow context (the survey form's own process)
+    except Exception:
         return None
 
 

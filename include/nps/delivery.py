@@ -7,7 +7,7 @@ address is rejected, the payload refused) or `TransientFailure` (retried later w
 from __future__ import annotations
 
 import smtplib
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -41,10 +41,8 @@ class SmtpTransport(AbstractContextManager):
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        try:
+        with suppress(OSError, smtplib.SMTPException):
             self._hook.__exit__(*exc_info)
-        except (OSError, smtplib.SMTPException):
-            pass
 
     def send(self, payload: EmailMessage) -> None:
         # The provider's send_email_smtp retries every error, rejections included, and cannot

@@ -61,14 +61,21 @@ def main() -> None:
     engine = nps_engine()
     simulate.seed_history(engine, contacts_csv, "customer-nps", dt.datetime.now(dt.UTC) - dt.timedelta(days=150))
     mail_dir = DEMO_HOME / "mail"
-    with SmtpServer(mail_dir) as smtp, ChatSink(DEMO_HOME / "chat" / "posts.jsonl") as chat, SurveyServer(engine) as survey:
+    with (
+        SmtpServer(mail_dir) as smtp,
+        ChatSink(DEMO_HOME / "chat" / "posts.jsonl") as chat,
+        SurveyServer(engine) as survey,
+    ):
         os.environ["AIRFLOW_CONN_NPS_SMTP"] = smtp.connection_uri()
         os.environ["AIRFLOW_CONN_NPS_CHAT"] = chat.connection_uri()
         os.environ["NPS_SURVEY_BASE_URL"] = survey.base_url
         respondents = simulate.Respondents(mail_dir)
         respondents.start()
         conf = wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE)
-        print(f"Running wave {conf['wave_name']!r}: survey form at {survey.base_url}, SMTP on 127.0.0.1:{smtp.port}", flush=True)
+        print(
+            f"Running wave {conf['wave_name']!r}: survey form at {survey.base_url}, SMTP on 127.0.0.1:{smtp.port}",
+            flush=True,
+        )
         started = time.monotonic()
         dag_run = run_wave(conf)
         elapsed = time.monotonic() - started
@@ -78,17 +85,23 @@ def main() -> None:
         raise SystemExit(1)
 
 
-def print_summary(engine, wave_id: str, state: str, elapsed: float, mail_dir: Path, chat_log: Path) -> None:  # noqa: ANN001
+def print_summary(engine, wave_id: str, state: str, elapsed: float, mail_dir: Path, chat_log: Path) -> None:
     from include.nps import audience, outbox, storage, waves
-    from include.nps.connections import reports_dir, db_url
+    from include.nps.connections import db_url, reports_dir
     from include.nps.stats import wave_summary
 
     wave = waves.load_params(engine, wave_id)
     summary = wave_summary(engine, wave_id, wave.pillar_questions)
-    quarantined = storage.fetch_one(engine, "SELECT COUNT(DISTINCT row_number) AS n FROM quarantine WHERE wave_id = :w", w=wave_id)["n"]
+    quarantined = storage.fetch_one(
+        engine, "SELECT COUNT(DISTINCT row_number) AS n FROM quarantine WHERE wave_id = :w", w=wave_id
+    )["n"]
     routed = storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM followups WHERE wave_id = :w", w=wave_id)["n"]
     items = storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM action_items WHERE wave_id = :w", w=wave_id)["n"]
-    checks = storage.fetch_one(engine, "SELECT COUNT(*) AS n, SUM(CASE WHEN success THEN 1 ELSE 0 END) AS ok FROM check_results WHERE wave_id = :w", w=wave_id)
+    checks = storage.fetch_one(
+        engine,
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN success THEN 1 ELSE 0 END) AS ok FROM check_results WHERE wave_id = :w",
+        w=wave_id,
+    )
     lines = [
         "",
         f"NPS wave {wave_id}: DAG run {state} in {elapsed:.0f} s",
@@ -96,7 +109,8 @@ def print_summary(engine, wave_id: str, state: str, elapsed: float, mail_dir: Pa
         "  sent per kind:",
         *[f"    {kind:<18} {counts}" for kind, counts in sorted(outbox.counts(engine, wave_id).items())],
         f"  responses       {summary['responses']} of {summary['invited']} invited ({summary['response_rate']}%)",
-        f"  NPS             {summary['nps']:+.1f} (promoters {summary['promoters']}, passives {summary['passives']}, detractors {summary['detractors']})",
+        f"  NPS             {summary['nps']:+.1f} (promoters {summary['promoters']}, "
+        f"passives {summary['passives']}, detractors {summary['detractors']})",
         f"  detractors routed  {routed}",
         f"  action items opened {items}",
         f"  data checks     {checks['ok']} of {checks['n']} passed",

@@ -8,6 +8,7 @@ Airflow connections.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -35,13 +36,13 @@ class MailSpool:
         self._lock = threading.Lock()
         self._count = len(list(folder.glob("*.eml")))
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:  # noqa: N802
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
         if address.split("@")[0].lower().startswith(REJECTED_LOCAL_PART):
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         for rcpt in envelope.rcpt_tos:
             with self._lock:
                 self._count += 1
@@ -61,6 +62,7 @@ class SmtpServer:
     def __init__(self, folder: Path, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
 
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         self.spool = MailSpool(folder)
         self.port = port or free_port()
         self._controller = Controller(self.spool, hostname="127.0.0.1", port=self.port)
@@ -86,7 +88,7 @@ class ChatSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with sink.path.open("a", encoding="utf-8") as out:
                     out.write(body.decode() + "\n")

@@ -42,7 +42,9 @@ class Outcome:
     retry: int = 0
 
 
-def enqueue(engine: Engine, wave_id: str, kind: str, recipients: Iterable[tuple[str, str]], channel: str = "email") -> int:
+def enqueue(
+    engine: Engine, wave_id: str, kind: str, recipients: Iterable[tuple[str, str]], channel: str = "email"
+) -> int:
     """Add (recipient, address) rows for `kind`; rows already in the ledger are left alone."""
     now = storage.utcnow()
     rows = [
@@ -68,6 +70,8 @@ def deliver(
     while batch := _claim_batch(engine, wave_id, kind):
         results = [_send_one(row, render, transport) for row in batch]
         storage.execute(engine, storage.query("record_outcome"), results)
+        if kind in CUSTOMER_KINDS:
+            _record_bounces(engine, [r["recipient"] for r in results if r.get("bounced")])
         for result in results:
             totals[{"sent": "sent", "failed": "failed", "pending": "retry"}[result["status"]]] += 1
         if totals["retry"]:
@@ -95,12 +99,28 @@ def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) ->
         payload = render(row)
         transport.send(payload)
     except PermanentFailure as exc:
-        return {**result, "status": "failed", "error": str(exc)[:1000], "message_id": None, "sent_at": None}
+        return {
+            **result,
+            "status": "failed",
+            "error": str(exc)[:1000],
+            "message_id": None,
+            "sent_at": None,
+            "bounced": True,
+        }
     except TransientFailure as exc:
         status = "failed" if row["attempts"] + 1 >= MAX_ATTEMPTS else "pending"
         return {**result, "status": status, "error": str(exc)[:1000], "message_id": None, "sent_at": None}
     msg_id = payload.get("Message-ID") if hasattr(payload, "get") else None
     return {**result, "status": "sent", "error": None, "message_id": msg_id, "sent_at": storage.utcnow()}
+
+
+def _record_bounces(engine: Engine, contact_ids: list[str]) -> None:
+    """A permanently refused address is a bounce: every later message to it is suppressed."""
+    storage.execute(
+        engine,
+        "UPDATE contacts SET bounced_at = :now WHERE contact_id = :contact_id AND bounced_at IS NULL",
+        [{"now": storage.utcnow(), "contact_id": c} for c in contact_ids],
+    )
 
 
 def counts(engine: Engine, wave_id: str, kind: str | None = None) -> dict[str, dict[str, int]]:

@@ -11,7 +11,19 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from include.nps import audience, checks, drops, mailings, outbox, responses, retrospective, routing, stats, storage, waves
+from include.nps import (
+    audience,
+    checks,
+    drops,
+    mailings,
+    outbox,
+    responses,
+    retrospective,
+    routing,
+    stats,
+    storage,
+    waves,
+)
 from include.nps.connections import nps_engine, reports_dir
 from include.nps.delivery import ChatTransport, SmtpTransport
 from include.nps.messages import Attachment
@@ -99,7 +111,9 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     frame = wave_responses(engine, wave)
     pillar_ids = [p["id"] for p in wave.pillar_questions]
     sheet = drops.drop_frame(frame, wave.detractor_max, pillar_ids)
-    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, checks.drop_suite(len(frame), list(sheet.columns)))
+    checks.run_check(
+        engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, checks.drop_suite(len(frame), list(sheet.columns))
+    )
     silent = None
     if phase == "postwave":
         accounts = stats.per_account(engine, wave_id)
@@ -165,14 +179,24 @@ def send_flash_results(wave_id: str) -> dict[str, Any]:
     wave = waves.load_params(engine, wave_id)
     figures = flash_figures(engine, wave)
     checks.run_check(
-        engine, wave_id, "flash_figures", "flash_results", _one_row(figures["current"]),
-        checks.flash_suite(figures["current"]["promoters"], figures["current"]["detractors"], figures["current"]["responses"]),
+        engine,
+        wave_id,
+        "flash_figures",
+        "flash_results",
+        _one_row(figures["current"]),
+        checks.flash_suite(
+            figures["current"]["promoters"], figures["current"]["detractors"], figures["current"]["responses"]
+        ),
     )
     contacts = _included(engine, wave_id).to_dict("records")
     respondents = set(wave_responses(engine, wave)["contact_id"])
     with SmtpTransport() as transport:
         outcome = mailings.send_to_contacts(
-            engine, wave, "flash_results", contacts, transport,
+            engine,
+            wave,
+            "flash_results",
+            contacts,
+            transport,
             lambda c: {**figures, "responded": c["contact_id"] in respondents},
         )
     _check_outbox(engine, wave_id, "flash_results", len(contacts))
@@ -196,7 +220,9 @@ def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
                 "scale": p["scale"],
                 "score": current["pillars"].get(p["id"]),
                 "previous": prev_pillars.get(p["id"]),
-                "direction": stats.direction(current["pillars"].get(p["id"]), prev_pillars.get(p["id"]), 10.0 if p["scale"] == "1-5" else 5.0),
+                "direction": stats.direction(
+                    current["pillars"].get(p["id"]), prev_pillars.get(p["id"]), 10.0 if p["scale"] == "1-5" else 5.0
+                ),
             }
             for p in wave.pillar_questions
         ],
@@ -211,7 +237,9 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     accounts = stats.per_account(engine, wave_id)
     comments = retrospective.split_comments(wave_responses(engine, wave))
     owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
-    items = retrospective.action_items(figures["current"], figures["previous"], accounts, comments, wave.pillar_questions, owner)
+    items = retrospective.action_items(
+        figures["current"], figures["previous"], accounts, comments, wave.pillar_questions, owner
+    )
     retrospective.store_action_items(engine, wave_id, items, storage.utcnow(), wave.country)
     stored = retrospective.action_items_frame(engine, wave_id)
     checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, checks.retrospective_suite())
@@ -246,7 +274,9 @@ def _mail_audience(wave_id: str, kind: str, milestone: str) -> dict[str, int]:
 
 
 def _check_outbox(engine: Any, wave_id: str, kind: str, expected: int) -> None:
-    frame = storage.read_frame(engine, "SELECT recipient, status FROM outbox WHERE wave_id = :w AND kind = :k", w=wave_id, k=kind)
+    frame = storage.read_frame(
+        engine, "SELECT recipient, status FROM outbox WHERE wave_id = :w AND kind = :k", w=wave_id, k=kind
+    )
     checks.run_check(engine, wave_id, kind, "outbox", frame, checks.outbox_suite(expected))
 
 

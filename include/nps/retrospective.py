@@ -23,8 +23,10 @@ DUE_BUSINESS_DAYS = {"high": 5, "medium": 10, "low": 20}
 def split_comments(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
     """Cons (0-6), suggestions (7-8) and pros (9-10), cons first and lowest score first."""
     commented = frame[frame["comment"].notna() & (frame["comment"] != "")].sort_values(["score", "contact_id"])
+
     def pick(mask: pd.Series) -> list[dict[str, Any]]:
         return commented[mask][["account_name", "score", "comment"]].to_dict("records")
+
     return {
         "cons": pick(commented["score"] <= 6),
         "suggestions": pick(commented["score"].between(7, 8)),
@@ -48,16 +50,31 @@ def action_items(
 
     rate = summary["response_rate"]
     if rate is not None and rate < TARGET_RESPONSE_RATE:
-        add("response-rate", "Raise the response rate", f"{rate}% answered, below the {TARGET_RESPONSE_RATE:.0f}% target", "high")
+        add(
+            "response-rate",
+            "Raise the response rate",
+            f"{rate}% answered, below the {TARGET_RESPONSE_RATE:.0f}% target",
+            "high",
+        )
     if previous and previous.get("nps") is not None and summary["nps"] is not None and summary["nps"] < previous["nps"]:
         add("nps-drop", "Explain the NPS drop", f"NPS {summary['nps']:+.0f}, down from {previous['nps']:+.0f}", "high")
     for pillar in pillars:
         now_score = summary["pillars"].get(pillar["id"])
         before = (previous or {}).get("pillars", {}).get(pillar["id"])
         if now_score is not None and before is not None and now_score < before:
-            add(f"pillar-{pillar['id']}", f"Investigate the drop in '{pillar['text']}'", f"mean {now_score} vs {before}", "medium")
+            add(
+                f"pillar-{pillar['id']}",
+                f"Investigate the drop in '{pillar['text']}'",
+                f"mean {now_score} vs {before}",
+                "medium",
+            )
     if comments["cons"]:
-        add("review-cons", "Review detractor comments and pick fixes", f"{len(comments['cons'])} critical comment(s)", "high")
+        add(
+            "review-cons",
+            "Review detractor comments and pick fixes",
+            f"{len(comments['cons'])} critical comment(s)",
+            "high",
+        )
     for account in accounts[accounts["responses"] == 0].itertuples():
         add(
             f"silent-{account.account_id}",
@@ -67,11 +84,18 @@ def action_items(
             account.csm or owner,
         )
     if comments["suggestions"]:
-        add("review-suggestions", "Review suggestions from passives", f"{len(comments['suggestions'])} suggestion(s)", "low")
+        add(
+            "review-suggestions",
+            "Review suggestions from passives",
+            f"{len(comments['suggestions'])} suggestion(s)",
+            "low",
+        )
     return items
 
 
-def store_action_items(engine: Engine, wave_id: str, items: list[dict[str, str]], start: dt.datetime, country: str) -> int:
+def store_action_items(
+    engine: Engine, wave_id: str, items: list[dict[str, str]], start: dt.datetime, country: str
+) -> int:
     now = storage.utcnow()
     rows = [
         {

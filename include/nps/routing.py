@@ -63,7 +63,9 @@ def alert_detractors(engine: Engine, wave_id: str, transport: Transport) -> outb
     """Post each routed detractor to the chat channel once (the ledger's `chat` channel)."""
     followups = followups_frame(engine, wave_id).to_dict("records")
     by_contact = {f["contact_id"]: f for f in followups}
-    outbox.enqueue(engine, wave_id, "detractor_alert", [(f["contact_id"], "nps_chat") for f in followups], channel="chat")
+    outbox.enqueue(
+        engine, wave_id, "detractor_alert", [(f["contact_id"], "nps_chat") for f in followups], channel="chat"
+    )
 
     def render(row: dict[str, Any]) -> dict[str, Any]:
         text = messages.render("chat/detractor_alert.txt", {"f": by_contact[row["recipient"]]})

@@ -23,8 +23,17 @@ from include.nps.devservers import read_eml
 LOCALES = ["en", "en", "en", "ja", "zh", "he", "nb"]
 TIERS = ["strategic", "enterprise", "mid-market", "smb", "smb"]
 COMMENTS = {
-    "critical": ["Outage last week cost us a full day.", "Nobody answers our tickets. <b>Nothing</b> works!", "=HYPERLINK(\"http://example.invalid\",\"click\")"],
-    "detractor": ["Too expensive for what we use.", "The new UI is confusing & slow.", "サポートの返答が遅いです。", "הממשק מסורבל"],
+    "critical": [
+        "Outage last week cost us a full day.",
+        "Nobody answers our tickets. <b>Nothing</b> works!",
+        '=HYPERLINK("http://example.invalid","click")',
+    ],
+    "detractor": [
+        "Too expensive for what we use.",
+        "The new UI is confusing & slow.",
+        "サポートの返答が遅いです。",
+        "הממשק מסורבל",
+    ],
     "passive": ["Good, but reporting needs work.", "Fine overall; the mobile app lags.", "Bra, men dyrt."],
     "promoter": ["Great support team!", "Saves us hours every week.", "とても使いやすいです。", "非常好用"],
 }
@@ -83,7 +92,15 @@ def persona_score(email: str, seed: str) -> int:
 class Respondents(threading.Thread):
     """Reads new messages in the spool and answers as the simulated customers would."""
 
-    def __init__(self, spool: Path, seed: str = "demo", answer_rate: float = 0.5, reminder_rate: float = 0.3, unsubscribe_rate: float = 0.03, silent_share: float = 0.15) -> None:
+    def __init__(
+        self,
+        spool: Path,
+        seed: str = "demo",
+        answer_rate: float = 0.5,
+        reminder_rate: float = 0.3,
+        unsubscribe_rate: float = 0.03,
+        silent_share: float = 0.15,
+    ) -> None:
         super().__init__(daemon=True)
         self.spool, self.seed = spool, seed
         self.rates = {"invitation": answer_rate, "reminder": reminder_rate}
@@ -145,22 +162,30 @@ class Respondents(threading.Thread):
         if rng.random() < 0.7:
             form["comment"] = rng.choice(COMMENTS[band])
         for pillar, high in re.findall(r'name="pillar_(\w+)" value="(\d+)"', form_page.text):
-            form[f"pillar_{pillar}"] = str(max(1 if high != "0" else 0, min(int(high), round(int(high) * score / 10 + rng.choice([-1, 0, 1])))))
+            form[f"pillar_{pillar}"] = str(
+                max(1 if high != "0" else 0, min(int(high), round(int(high) * score / 10 + rng.choice([-1, 0, 1]))))
+            )
         url = links[str(score)].split("?")[0]
         requests.post(url, data=form, timeout=10).raise_for_status()
         self.answered[email] = score
 
 
-def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str = "history") -> str:  # noqa: ANN001
+def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str = "history") -> str:
     """Record an earlier, finished wave of `program` (as if imported) so comparisons have a base."""
     import datetime as dt
 
     from include.nps import audience, outbox, storage, waves
 
     params = {
-        "wave_name": "previous wave", "program": program, "product": "Acme Cloud", "country": "US",
-        "audience_csv": str(contacts_csv), "open_at": (close_at - dt.timedelta(days=14)).isoformat(),
-        "close_at": close_at.isoformat(), "sender": "cs@acme.example", "executive_sender": "ceo@acme.example",
+        "wave_name": "previous wave",
+        "program": program,
+        "product": "Acme Cloud",
+        "country": "US",
+        "audience_csv": str(contacts_csv),
+        "open_at": (close_at - dt.timedelta(days=14)).isoformat(),
+        "close_at": close_at.isoformat(),
+        "sender": "cs@acme.example",
+        "executive_sender": "ceo@acme.example",
         "pillar_questions": [
             {"id": "support", "text": "How satisfied are you with our support?", "scale": "1-5"},
             {"id": "ease_of_use", "text": "How easy is the product to use?", "scale": "1-5"},
@@ -173,15 +198,27 @@ def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str =
     good, _ = audience.validate_contacts(audience.read_contacts_csv(contacts_csv))
     audience.snapshot_audience(engine, wave.wave_id, good["contact_id"].tolist(), 0, wave.open_at)
     outbox.enqueue(engine, wave.wave_id, "invitation", zip(good["contact_id"], good["email"], strict=True))
-    storage.execute(engine, "UPDATE outbox SET status = 'sent', sent_at = :t WHERE wave_id = :w", {"t": wave.open_at, "w": wave.wave_id})
+    storage.execute(
+        engine,
+        "UPDATE outbox SET status = 'sent', sent_at = :t WHERE wave_id = :w",
+        {"t": wave.open_at, "w": wave.wave_id},
+    )
     rows = []
     for contact_id, email in zip(good["contact_id"], good["email"], strict=True):
         rng = _rng(seed, email)
         if rng.random() < 0.4:
             score = max(0, min(10, persona_score(email, seed) + 1))
             pillars = {"support": rng.randint(2, 5), "ease_of_use": rng.randint(2, 5), "value": rng.randint(4, 10)}
-            rows.append({"wave_id": wave.wave_id, "contact_id": contact_id, "score": score, "comment": None,
-                         "pillar_answers": storage.dumps(pillars), "now": wave.open_at + dt.timedelta(days=2)})
+            rows.append(
+                {
+                    "wave_id": wave.wave_id,
+                    "contact_id": contact_id,
+                    "score": score,
+                    "comment": None,
+                    "pillar_answers": storage.dumps(pillars),
+                    "now": wave.open_at + dt.timedelta(days=2),
+                }
+            )
     waves.set_status(engine, wave.wave_id, "open")
     storage.execute(engine, storage.query("upsert_response"), rows)
     waves.set_status(engine, wave.wave_id, "done")

@@ -37,9 +37,7 @@ def wave_summary(engine: Engine, wave_id: str, pillars: list[dict[str, Any]]) ->
     summary["invited"] = int(invited)
     summary["audience"] = audience.audience_counts(engine, wave_id).get("included", 0)
     summary["response_rate"] = round(100.0 * summary["responses"] / invited, 1) if invited else None
-    summary["pillars"] = {
-        p["id"]: _mean(frame[f"pillar_{p['id']}"]) for p in pillars
-    }
+    summary["pillars"] = {p["id"]: _mean(frame[f"pillar_{p['id']}"]) for p in pillars}
     return summary
 
 

@@ -16,7 +16,13 @@ from sqlalchemy import Engine
 from include.nps import messages, responses, tokens
 from include.nps.responses import ResponseRejected
 
-STATUS_FOR_ERROR = {"invalid": 404, "closed": 410, "score_missing": 422, "comment_too_long": 422, "pillar_out_of_range": 422}
+STATUS_FOR_ERROR = {
+    "invalid": 404,
+    "closed": 410,
+    "score_missing": 422,
+    "comment_too_long": 422,
+    "pillar_out_of_range": 422,
+}
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -54,7 +60,10 @@ def create_app(engine: Engine) -> FastAPI:
             if exc.code == "closed":
                 return _page("closed", locale, {"wave": ctx.wave}, 410)
             selected = form.get("score")
-            context = {**_form_context(ctx, token, int(selected) if (selected or "").isdigit() else None), "error": exc.code}
+            context = {
+                **_form_context(ctx, token, int(selected) if (selected or "").isdigit() else None),
+                "error": exc.code,
+            }
             return _page("form", locale, context, STATUS_FOR_ERROR[exc.code])
         return _page("thanks", locale, {"wave": ctx.wave, "contact": ctx.contact})
 
@@ -102,7 +111,11 @@ def _locale_of(engine: Engine, contact_id: str) -> str:
 
 def _page(name: str, locale: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
     html = messages.render(messages.localized_path("survey", locale, f"{name}.html"), {"locale": locale, **context})
-    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"})
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"},
+    )
 
 
 def main() -> None:
@@ -111,7 +124,11 @@ def main() -> None:
     from include.nps.connections import nps_engine
 
     engine = nps_engine()
-    uvicorn.run(create_app(engine), host=os.environ.get("NPS_SURVEY_HOST", "127.0.0.1"), port=int(os.environ.get("NPS_SURVEY_PORT", "8090")))
+    uvicorn.run(
+        create_app(engine),
+        host=os.environ.get("NPS_SURVEY_HOST", "127.0.0.1"),
+        port=int(os.environ.get("NPS_SURVEY_PORT", "8090")),
+    )
 
 
 if __name__ == "__main__":

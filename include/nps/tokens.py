@@ -12,8 +12,8 @@ import hmac
 import os
 from dataclasses import dataclass
 
-SECRET_ENV = "NPS_SECRET_KEY"
-PREVIOUS_SECRET_ENV = "NPS_SECRET_KEY_PREVIOUS"
+SECRET_ENV = "NPS_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
+PREVIOUS_SECRET_ENV = "NPS_SECRET_KEY_PREVIOUS"  # noqa: S105
 PURPOSES = ("survey", "unsubscribe")
 
 

@@ -135,7 +135,7 @@ def set_status(engine: Engine, wave_id: str, status: str) -> None:
     closed = ", closed_at = COALESCE(closed_at, :now)" if status == "closed" else ""
     storage.execute(
         engine,
-        f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w",  # noqa: S608 - fixed fragments
+        f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w",
         {"status": status, "w": wave_id, "now": storage.utcnow()},
     )
 

@@ -1,0 +1,39 @@
+# The two commands: `make demo` runs a whole NPS wave locally; `make test` runs the tests.
+# Each creates and fills .venv when it is missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONPATH := $(CURDIR)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: demo test lint airflow survey clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m include.nps.demo
+
+test: $(BIN)/.installed
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+# Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start).
+airflow: $(BIN)/.installed
+	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/airflow standalone
+
+# The survey form on http://127.0.0.1:8090 against the NPS DB (NPS_DB_URL or var/nps.db).
+survey: $(BIN)/.installed
+	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/python -m include.nps.survey
+
+clean:
+	rm -rf var .airflow .pytest_cache

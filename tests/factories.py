@@ -1,0 +1,64 @@
+"""Small, explicit test data."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from include.nps import waves
+
+FIELDS = ["contact_id", "email", "name", "locale", "role", "account_id", "account_name", "account_tier",
+          "sales_owner", "csm", "vip"]
+
+
+def contact(contact_id: str, account: str = "A1", **overrides: str) -> dict[str, str]:
+    row = {
+        "contact_id": contact_id,
+        "email": f"{contact_id.lower()}@{account.lower()}.example",
+        "name": f"Person {contact_id}",
+        "locale": "en",
+        "role": "admin",
+        "account_id": account,
+        "account_name": f"{account} Inc",
+        "account_tier": "smb",
+        "sales_owner": "seller@vendor.example",
+        "csm": "csm@vendor.example",
+        "vip": "false",
+    }
+    row.update(overrides)
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -> Path:
+    with path.open("w", newline="", encoding=encoding) as out:
+        writer = csv.DictWriter(out, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def wave_params(csv_path: Path, name: str = "W1", start: dt.datetime | None = None, **overrides) -> dict:  # noqa: ANN003
+    start = start or dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    params = {
+        "wave_name": name,
+        "program": "test",
+        "product": "Acme Cloud",
+        "country": "US",
+        "audience_csv": str(csv_path),
+        "open_at": start.isoformat(),
+        "close_at": (start + dt.timedelta(days=14)).isoformat(),
+        "pillar_questions": [{"id": "support", "text": "Support?", "scale": "1-5"}],
+        "sales_recipients": ["sales@vendor.example"],
+        "cs_ops_recipients": ["csops@vendor.example"],
+        "sender": "CS <cs@vendor.example>",
+        "executive_sender": "CEO <ceo@vendor.example>",
+    }
+    params.update(overrides)
+    return params
+
+
+def planned_wave(engine, csv_path: Path, **kwargs) -> waves.WaveParams:  # noqa: ANN001, ANN003
+    wave = waves.WaveParams.from_params(wave_params(csv_path, **kwargs))
+    waves.plan_wave(engine, wave)
+    return wave

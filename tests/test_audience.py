@@ -1,0 +1,85 @@
+import datetime as dt
+
+import pytest
+
+from include.nps import audience, outbox, storage, waves
+from tests.factories import contact, planned_wave, write_csv
+
+
+def test_bad_rows_are_quarantined_with_row_field_and_reason(engine, tmp_path):
+    rows = [
+        contact("C1"),
+        contact("C2", email="not-an-email"),
+        contact("C3", account_id=""),
+        contact("C1", email="other@a1.example"),  # duplicate id
+        contact("C5", email="c1@a1.example"),  # duplicate email
+        contact("C6", vip="maybe"),
+        contact("C7", locale="fr"),  # unsupported locale: loaded, in English
+    ]
+    path = write_csv(tmp_path / "contacts.csv", rows)
+    wave = planned_wave(engine, path)
+    result = audience.load_contacts(engine, wave.wave_id, path)
+    assert (result.loaded, result.quarantined) == (2, 5)
+    quarantined = storage.fetch_all(engine, "SELECT row_number, field, reason FROM quarantine ORDER BY row_number")
+    assert {(q["row_number"], q["field"], q["reason"]) for q in quarantined} == {
+        (3, "email", "not a valid email address"),
+        (4, "account_id", "account_id is empty"),
+        (5, "contact_id", "duplicate contact_id in the file"),
+        (6, "email", "duplicate email in the file"),
+        (7, "vip", "vip must be true or false"),
+    }
+    locales = storage.fetch_all(engine, "SELECT contact_id, locale FROM contacts ORDER BY contact_id")
+    assert locales == [{"contact_id": "C1", "locale": "en"}, {"contact_id": "C7", "locale": "en"}]
+
+
+def test_missing_file_or_columns_stop_with_a_clear_error(tmp_path):
+    with pytest.raises(audience.AudienceError, match="does not exist"):
+        audience.read_contacts_csv(tmp_path / "nope.csv")
+    (tmp_path / "bad.csv").write_text("contact_id,email\nC1,a@b.example\n")
+    with pytest.raises(audience.AudienceError, match="lacks column.*name, account_id, account_name"):
+        audience.read_contacts_csv(tmp_path / "bad.csv")
+
+
+def test_a_byte_order_mark_and_spaces_are_tolerated(tmp_path):
+    path = write_csv(tmp_path / "bom.csv", [contact("C1", name="  Aiko  ")], encoding="utf-8-sig")
+    frame = audience.read_contacts_csv(path)
+    assert frame.loc[0, "contact_id"] == "C1" and frame.loc[0, "name"] == "Aiko"
+
+
+def test_snapshot_excludes_opted_out_bounced_and_recently_surveyed(engine, tmp_path):
+    path = write_csv(tmp_path / "c.csv", [contact(f"C{i}") for i in range(1, 6)])
+    earlier = planned_wave(engine, path, name="W0", start=dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC))
+    audience.load_contacts(engine, earlier.wave_id, path)
+    outbox.enqueue(engine, earlier.wave_id, "invitation", [("C3", "c3@a1.example")])
+    storage.execute(engine, "UPDATE outbox SET status = 'sent'")
+    storage.execute(engine, "UPDATE contacts SET opted_out_at = :t WHERE contact_id = 'C1'", {"t": storage.utcnow()})
+    storage.execute(engine, "UPDATE contacts SET bounced_at = :t WHERE contact_id = 'C2'", {"t": storage.utcnow()})
+
+    wave = planned_wave(engine, path, name="W1")  # opens 2026-03-02, within 90 days of W0
+    ids = [f"C{i}" for i in range(1, 6)]
+    counts = audience.snapshot_audience(engine, wave.wave_id, ids, 90, wave.open_at)
+    assert counts == {"opted_out": 1, "bounced": 1, "surveyed_recently": 1, "included": 2}
+
+    # A new extract never resets consent, and re-snapshotting keeps the first snapshot.
+    audience.load_contacts(engine, wave.wave_id, path)
+    storage.execute(engine, "UPDATE contacts SET opted_out_at = :t WHERE contact_id = 'C4'", {"t": storage.utcnow()})
+    assert audience.snapshot_audience(engine, wave.wave_id, ids, 90, wave.open_at) == counts
+    assert storage.fetch_one(engine, "SELECT opted_out_at FROM contacts WHERE contact_id = 'C1'")["opted_out_at"]
+
+
+def test_wave_parameters_are_validated():
+    with pytest.raises(waves.WaveError, match="detractor_max must be between 0 and 6"):
+        waves.WaveParams.from_params({**_minimal(), "detractor_max": 8})
+    with pytest.raises(waves.WaveError, match=r"pillar_questions\[0\] needs"):
+        waves.WaveParams.from_params({**_minimal(), "pillar_questions": [{"id": "x", "text": "t", "scale": "1-7"}]})
+    with pytest.raises(waves.WaveError, match="invalid wave parameters"):
+        waves.WaveParams.from_params({**_minimal(), "open_at": "next tuesday"})
+    assert waves.WaveParams.from_params(_minimal()).wave_id == "customer-nps-2026-q4"
+
+
+def _minimal() -> dict:
+    return {
+        "wave_name": "2026 Q4", "program": "Customer NPS", "product": "P", "country": "us", "audience_csv": "x.csv",
+        "open_at": "2026-03-02T09:00:00Z", "close_at": "2026-03-16T09:00:00Z", "sender": "a@b.example",
+        "executive_sender": "c@d.example",
+    }
