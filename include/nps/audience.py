@@ -145,6 +145,7 @@ def snapshot_audience(
 
     Re-running keeps the first snapshot (the audience of a wave never changes once taken).
     """
+    now = storage.utcnow()
     storage.execute(
         engine,
         storage.query("snapshot_audience"),
@@ -153,6 +154,7 @@ def snapshot_audience(
                 "wave_id": wave_id,
                 "contact_id": contact_id,
                 "recent_since": open_at - dt.timedelta(days=frequency_days),
+                "now": now,
             }
             for contact_id in contact_ids
         ],

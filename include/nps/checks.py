@@ -50,8 +50,8 @@ def audience_suite(expected_size: int) -> list[Expectation]:
         ("ExpectColumnValuesToBeUnique", {"column": "email"}),
         ("ExpectColumnValuesToBeInSet", {"column": "locale", "value_set": list(SUPPORTED_LOCALES)}),
         ("ExpectColumnValuesToNotBeNull", {"column": "account_id"}),
-        ("ExpectColumnValuesToBeNull", {"column": "opted_out_at"}),
-        ("ExpectColumnValuesToBeNull", {"column": "bounced_at"}),
+        ("ExpectColumnValuesToBeInSet", {"column": "opted_out_before_snapshot", "value_set": [0]}),
+        ("ExpectColumnValuesToBeInSet", {"column": "bounced_before_snapshot", "value_set": [0]}),
     ]
 
 

@@ -105,6 +105,7 @@ class Respondents(threading.Thread):
         self.spool, self.seed = spool, seed
         self.rates = {"invitation": answer_rate, "reminder": reminder_rate}
         self.unsubscribe_rate, self.silent_share = unsubscribe_rate, silent_share
+        self.unsubscribers: set[str] = set()  # addresses that unsubscribe from their first email
         self.seen: set[Path] = set()
         self.answered: dict[str, int] = {}
         self.unsubscribed: set[str] = set()
@@ -135,7 +136,8 @@ class Respondents(threading.Thread):
         message = read_eml(path)
         kind, email = message["X-NPS-Kind"], message["To"]
         rng = _rng(self.seed, email, kind or "")
-        if kind == "preannouncement" and rng.random() < self.unsubscribe_rate:
+        wants_out = email in self.unsubscribers or rng.random() < self.unsubscribe_rate
+        if kind == "preannouncement" and wants_out and email not in self.unsubscribed:
             url = message["List-Unsubscribe"].strip("<>")
             requests.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=10).raise_for_status()
             self.unsubscribed.add(email)

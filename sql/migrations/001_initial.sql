@@ -56,6 +56,7 @@ CREATE TABLE wave_audience (
     locale          VARCHAR(16) NOT NULL,
     included        BOOLEAN NOT NULL,
     exclusion_reason VARCHAR(200),
+    snapshot_at     TIMESTAMP NOT NULL,
     PRIMARY KEY (wave_id, contact_id)
 );
 

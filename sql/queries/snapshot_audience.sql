@@ -1,6 +1,6 @@
 -- One contact into a wave's audience, with the first exclusion rule that applies.
 -- "Recently surveyed": invited by another wave that opened after :recent_since.
-INSERT INTO wave_audience (wave_id, contact_id, account_id, email, name, locale, included, exclusion_reason)
+INSERT INTO wave_audience (wave_id, contact_id, account_id, email, name, locale, included, exclusion_reason, snapshot_at)
 SELECT
     :wave_id, c.contact_id, c.account_id, c.email, c.name, c.locale,
     CASE
@@ -12,7 +12,8 @@ SELECT
         WHEN c.opted_out_at IS NOT NULL THEN 'opted_out'
         WHEN c.bounced_at IS NOT NULL THEN 'bounced'
         WHEN recent.contact_id IS NOT NULL THEN 'surveyed_recently'
-    END
+    END,
+    :now
 FROM contacts c
 LEFT JOIN (
     SELECT DISTINCT o.recipient AS contact_id

@@ -1,0 +1,140 @@
+"""A whole compressed wave through Airflow (`dag.test()`), against a real SMTP server, a real
+HTTP chat webhook and the real survey form, with simulated customers answering over HTTP.
+Then the whole wave again: nobody is emailed twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections import Counter, defaultdict
+
+import openpyxl
+import pytest
+
+from include.nps import audience, storage
+from include.nps.demo import wave_conf
+from include.nps.devservers import SurveyServer
+from include.nps.simulate import Respondents, write_population
+
+pytestmark = pytest.mark.e2e
+TIMELINE = {"preannounce": 1, "open": 14, "reminder": 22, "midwave": 28, "close": 36, "flash": 40, "retrospective": 42}
+WAVE_ID = "customer-nps-2026-q4"
+OPTED_OUT = "contact1.1@account002.example"
+UNSUBSCRIBER = "contact1.1@account003.example"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def wave_db(request, nps_home, monkeypatch):
+    """The NPS DB of the run: the embedded SQLite default, or PostgreSQL through `nps_db`."""
+    from include.nps.connections import nps_engine
+
+    if request.param == "sqlite":
+        return nps_engine()
+    engine = request.getfixturevalue("pg_engine")
+    url = engine.url
+    conn = {"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username, "schema": url.database}
+    monkeypatch.setenv("AIRFLOW_CONN_NPS_DB", json.dumps(conn))
+    assert nps_engine().url.database == url.database  # the DAG reaches it through the connection
+    return engine
+
+
+def _by_kind(spool) -> dict[str, Counter]:
+    sent: dict[str, Counter] = defaultdict(Counter)
+    for message in spool.messages():
+        sent[message["X-NPS-Kind"]][message["To"]] += 1
+    return sent
+
+
+def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, nps_home):
+    from include.nps.localrun import run_wave
+
+    engine = wave_db
+    contacts_csv = write_population(nps_home / "contacts.csv", accounts=12, seed="e2e")
+    audience.load_contacts(engine, "setup", contacts_csv)
+    storage.execute(engine, "UPDATE contacts SET opted_out_at = :t WHERE email = :e", {"t": storage.utcnow(), "e": OPTED_OUT})
+
+    with SurveyServer(engine) as survey:
+        import os
+
+        os.environ["NPS_SURVEY_BASE_URL"] = survey.base_url
+        people = Respondents(smtp.spool.folder, seed="e2e", answer_rate=0.6, reminder_rate=0.5, unsubscribe_rate=0)
+        people.unsubscribers.add(UNSUBSCRIBER)
+        people.start()
+        conf = wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE)
+        first = run_wave(conf)
+        people.stop()
+        assert people.errors == []
+        assert str(first.state) == "success"
+
+        sent = _by_kind(smtp.spool)
+        posts = [json.loads(req.get_data()) for req, _ in chat.log]
+        included = set(audience.audience_frame(engine, WAVE_ID).query("included == True")["email"])
+        bounced = {e for e in included if e.startswith("bounce")}
+        answered = storage.fetch_all(engine, "SELECT c.email, r.score FROM responses r JOIN contacts c USING (contact_id)")
+        scores = {r["email"]: r["score"] for r in answered}
+        reachable = included - bounced - {UNSUBSCRIBER}
+
+        # Nobody opted out is emailed; the unsubscriber only had the pre-announcement.
+        assert OPTED_OUT not in included and all(OPTED_OUT not in by_to for by_to in sent.values())
+        assert [kind for kind, by_to in sent.items() if UNSUBSCRIBER in by_to] == ["preannouncement"]
+        # Every reachable contact got each wave-wide email exactly once; bounces got none.
+        for kind in ("invitation", "flash_results"):
+            assert set(sent[kind]) == reachable and max(sent[kind].values()) == 1, kind
+        assert set(sent["preannouncement"]) == reachable | {UNSUBSCRIBER}
+        # Flash results reach non-respondents too; reminders go only to people who had not answered.
+        assert reachable - set(scores) and (reachable - set(scores)) <= set(sent["flash_results"])
+        assert sent["reminder"] and all(_answered_after_reminder(engine, e) for e in sent["reminder"] if e in scores)
+        # Each respondent got the one follow-up email of their score band.
+        expected_band = {e: _band_kind(s) for e, s in scores.items()}
+        got_band = {to: kind for kind, by_to in sent.items() if kind.startswith("followup_") for to in by_to}
+        assert got_band == expected_band
+        # Every detractor has exactly one follow-up owner and one chat alert.
+        followups = storage.fetch_all(engine, "SELECT contact_id, owner_type, owner FROM followups")
+        detractors = [e for e, s in scores.items() if s <= 6]
+        assert len(followups) == len(detractors) == len(posts) > 0
+        assert all(f["owner_type"] in ("sales", "cs") and f["owner"] for f in followups)
+        assert not any("<b>" in p["text"] for p in posts)
+        # Sales got both drops; the final one holds every response.
+        drops = {m["X-NPS-Kind"]: m for m in smtp.spool.messages() if m["To"] == "sales-team@vendor.example"}
+        assert set(drops) == {"drop_midwave", "drop_postwave"}
+        sheet = _xlsx_rows(drops["drop_postwave"])
+        assert len(sheet) == len(scores) and sorted(r["Score"] for r in sheet) == sorted(scores.values())
+        assert not any(str(r["Comment"]).startswith("=") for r in sheet)
+        # The retrospective opened action items, and every data check passed and was kept.
+        items = storage.fetch_all(engine, "SELECT owner, priority, due_date FROM action_items WHERE wave_id = :w", w=WAVE_ID)
+        assert items and all(i["owner"] and i["priority"] and i["due_date"] for i in items)
+        checks = storage.fetch_all(engine, "SELECT step, success FROM check_results WHERE wave_id = :w", w=WAVE_ID)
+        assert len(checks) >= 12 and all(c["success"] for c in checks)
+        assert "retrospective" in sent and "cs-ops@vendor.example" in sent["retrospective"]
+
+        # The same wave again: every step re-runs, nothing is sent twice.
+        mail_before, posts_before = len(smtp.spool.messages()), len(chat.log)
+        second = run_wave(conf)
+        assert str(second.state) == "success"
+        assert len(smtp.spool.messages()) == mail_before
+        assert len(chat.log) == posts_before
+
+
+def _band_kind(score: int) -> str:
+    return {True: "followup_promoter"}.get(score >= 9) or (
+        "followup_passive" if score >= 7 else "followup_detractor" if score >= 2 else "followup_critical"
+    )
+
+
+def _answered_after_reminder(engine, email: str) -> bool:
+    row = storage.fetch_one(
+        engine,
+        "SELECT r.answered_at, o.sent_at FROM responses r JOIN contacts c USING (contact_id) "
+        "JOIN outbox o ON o.wave_id = r.wave_id AND o.recipient = r.contact_id AND o.kind = 'reminder' WHERE c.email = :e",
+        e=email,
+    )
+    return storage.as_utc(row["answered_at"]) >= storage.as_utc(row["sent_at"])
+
+
+def _xlsx_rows(message) -> list[dict]:
+    attachment = next(message.iter_attachments())
+    book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()), read_only=True)
+    rows = list(book["Responses"].iter_rows(values_only=True))
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
