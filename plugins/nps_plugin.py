@@ -1,0 +1,31 @@
+"""The NPS program's Airflow plugin: business-day macros for templates.
+
+`{{ macros.nps_plugin.add_business_days(dag_run.start_date, 3, "JP") }}` is the moment three
+business days later in Japan. (The wave dashboard joins this plugin later.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def add_business_days(moment: dt.datetime | str, days: int, country: str = "US") -> dt.datetime:
+    """`moment` moved by `days` business days of `country`, keeping the time of day."""
+    from include.nps import calendar
+
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
+    return calendar.add_business_days(moment, days, country)
+
+
+def is_business_day(day: dt.date | dt.datetime, country: str = "US") -> bool:
+    from include.nps import calendar
+
+    return calendar.is_business_day(day.date() if isinstance(day, dt.datetime) else day, country)
+
+
+class NpsPlugin(AirflowPlugin):
+    name = "nps_plugin"
+    macros = [add_business_days, is_business_day]

@@ -1,0 +1,38 @@
+"""The same migrations on SQLite and PostgreSQL, applied once."""
+
+import pytest
+from sqlalchemy import inspect
+
+from include.nps import storage
+
+TABLES = {"accounts", "contacts", "waves", "wave_milestones", "wave_audience", "quarantine", "outbox", "responses",
+          "followups", "action_items", "check_results", "schema_migrations"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request):
+    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+
+
+def test_migrations_create_every_table_once(any_engine):
+    assert TABLES <= set(inspect(any_engine).get_table_names())
+    assert storage.migrate(any_engine) == []  # already at the latest version
+    versions = storage.fetch_all(any_engine, "SELECT version FROM schema_migrations")
+    assert [v["version"] for v in versions] == sorted(p.stem for p in storage.MIGRATIONS_DIR.glob("*.sql"))
+
+
+def test_the_outbox_key_makes_a_second_insert_a_no_op(any_engine):
+    from include.nps import outbox
+
+    assert outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")]) == 1
+    assert outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")]) == 0
+    assert storage.fetch_one(any_engine, "SELECT COUNT(*) AS n FROM outbox")["n"] == 1
+
+
+def test_timestamps_read_back_as_the_same_utc_instant(any_engine):
+    from include.nps import outbox
+
+    outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")])
+    written = storage.utcnow()
+    storage.execute(any_engine, "UPDATE outbox SET sent_at = :t", {"t": written})
+    assert storage.as_utc(storage.fetch_one(any_engine, "SELECT sent_at FROM outbox")["sent_at"]) == written
