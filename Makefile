@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean
+.PHONY: demo test lint airflow survey clean bench
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ survey: $(BIN)/.installed
 
 clean:
 	rm -rf var .airflow .pytest_cache
+
+# Figures for the set-based steps on a large audience (prints timings; asserts nothing).
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_wave_steps 20000 2000

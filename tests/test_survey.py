@@ -1,5 +1,7 @@
 """The survey form served for real (uvicorn on loopback), driven over HTTP."""
 
+import datetime as dt
+
 import pytest
 import requests
 
@@ -11,7 +13,7 @@ from tests.factories import contact, planned_wave, write_csv
 @pytest.fixture
 def survey(engine, tmp_path):
     path = write_csv(tmp_path / "c.csv", [contact("C1"), contact("C2", locale="ja")])
-    wave = planned_wave(engine, path)
+    wave = planned_wave(engine, path, start=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     audience.load_contacts(engine, wave.wave_id, path)
     audience.snapshot_audience(engine, wave.wave_id, ["C1", "C2"], 90, wave.open_at)
     waves.set_status(engine, wave.wave_id, "open")
@@ -95,3 +97,20 @@ def test_unsubscribe_page_and_one_click_post_record_the_opt_out(engine, survey):
     assert storage.fetch_one(engine, "SELECT opted_out_at FROM contacts WHERE contact_id='C2'")["opted_out_at"]
     # A survey token cannot unsubscribe anyone.
     assert requests.post(f"{server.base_url}/u/{tokens.sign('survey', wave.wave_id, 'C1')}", timeout=10).status_code == 404
+
+
+def test_answers_stop_at_the_close_time_even_if_the_close_task_is_late(engine, survey):
+    server, wave = survey
+    storage.execute(engine, "UPDATE waves SET close_at = :t", {"t": storage.utcnow()})
+    answer = requests.post(_link(server, wave), data={"score": "9"}, timeout=10)
+    assert answer.status_code == 410 and _responses(engine) == []
+
+
+def test_a_re_run_never_reopens_a_closed_wave(engine, survey):
+    _, wave = survey
+    waves.set_status(engine, wave.wave_id, "closed")
+    waves.set_status(engine, wave.wave_id, "open")
+    row = storage.fetch_one(engine, "SELECT status, closed_at FROM waves WHERE wave_id = :w", w=wave.wave_id)
+    assert row["status"] == "closed" and row["closed_at"]
+    waves.set_status(engine, wave.wave_id, "done")
+    assert storage.fetch_one(engine, "SELECT status FROM waves WHERE wave_id = :w", w=wave.wave_id)["status"] == "done"

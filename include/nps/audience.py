@@ -34,8 +34,12 @@ class AudienceError(ValueError):
 
 @dataclass(frozen=True)
 class LoadResult:
-    loaded: int
+    contact_ids: list[str]
     quarantined: int
+
+    @property
+    def loaded(self) -> int:
+        return len(self.contact_ids)
 
 
 def read_contacts_csv(path: str | Path) -> pd.DataFrame:
@@ -135,7 +139,7 @@ def load_contacts(engine: Engine, wave_id: str, source: str | Path) -> LoadResul
             for r in good.itertuples()
         ],
     )
-    return LoadResult(loaded=len(good), quarantined=len({p["row_number"] for p in problems}))
+    return LoadResult(contact_ids=good["contact_id"].tolist(), quarantined=len({p["row_number"] for p in problems}))
 
 
 def snapshot_audience(

@@ -65,8 +65,7 @@ def build_audience(wave_id: str) -> dict[str, int]:
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     loaded = audience.load_contacts(engine, wave_id, wave.audience_csv)
-    good, _ = audience.validate_contacts(audience.read_contacts_csv(wave.audience_csv))
-    counts = audience.snapshot_audience(engine, wave_id, good["contact_id"].tolist(), wave.frequency_days, wave.open_at)
+    counts = audience.snapshot_audience(engine, wave_id, loaded.contact_ids, wave.frequency_days, wave.open_at)
     included = _included(engine, wave_id)
     checks.run_check(engine, wave_id, "audience", "audience", included, audience_check(len(included)))
     return {"loaded": loaded.loaded, "quarantined": loaded.quarantined, **counts}

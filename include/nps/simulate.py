@@ -196,9 +196,9 @@ def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str =
     }
     wave = waves.WaveParams.from_params(params)
     waves.plan_wave(engine, wave)
-    audience.load_contacts(engine, wave.wave_id, contacts_csv)
-    good, _ = audience.validate_contacts(audience.read_contacts_csv(contacts_csv))
-    audience.snapshot_audience(engine, wave.wave_id, good["contact_id"].tolist(), 0, wave.open_at)
+    loaded = audience.load_contacts(engine, wave.wave_id, contacts_csv)
+    audience.snapshot_audience(engine, wave.wave_id, loaded.contact_ids, 0, wave.open_at)
+    good = audience.audience_frame(engine, wave.wave_id)
     outbox.enqueue(engine, wave.wave_id, "invitation", zip(good["contact_id"], good["email"], strict=True))
     storage.execute(
         engine,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from include.nps import calendar, storage
 
 OVERRIDABLE = ("preannounce", "reminder", "midwave", "flash", "retrospective")
+STATUSES = ("planned", "open", "closed", "done")
 
 
 class WaveError(ValueError):
@@ -132,11 +133,14 @@ def load_params(engine: Engine, wave_id: str) -> WaveParams:
 
 
 def set_status(engine: Engine, wave_id: str, status: str) -> None:
+    """Move the wave forward to `status`; a re-run never moves it back (a closed wave stays closed)."""
+    later = {f"s{i}": s for i, s in enumerate(STATUSES[STATUSES.index(status) + 1 :])}
     closed = ", closed_at = COALESCE(closed_at, :now)" if status == "closed" else ""
+    not_later = f" AND status NOT IN ({', '.join(':' + k for k in later)})" if later else ""
     storage.execute(
         engine,
-        f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w",
-        {"status": status, "w": wave_id, "now": storage.utcnow()},
+        f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w{not_later}",
+        {"status": status, "w": wave_id, "now": storage.utcnow(), **later},
     )
 
 
