@@ -29,7 +29,7 @@ lint: $(BIN)/.installed
 
 # Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start).
 airflow: $(BIN)/.installed
-	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/airflow standalone
+	PATH=$(CURDIR)/$(BIN):$$PATH NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} airflow standalone
 
 # The survey form on http://127.0.0.1:8090 against the NPS DB (NPS_DB_URL or var/nps.db).
 survey: $(BIN)/.installed

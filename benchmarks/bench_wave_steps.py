@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 
-def timed(label: str, fn, *args):  # noqa: ANN001, ANN201
+def timed(label: str, fn, *args):
     start = time.perf_counter()
     result = fn(*args)
     seconds = time.perf_counter() - start
@@ -35,11 +35,19 @@ def main(contacts: int = 20000, messages: int = 2000) -> None:
     csv_path = write_population(home / "contacts.csv", accounts=accounts, seed="bench")
     engine = nps_engine()
     start = dt.datetime.now(dt.UTC)
-    wave = waves.WaveParams.from_params({
-        "wave_name": "bench", "program": "bench", "product": "Acme", "country": "US", "audience_csv": str(csv_path),
-        "open_at": start.isoformat(), "close_at": (start + dt.timedelta(days=14)).isoformat(),
-        "sender": "cs@vendor.example", "executive_sender": "ceo@vendor.example",
-    })
+    wave = waves.WaveParams.from_params(
+        {
+            "wave_name": "bench",
+            "program": "bench",
+            "product": "Acme",
+            "country": "US",
+            "audience_csv": str(csv_path),
+            "open_at": start.isoformat(),
+            "close_at": (start + dt.timedelta(days=14)).isoformat(),
+            "sender": "cs@vendor.example",
+            "executive_sender": "ceo@vendor.example",
+        }
+    )
     waves.plan_wave(engine, wave)
     rows = sum(1 for _ in csv_path.open()) - 1
     print(f"contacts file: {rows} rows in {accounts} accounts")
@@ -51,11 +59,18 @@ def main(contacts: int = 20000, messages: int = 2000) -> None:
         os.environ["AIRFLOW_CONN_NPS_SMTP"] = smtp.connection_uri()
         with SmtpTransport() as transport:
             outcome, seconds = timed(
-                f"render + send {len(included)} invitations", mailings.send_to_contacts, engine, wave, "invitation",
-                included, transport,
+                f"render + send {len(included)} invitations",
+                mailings.send_to_contacts,
+                engine,
+                wave,
+                "invitation",
+                included,
+                transport,
             )
-    print(f"  {outcome.sent / seconds:.0f} messages/s over one SMTP session; outbox rows: "
-          f"{storage.fetch_one(engine, 'SELECT COUNT(*) AS n FROM outbox')['n']}")
+    print(
+        f"  {outcome.sent / seconds:.0f} messages/s over one SMTP session; outbox rows: "
+        f"{storage.fetch_one(engine, 'SELECT COUNT(*) AS n FROM outbox')['n']}"
+    )
 
 
 if __name__ == "__main__":

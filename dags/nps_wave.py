@@ -47,6 +47,18 @@ def wait_for(milestone: str) -> DateTimeSensorAsync:
     )
 
 
+def wave_step(name: str):
+    """The task `name`: `include.nps.pipeline.<name>` for the run's wave, imported when it runs."""
+
+    @task(task_id=name)
+    def run_step(plan: dict) -> dict:
+        from include.nps import pipeline
+
+        return getattr(pipeline, name)(plan["wave_id"])
+
+    return run_step
+
+
 def milestone_override(name: str, when: str) -> Param:
     return Param(
         None,
@@ -199,93 +211,27 @@ def nps_wave() -> None:
 
         return pipeline.plan_wave(dict(params))
 
-    @task
-    def build_audience(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.build_audience(plan["wave_id"])
-
-    @task
-    def send_preannouncement(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.send_preannouncement(plan["wave_id"])
-
-    @task
-    def send_invitations(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.send_invitations(plan["wave_id"])
-
-    @task
-    def send_reminders(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.send_reminders(plan["wave_id"])
-
-    @task
-    def share_midwave_drop(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.share_drop(plan["wave_id"], "midwave")
-
-    @task
-    def close_wave(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.close_wave(plan["wave_id"])
-
-    @task
-    def share_postwave_drop(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.share_drop(plan["wave_id"], "postwave")
-
-    @task
-    def route_detractors(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.route_detractors(plan["wave_id"])
-
-    @task
-    def send_followups(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.send_followups(plan["wave_id"])
-
-    @task
-    def send_flash_results(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.send_flash_results(plan["wave_id"])
-
-    @task
-    def run_retrospective(plan: dict) -> dict:
-        from include.nps import pipeline
-
-        return pipeline.run_retrospective(plan["wave_id"])
-
     plan = plan_wave()
     chain(
         plan,
-        build_audience(plan),
+        wave_step("build_audience")(plan),
         wait_for("preannounce"),
-        send_preannouncement(plan),
+        wave_step("send_preannouncement")(plan),
         wait_for("open"),
-        send_invitations(plan),
+        wave_step("send_invitations")(plan),
         wait_for("reminder"),
-        send_reminders(plan),
+        wave_step("send_reminders")(plan),
         wait_for("midwave"),
-        share_midwave_drop(plan),
+        wave_step("share_midwave_drop")(plan),
         wait_for("close"),
-        close_wave(plan),
-        share_postwave_drop(plan),
-        route_detractors(plan),
-        send_followups(plan),
+        wave_step("close_wave")(plan),
+        wave_step("share_postwave_drop")(plan),
+        wave_step("route_detractors")(plan),
+        wave_step("send_followups")(plan),
         wait_for("flash"),
-        send_flash_results(plan),
+        wave_step("send_flash_results")(plan),
         wait_for("retrospective"),
-        run_retrospective(plan),
+        wave_step("run_retrospective")(plan),
     )
 
 

@@ -28,4 +28,4 @@ def is_business_day(day: dt.date | dt.datetime, country: str = "US") -> bool:
 
 class NpsPlugin(AirflowPlugin):
     name = "nps_plugin"
-    macros = [add_business_days, is_business_day]
+    macros = [add_business_days, is_business_day]  # noqa: RUF012 - Airflow's plugin interface

@@ -41,7 +41,7 @@ def nps_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def engine(nps_home: Path):  # noqa: ANN201
+def engine(nps_home: Path):
     """A fresh, migrated SQLite NPS DB (the embedded default)."""
     from include.nps.connections import nps_engine
 
@@ -59,10 +59,12 @@ def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
 
 @pytest.fixture
-def chat(httpserver, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+def chat(httpserver, monkeypatch: pytest.MonkeyPatch):
     """A chat incoming webhook on a real local HTTP server."""
     httpserver.expect_request("/hooks/nps", method="POST").respond_with_data("ok")
-    monkeypatch.setenv("AIRFLOW_CONN_NPS_CHAT", f'{{"conn_type": "http", "host": "{httpserver.url_for("/hooks/nps")}"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NPS_CHAT", f'{{"conn_type": "http", "host": "{httpserver.url_for("/hooks/nps")}"}}'
+    )
     return httpserver
 
 
@@ -86,7 +88,7 @@ def postgres_url() -> Iterator[str]:
     if as_postgres:
         shutil.chown(data, "postgres", "postgres")
     port = free_port()
-    run = lambda *cmd: subprocess.run([*as_postgres, *cmd], check=True, capture_output=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*as_postgres, *cmd], check=True, capture_output=True)  # noqa: E731, S603
     run(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres", "--no-sync")
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
     run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start")
@@ -98,7 +100,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_engine(postgres_url: str):  # noqa: ANN201
+def pg_engine(postgres_url: str):
     """A fresh database on the session's PostgreSQL server, migrated."""
     from sqlalchemy import create_engine, text
 

@@ -8,8 +8,19 @@ from pathlib import Path
 
 from include.nps import waves
 
-FIELDS = ["contact_id", "email", "name", "locale", "role", "account_id", "account_name", "account_tier",
-          "sales_owner", "csm", "vip"]
+FIELDS = [
+    "contact_id",
+    "email",
+    "name",
+    "locale",
+    "role",
+    "account_id",
+    "account_name",
+    "account_tier",
+    "sales_owner",
+    "csm",
+    "vip",
+]
 
 
 def contact(contact_id: str, account: str = "A1", **overrides: str) -> dict[str, str]:
@@ -38,7 +49,7 @@ def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8") -
     return path
 
 
-def wave_params(csv_path: Path, name: str = "W1", start: dt.datetime | None = None, **overrides) -> dict:  # noqa: ANN003
+def wave_params(csv_path: Path, name: str = "W1", start: dt.datetime | None = None, **overrides) -> dict:
     start = start or dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
     params = {
         "wave_name": name,
@@ -58,7 +69,7 @@ def wave_params(csv_path: Path, name: str = "W1", start: dt.datetime | None = No
     return params
 
 
-def planned_wave(engine, csv_path: Path, **kwargs) -> waves.WaveParams:  # noqa: ANN001, ANN003
+def planned_wave(engine, csv_path: Path, **kwargs) -> waves.WaveParams:
     wave = waves.WaveParams.from_params(wave_params(csv_path, **kwargs))
     waves.plan_wave(engine, wave)
     return wave

@@ -36,7 +36,7 @@ def test_missing_file_or_columns_stop_with_a_clear_error(tmp_path):
     with pytest.raises(audience.AudienceError, match="does not exist"):
         audience.read_contacts_csv(tmp_path / "nope.csv")
     (tmp_path / "bad.csv").write_text("contact_id,email\nC1,a@b.example\n")
-    with pytest.raises(audience.AudienceError, match="lacks column.*name, account_id, account_name"):
+    with pytest.raises(audience.AudienceError, match=r"lacks column.*name, account_id, account_name"):
         audience.read_contacts_csv(tmp_path / "bad.csv")
 
 
@@ -79,7 +79,13 @@ def test_wave_parameters_are_validated():
 
 def _minimal() -> dict:
     return {
-        "wave_name": "2026 Q4", "program": "Customer NPS", "product": "P", "country": "us", "audience_csv": "x.csv",
-        "open_at": "2026-03-02T09:00:00Z", "close_at": "2026-03-16T09:00:00Z", "sender": "a@b.example",
+        "wave_name": "2026 Q4",
+        "program": "Customer NPS",
+        "product": "P",
+        "country": "us",
+        "audience_csv": "x.csv",
+        "open_at": "2026-03-02T09:00:00Z",
+        "close_at": "2026-03-16T09:00:00Z",
+        "sender": "a@b.example",
         "executive_sender": "c@d.example",
     }

@@ -37,7 +37,7 @@ def test_overrides_win_and_are_checked():
     flash = close_at + dt.timedelta(seconds=30)
     plan = calendar.plan_milestones(open_at, close_at, "US", {"flash": flash, "retrospective": flash})
     assert plan["flash"] == flash
-    with pytest.raises(calendar.CalendarError, match="'close'.*falls after 'flash'"):
+    with pytest.raises(calendar.CalendarError, match=r"'close'.*falls after 'flash'"):
         calendar.plan_milestones(open_at, close_at, "US", {"flash": open_at})
 
 
@@ -45,5 +45,5 @@ def test_close_before_open_and_unknown_country_are_refused():
     open_at = dt.datetime(2026, 3, 2, 9, tzinfo=UTC)
     with pytest.raises(calendar.CalendarError, match="not after open_at"):
         calendar.plan_milestones(open_at, open_at, "US")
-    with pytest.raises(calendar.CalendarError, match="'XX' has no business-day calendar"):
+    with pytest.raises(calendar.CalendarError, match=r"'XX' has no business-day calendar"):
         calendar.plan_milestones(open_at, open_at + dt.timedelta(days=1), "XX")

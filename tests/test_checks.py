@@ -30,7 +30,7 @@ def test_a_failing_suite_raises_with_expectations_and_examples_and_is_stored(eng
 def test_a_missing_column_is_reported_as_a_check_that_could_not_run(engine):
     frame = pd.DataFrame({"contact_id": ["C1"], "score": [9]})
     suite = checks.responses_suite([{"id": "support", "scale": "1-5"}])
-    with pytest.raises(checks.DataCheckFailed, match='could not run: .*"pillar_support" in BatchData does not exist'):
+    with pytest.raises(checks.DataCheckFailed, match=r'could not run: .*"pillar_support" in BatchData does not exist'):
         checks.run_check(engine, "w", "responses", "responses", frame, suite)
 
 
@@ -38,4 +38,6 @@ def test_flash_figures_must_match_their_counts(engine):
     good = pd.DataFrame([{"nps": 20.0}])
     checks.run_check(engine, "w", "flash", "flash_results", good, checks.flash_suite(3, 1, 10))
     with pytest.raises(checks.DataCheckFailed, match=r"min_value=20.0, max_value=20.0\): 1 unexpected, e.g. 25.0"):
-        checks.run_check(engine, "w", "flash", "flash_results", pd.DataFrame([{"nps": 25.0}]), checks.flash_suite(3, 1, 10))
+        checks.run_check(
+            engine, "w", "flash", "flash_results", pd.DataFrame([{"nps": 25.0}]), checks.flash_suite(3, 1, 10)
+        )

@@ -24,7 +24,15 @@ def test_direction_needs_a_real_change():
 
 def test_score_bands():
     assert [band(s) for s in (10, 9, 8, 7, 6, 2, 1, 0)] == [
-        "promoter", "promoter", "passive", "passive", "detractor", "detractor", "critical", "critical"]
+        "promoter",
+        "promoter",
+        "passive",
+        "passive",
+        "detractor",
+        "detractor",
+        "critical",
+        "critical",
+    ]
 
 
 def test_routing_prefers_sales_for_strategic_accounts_and_falls_back():
@@ -35,26 +43,47 @@ def test_routing_prefers_sales_for_strategic_accounts_and_falls_back():
 
 
 def test_retrospective_items_put_cons_first_and_name_silent_accounts():
-    responses = pd.DataFrame({
-        "contact_id": ["a", "b", "c"], "account_name": ["A", "A", "B"], "score": [2, 8, 10],
-        "comment": ["Too slow", "Reports", None],
-    })
+    responses = pd.DataFrame(
+        {
+            "contact_id": ["a", "b", "c"],
+            "account_name": ["A", "A", "B"],
+            "score": [2, 8, 10],
+            "comment": ["Too slow", "Reports", None],
+        }
+    )
     comments = retrospective.split_comments(responses)
     assert [c["comment"] for c in comments["cons"]] == ["Too slow"]
     assert [c["comment"] for c in comments["suggestions"]] == ["Reports"] and comments["pros"] == []
-    accounts = pd.DataFrame({"account_id": ["A", "B", "C"], "account_name": ["A", "B", "C"], "csm": ["csm@x", None, "csm-c@x"],
-                             "vip": [0, 0, 1], "invited": [2, 1, 3], "responses": [2, 1, 0]})
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["A", "B", "C"],
+            "account_name": ["A", "B", "C"],
+            "csm": ["csm@x", None, "csm-c@x"],
+            "vip": [0, 0, 1],
+            "invited": [2, 1, 3],
+            "responses": [2, 1, 0],
+        }
+    )
     summary = {"response_rate": 20.0, "nps": -10.0, "pillars": {"support": 3.0}}
     previous = {"nps": 5.0, "pillars": {"support": 4.0}}
     pillars = [{"id": "support", "text": "Support?"}]
-    items = {i["item_key"]: i for i in retrospective.action_items(summary, previous, accounts, comments, pillars, "ops@x")}
-    assert set(items) == {"response-rate", "nps-drop", "pillar-support", "review-cons", "silent-C", "review-suggestions"}
+    items = {
+        i["item_key"]: i for i in retrospective.action_items(summary, previous, accounts, comments, pillars, "ops@x")
+    }
+    assert set(items) == {
+        "response-rate",
+        "nps-drop",
+        "pillar-support",
+        "review-cons",
+        "silent-C",
+        "review-suggestions",
+    }
     assert items["silent-C"]["owner"] == "csm-c@x" and items["silent-C"]["priority"] == "high"
     assert items["review-suggestions"]["priority"] == "low"
 
 
 def test_drop_cells_never_run_as_formulas():
-    for text in ("=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx"):
+    for text in ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tx", "\rx"):
         assert drops.neutralise(text).startswith("'")
     assert drops.neutralise("fine") == "fine" and drops.neutralise(5) == 5
 
@@ -64,13 +93,26 @@ def test_customer_text_is_escaped_in_html_and_chat():
         "wave": {"product": "Acme", "close_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC)},
         "contact": {"name": "<img src=x onerror=alert(1)>"},
         "score_urls": [(s, f"http://x/s/t?score={s}") for s in range(11)],
-        "survey_url": "http://x/s/t", "unsubscribe_url": "http://x/u/t",
+        "survey_url": "http://x/s/t",
+        "unsubscribe_url": "http://x/u/t",
     }
     email = messages.render_email("invitation", "ja", "a@b.example", context)  # no ja template yet: English
     assert "&lt;img src=x onerror=alert(1)&gt;" in email.html and "<img src=x" not in email.html
     assert "<img src=x onerror=alert(1)>" in email.text  # plain text is not HTML
     assert email.subject == "How likely are you to recommend Acme? (10 seconds)"
-    alert = messages.render("chat/detractor_alert.txt", {"f": {
-        "vip": True, "score": 2, "account_name": "A & B", "contact_name": "<@U123>", "comment": "<!channel> help",
-        "owner_type": "cs", "owner": "c@x", "csm": "c@x"}})
+    alert = messages.render(
+        "chat/detractor_alert.txt",
+        {
+            "f": {
+                "vip": True,
+                "score": 2,
+                "account_name": "A & B",
+                "contact_name": "<@U123>",
+                "comment": "<!channel> help",
+                "owner_type": "cs",
+                "owner": "c@x",
+                "csm": "c@x",
+            }
+        },
+    )
     assert "&lt;!channel&gt;" in alert and "&lt;@U123&gt;" in alert and "A &amp; B" in alert

@@ -30,8 +30,12 @@ def wave(engine, tmp_path):
 
 
 def _enqueue_all(engine, wave) -> None:
-    outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "c1@a1.example"), ("C2", "c2@a1.example"),
-                                                        ("C3", "bounce@a1.example")])
+    outbox.enqueue(
+        engine,
+        wave.wave_id,
+        "invitation",
+        [("C1", "c1@a1.example"), ("C2", "c2@a1.example"), ("C3", "bounce@a1.example")],
+    )
 
 
 def test_each_message_is_sent_once_even_when_delivered_again(engine, wave, smtp):
@@ -56,7 +60,10 @@ def test_a_refused_address_is_recorded_as_bounced_and_suppressed_later(engine, w
         outbox.enqueue(engine, wave.wave_id, "flash_results", [("C3", "bounce@a1.example")])
         later = outbox.deliver(engine, wave.wave_id, "flash_results", _render, transport)
     assert later.suppressed == 1
-    assert storage.fetch_one(engine, "SELECT last_error FROM outbox WHERE kind = 'flash_results'")["last_error"] == "bounced"
+    assert (
+        storage.fetch_one(engine, "SELECT last_error FROM outbox WHERE kind = 'flash_results'")["last_error"]
+        == "bounced"
+    )
 
 
 def test_opted_out_contacts_are_suppressed_at_send_time(engine, wave, smtp):
@@ -98,14 +105,19 @@ def test_transient_failures_stay_pending_for_the_retry_then_give_up(engine, wave
             with pytest.raises(outbox.DeliveryIncomplete, match="1 invitation message"):
                 outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky)
             assert storage.fetch_one(engine, "SELECT status, attempts FROM outbox WHERE recipient = 'C2'") == {
-                "status": "pending", "attempts": attempt}
+                "status": "pending",
+                "attempts": attempt,
+            }
         outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky)
     assert storage.fetch_one(engine, "SELECT status FROM outbox WHERE recipient = 'C2'")["status"] == "failed"
     assert [m["To"] for m in smtp.spool.messages()].count("c1@a1.example") == 1
 
 
 def test_an_unreachable_smtp_server_is_a_transient_failure(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_NPS_SMTP", '{"conn_type": "smtp", "host": "127.0.0.1", "port": 9, '
-                       '"extra": {"disable_tls": true, "disable_ssl": true, "retry_limit": 0, "timeout": 2}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NPS_SMTP",
+        '{"conn_type": "smtp", "host": "127.0.0.1", "port": 9, '
+        '"extra": {"disable_tls": true, "disable_ssl": true, "retry_limit": 0, "timeout": 2}}',
+    )
     with pytest.raises(TransientFailure, match="cannot reach the SMTP server"), SmtpTransport():
         pass

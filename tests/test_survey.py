@@ -92,11 +92,15 @@ def test_unsubscribe_page_and_one_click_post_record_the_opt_out(engine, survey):
     page = requests.get(_link(server, wave, "C1", "unsubscribe"), timeout=10)
     assert page.ok and "Unsubscribe" in page.text
     assert storage.fetch_one(engine, "SELECT opted_out_at FROM contacts WHERE contact_id='C1'")["opted_out_at"] is None
-    one_click = requests.post(_link(server, wave, "C2", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}, timeout=10)
+    one_click = requests.post(
+        _link(server, wave, "C2", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}, timeout=10
+    )
     assert one_click.ok
     assert storage.fetch_one(engine, "SELECT opted_out_at FROM contacts WHERE contact_id='C2'")["opted_out_at"]
     # A survey token cannot unsubscribe anyone.
-    assert requests.post(f"{server.base_url}/u/{tokens.sign('survey', wave.wave_id, 'C1')}", timeout=10).status_code == 404
+    assert (
+        requests.post(f"{server.base_url}/u/{tokens.sign('survey', wave.wave_id, 'C1')}", timeout=10).status_code == 404
+    )
 
 
 def test_answers_stop_at_the_close_time_even_if_the_close_task_is_late(engine, survey):

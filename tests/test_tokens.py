@@ -8,7 +8,9 @@ def test_a_signed_link_names_its_invitation():
     assert tokens.verify("survey", token) == tokens.Invitation("prog-w1", "C-1")
 
 
-@pytest.mark.parametrize("tamper", [lambda t: t[:-2] + "AA", lambda t: "x" + t, lambda t: t.split(".")[0], lambda t: ""])
+@pytest.mark.parametrize(
+    "tamper", [lambda t: t[:-2] + "AA", lambda t: "x" + t, lambda t: t.split(".")[0], lambda t: ""]
+)
 def test_altered_or_malformed_tokens_are_refused(tamper):
     token = tokens.sign("survey", "prog-w1", "C-1")
     with pytest.raises(tokens.InvalidToken):

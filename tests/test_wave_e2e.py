@@ -53,7 +53,9 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
     engine = wave_db
     contacts_csv = write_population(nps_home / "contacts.csv", accounts=12, seed="e2e")
     audience.load_contacts(engine, "setup", contacts_csv)
-    storage.execute(engine, "UPDATE contacts SET opted_out_at = :t WHERE email = :e", {"t": storage.utcnow(), "e": OPTED_OUT})
+    storage.execute(
+        engine, "UPDATE contacts SET opted_out_at = :t WHERE email = :e", {"t": storage.utcnow(), "e": OPTED_OUT}
+    )
 
     with SurveyServer(engine) as survey:
         import os
@@ -72,7 +74,9 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         posts = [json.loads(req.get_data()) for req, _ in chat.log]
         included = set(audience.audience_frame(engine, WAVE_ID).query("included == True")["email"])
         bounced = {e for e in included if e.startswith("bounce")}
-        answered = storage.fetch_all(engine, "SELECT c.email, r.score FROM responses r JOIN contacts c USING (contact_id)")
+        answered = storage.fetch_all(
+            engine, "SELECT c.email, r.score FROM responses r JOIN contacts c USING (contact_id)"
+        )
         scores = {r["email"]: r["score"] for r in answered}
         reachable = included - bounced - {UNSUBSCRIBER}
 
@@ -103,7 +107,9 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         assert len(sheet) == len(scores) and sorted(r["Score"] for r in sheet) == sorted(scores.values())
         assert not any(str(r["Comment"]).startswith("=") for r in sheet)
         # The retrospective opened action items, and every data check passed and was kept.
-        items = storage.fetch_all(engine, "SELECT owner, priority, due_date FROM action_items WHERE wave_id = :w", w=WAVE_ID)
+        items = storage.fetch_all(
+            engine, "SELECT owner, priority, due_date FROM action_items WHERE wave_id = :w", w=WAVE_ID
+        )
         assert items and all(i["owner"] and i["priority"] and i["due_date"] for i in items)
         checks = storage.fetch_all(engine, "SELECT step, success FROM check_results WHERE wave_id = :w", w=WAVE_ID)
         assert len(checks) >= 12 and all(c["success"] for c in checks)
@@ -127,7 +133,8 @@ def _answered_after_reminder(engine, email: str) -> bool:
     row = storage.fetch_one(
         engine,
         "SELECT r.answered_at, o.sent_at FROM responses r JOIN contacts c USING (contact_id) "
-        "JOIN outbox o ON o.wave_id = r.wave_id AND o.recipient = r.contact_id AND o.kind = 'reminder' WHERE c.email = :e",
+        "JOIN outbox o ON o.wave_id = r.wave_id AND o.recipient = r.contact_id AND o.kind = 'reminder' "
+        "WHERE c.email = :e",
         e=email,
     )
     return storage.as_utc(row["answered_at"]) >= storage.as_utc(row["sent_at"])

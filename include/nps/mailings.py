@@ -83,13 +83,14 @@ def send_internal(
     context: dict[str, Any],
     transport: Transport,
     attachments: list[Attachment] | None = None,
+    template: str | None = None,
 ) -> outbox.Outcome:
-    """Send `kind` (in English) to colleagues, keyed by their address."""
+    """Send `kind` (in English, from the `template` emails, by default named as the kind) to colleagues."""
     outbox.enqueue(engine, wave.wave_id, kind, [(address, address) for address in recipients])
 
     def render(row: dict[str, Any]) -> Any:
         full_context = {"wave": wave_context(wave), "recipient": row["address"], **context}
-        email = messages.render_email(kind, messages.FALLBACK_LOCALE, row["address"], full_context)
+        email = messages.render_email(template or kind, messages.FALLBACK_LOCALE, row["address"], full_context)
         email.attachments = list(attachments or [])
         email.headers = trace_headers(wave.wave_id, kind)
         msg_id = messages.message_id(wave.sender, wave.wave_id, kind, row["address"])

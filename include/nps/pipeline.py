@@ -122,11 +122,19 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     context = {"phase": phase, "responses": len(frame), "silent_accounts": silent or []}
     with SmtpTransport() as transport:
         outcome = mailings.send_internal(
-            engine, wave, f"drop_{phase}", wave.sales_recipients, context, transport, [attachment]
+            engine, wave, f"drop_{phase}", wave.sales_recipients, context, transport, [attachment], "sales_drop"
         )
     if phase == "midwave":
         waves.mark_done(engine, wave_id, "midwave")
     return {"file": str(path), "rows": len(frame), **outcome.__dict__}
+
+
+def share_midwave_drop(wave_id: str) -> dict[str, Any]:
+    return share_drop(wave_id, "midwave")
+
+
+def share_postwave_drop(wave_id: str) -> dict[str, Any]:
+    return share_drop(wave_id, "postwave")
 
 
 @fails_fast
