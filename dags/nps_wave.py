@@ -11,6 +11,10 @@ one without holding a worker:
 3. **send_preannouncement** (a few business days before open) ⇒ check;
 4. **send_invitations**: personal signed links, the 0-10 scale clickable in the email ⇒ check;
 5. **send_reminders** to non-respondents ⇒ check;
+
+   Each of these wave-wide emails (and the flash results) is a group: `prepare` writes the
+   ledger rows in chunks, `send` is one mapped task per chunk (one SMTP session each),
+   `check` reconciles the ledger with the audience.
 6. **share_midwave_drop**: responses so far to sales as XLSX ⇒ check;
 7. **close_wave**: freeze responses ⇒ check;
 8. **share_postwave_drop** ⇒ check;
@@ -32,9 +36,10 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Param, TriggerRule, chain, dag, task, task_group
 
 WAIT_TIMEOUT = dt.timedelta(days=120)
+PARALLEL_SENDS = 4  # mapped send tasks of one mailing running at once, per wave
 OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
 
 
@@ -57,6 +62,35 @@ def wave_step(name: str):
         return getattr(pipeline, name)(plan["wave_id"])
 
     return run_step
+
+
+def mass_mailing(group_id: str, kind: str, plan):
+    """prepare (ledger rows, in chunks) -> send (one mapped task per chunk) -> check (reconcile)."""
+
+    @task_group(group_id=group_id)
+    def mailing() -> None:
+        @task
+        def prepare(plan: dict) -> list[int]:
+            from include.nps import pipeline
+
+            return pipeline.prepare_mailing(plan["wave_id"], kind)
+
+        @task(max_active_tis_per_dagrun=PARALLEL_SENDS)
+        def send(plan: dict, chunk: int) -> dict:
+            from include.nps import pipeline
+
+            return pipeline.send_mailing_chunk(plan["wave_id"], kind, chunk)
+
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def check(plan: dict) -> dict:
+            from include.nps import pipeline
+
+            return pipeline.check_mailing(plan["wave_id"], kind)
+
+        chunks = prepare(plan)
+        chain(chunks, send.partial(plan=plan).expand(chunk=chunks), check(plan))
+
+    return mailing()
 
 
 def milestone_override(name: str, when: str) -> Param:
@@ -197,6 +231,14 @@ def milestone_override(name: str, when: str) -> Param:
             title="Contact frequency (days)",
             description="Contacts invited by another wave within this many days are left out.",
         ),
+        "chunk_size": Param(
+            500,
+            type="integer",
+            minimum=1,
+            title="Messages per send task",
+            description="Wave-wide emails go out in chunks of this size, one mapped task each (more workers, faster).",
+            section="Advanced",
+        ),
         "preannounce_at": milestone_override("Pre-announcement", "3 business days before open"),
         "reminder_at": milestone_override("Reminder", "40% of the way from open to close"),
         "midwave_at": milestone_override("Mid-wave drop", "halfway from open to close"),
@@ -216,11 +258,11 @@ def nps_wave() -> None:
         plan,
         wave_step("build_audience")(plan),
         wait_for("preannounce"),
-        wave_step("send_preannouncement")(plan),
+        mass_mailing("send_preannouncement", "preannouncement", plan),
         wait_for("open"),
-        wave_step("send_invitations")(plan),
+        mass_mailing("send_invitations", "invitation", plan),
         wait_for("reminder"),
-        wave_step("send_reminders")(plan),
+        mass_mailing("send_reminders", "reminder", plan),
         wait_for("midwave"),
         wave_step("share_midwave_drop")(plan),
         wait_for("close"),
@@ -229,7 +271,7 @@ def nps_wave() -> None:
         wave_step("route_detractors")(plan),
         wave_step("send_followups")(plan),
         wait_for("flash"),
-        wave_step("send_flash_results")(plan),
+        mass_mailing("send_flash_results", "flash_results", plan),
         wait_for("retrospective"),
         wave_step("run_retrospective")(plan),
     )

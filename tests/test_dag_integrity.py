@@ -61,29 +61,20 @@ def test_the_wave_runs_its_steps_in_order(dagbag):
     from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
     dag = dagbag.dags["nps_wave"]
+    mailing = ["prepare", "send", "check"]
     order = [
-        "plan_wave",
-        "build_audience",
-        "wait_for_preannounce",
-        "send_preannouncement",
-        "wait_for_open",
-        "send_invitations",
-        "wait_for_reminder",
-        "send_reminders",
-        "wait_for_midwave",
-        "share_midwave_drop",
-        "wait_for_close",
-        "close_wave",
-        "share_postwave_drop",
-        "route_detractors",
-        "send_followups",
-        "wait_for_flash",
-        "send_flash_results",
-        "wait_for_retrospective",
+        "plan_wave", "build_audience", "wait_for_preannounce",
+        *[f"send_preannouncement.{t}" for t in mailing], "wait_for_open",
+        *[f"send_invitations.{t}" for t in mailing], "wait_for_reminder",
+        *[f"send_reminders.{t}" for t in mailing], "wait_for_midwave", "share_midwave_drop",
+        "wait_for_close", "close_wave", "share_postwave_drop", "route_detractors", "send_followups",
+        "wait_for_flash", *[f"send_flash_results.{t}" for t in mailing], "wait_for_retrospective",
         "run_retrospective",
-    ]
+    ]  # fmt: skip
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
     waits = [dag.get_task(t) for t in order if t.startswith("wait_for_")]
+    sends = [dag.get_task(t) for t in order if t.endswith(".send")]
+    assert len(sends) == 4 and all(s.is_mapped for s in sends), "wave-wide emails fan out over chunks"
     assert all(isinstance(w, DateTimeSensorAsync) for w in waits), "waits must defer, not hold a worker"

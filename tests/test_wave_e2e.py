@@ -19,7 +19,7 @@ from include.nps.devservers import SurveyServer
 from include.nps.simulate import Respondents, write_population
 
 pytestmark = pytest.mark.e2e
-TIMELINE = {"preannounce": 1, "open": 14, "reminder": 22, "midwave": 28, "close": 36, "flash": 40, "retrospective": 42}
+TIMELINE = {"preannounce": 1, "open": 16, "reminder": 26, "midwave": 32, "close": 40, "flash": 44, "retrospective": 46}
 WAVE_ID = "customer-nps-2026-q4"
 OPTED_OUT = "contact1.1@account002.example"
 UNSUBSCRIBER = "contact1.1@account003.example"
@@ -64,7 +64,7 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         people = Respondents(smtp.spool.folder, seed="e2e", answer_rate=0.6, reminder_rate=0.5, unsubscribe_rate=0)
         people.unsubscribers.add(UNSUBSCRIBER)
         people.start()
-        conf = wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE)
+        conf = {**wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE), "chunk_size": 10}
         first = run_wave(conf)
         people.stop()
         assert people.errors == []
@@ -80,6 +80,9 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         scores = {r["email"]: r["score"] for r in answered}
         reachable = included - bounced - {UNSUBSCRIBER}
 
+        # Wave-wide emails went out through several mapped send tasks (chunks of 10).
+        invitation_chunks = storage.fetch_all(engine, "SELECT DISTINCT chunk FROM outbox WHERE kind = 'invitation'")
+        assert len(invitation_chunks) == -(-len(included) // 10) > 1
         # Nobody opted out is emailed; the unsubscriber only had the pre-announcement.
         assert OPTED_OUT not in included and all(OPTED_OUT not in by_to for by_to in sent.values())
         assert [kind for kind, by_to in sent.items() if UNSUBSCRIBER in by_to] == ["preannouncement"]

@@ -55,8 +55,30 @@ def send_to_contacts(
     sender: str | None = None,
 ) -> outbox.Outcome:
     """Send `kind` to each contact (dicts with contact_id, email, name, locale) once."""
+    enqueue_contacts(engine, wave.wave_id, kind, contacts)
+    return deliver_to_contacts(engine, wave, kind, contacts, transport, extra, sender)
+
+
+def enqueue_contacts(
+    engine: Engine, wave_id: str, kind: str, contacts: list[dict[str, Any]], chunk_size: int = outbox.CHUNK_SIZE
+) -> list[int]:
+    """Put `kind` for each contact in the ledger; return the chunks (one mapped send task each)."""
+    outbox.enqueue(engine, wave_id, kind, [(c["contact_id"], c["email"]) for c in contacts], chunk_size=chunk_size)
+    return outbox.chunks(engine, wave_id, kind)
+
+
+def deliver_to_contacts(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    contacts: list[dict[str, Any]],
+    transport: Transport,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    sender: str | None = None,
+    chunk: int | None = None,
+) -> outbox.Outcome:
+    """Render and send the pending `kind` messages (of one chunk, when given) to these contacts."""
     by_id = {c["contact_id"]: c for c in contacts}
-    outbox.enqueue(engine, wave.wave_id, kind, [(c["contact_id"], c["email"]) for c in contacts])
     from_address = sender or wave.sender
 
     def render(row: dict[str, Any]) -> Any:
@@ -72,7 +94,7 @@ def send_to_contacts(
         msg_id = messages.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
         return messages.build_mime(email, from_address, msg_id)
 
-    return outbox.deliver(engine, wave.wave_id, kind, render, transport)
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk)
 
 
 def send_internal(

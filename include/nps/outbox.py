@@ -28,6 +28,7 @@ CUSTOMER_KINDS = {
 }
 MAX_ATTEMPTS = 3
 BATCH_SIZE = 200
+CHUNK_SIZE = 500  # messages per mapped send task
 
 
 class DeliveryIncomplete(RuntimeError):
@@ -43,15 +44,40 @@ class Outcome:
 
 
 def enqueue(
-    engine: Engine, wave_id: str, kind: str, recipients: Iterable[tuple[str, str]], channel: str = "email"
+    engine: Engine,
+    wave_id: str,
+    kind: str,
+    recipients: Iterable[tuple[str, str]],
+    channel: str = "email",
+    chunk_size: int = CHUNK_SIZE,
 ) -> int:
-    """Add (recipient, address) rows for `kind`; rows already in the ledger are left alone."""
+    """Add (recipient, address) rows for `kind`, numbered into chunks of `chunk_size` in recipient
+    order; rows already in the ledger are left alone."""
     now = storage.utcnow()
     rows = [
-        {"wave_id": wave_id, "kind": kind, "recipient": r, "address": a, "channel": channel, "created_at": now}
-        for r, a in recipients
+        {
+            "wave_id": wave_id,
+            "kind": kind,
+            "recipient": r,
+            "address": a,
+            "channel": channel,
+            "chunk": index // chunk_size,
+            "created_at": now,
+        }
+        for index, (r, a) in enumerate(sorted(recipients))
     ]
     return storage.execute(engine, storage.query("enqueue_message"), rows)
+
+
+def chunks(engine: Engine, wave_id: str, kind: str) -> list[int]:
+    """The chunk numbers of `kind`: one mapped send task each."""
+    rows = storage.fetch_all(
+        engine,
+        "SELECT DISTINCT chunk FROM outbox WHERE wave_id = :w AND kind = :k ORDER BY chunk",
+        w=wave_id,
+        k=kind,
+    )
+    return [int(row["chunk"]) for row in rows]
 
 
 def deliver(
@@ -60,14 +86,19 @@ def deliver(
     kind: str,
     render: Callable[[dict], Any],
     transport: Transport,
+    chunk: int | None = None,
 ) -> Outcome:
-    """Send every pending message of `kind`, recording each outcome."""
-    storage.execute(engine, storage.query("fail_interrupted_sends"), {"wave_id": wave_id, "kind": kind})
+    """Send every pending message of `kind` (of one chunk, when given), recording each outcome.
+
+    Only one task works a chunk at a time, so rows it finds still `sending` are its own
+    interrupted attempt's."""
+    scope = {"wave_id": wave_id, "kind": kind, "chunk": chunk}
+    storage.execute(engine, storage.query("fail_interrupted_sends"), scope)
     suppressed = 0
     if kind in CUSTOMER_KINDS:
-        suppressed = storage.execute(engine, storage.query("suppress_opted_out"), {"wave_id": wave_id, "kind": kind})
+        suppressed = storage.execute(engine, storage.query("suppress_opted_out"), scope)
     totals = {"sent": 0, "failed": 0, "retry": 0}
-    while batch := _claim_batch(engine, wave_id, kind):
+    while batch := _claim_batch(engine, scope):
         results = [_send_one(row, render, transport) for row in batch]
         storage.execute(engine, storage.query("record_outcome"), results)
         if kind in CUSTOMER_KINDS:
@@ -82,8 +113,9 @@ def deliver(
     return outcome
 
 
-def _claim_batch(engine: Engine, wave_id: str, kind: str) -> list[dict]:
-    rows = storage.fetch_all(engine, storage.query("pending_messages"), wave_id=wave_id, kind=kind, limit=BATCH_SIZE)
+def _claim_batch(engine: Engine, scope: dict[str, Any]) -> list[dict]:
+    wave_id, kind = scope["wave_id"], scope["kind"]
+    rows = storage.fetch_all(engine, storage.query("pending_messages"), **scope, limit=BATCH_SIZE)
     storage.execute(
         engine,
         "UPDATE outbox SET status = 'sending', attempts = attempts + 1 "

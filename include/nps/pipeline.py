@@ -78,28 +78,51 @@ def audience_check(size: int) -> list[checks.Expectation]:
     return suite
 
 
-@fails_fast
-def send_preannouncement(wave_id: str) -> dict[str, int]:
-    return _mail_audience(wave_id, "preannouncement", "preannounce")
+MASS_MAILINGS = {  # wave-wide email kind: the milestone it completes
+    "preannouncement": "preannounce",
+    "invitation": "open",
+    "reminder": "reminder",
+    "flash_results": "flash",
+}
 
 
 @fails_fast
-def send_invitations(wave_id: str) -> dict[str, int]:
-    engine = nps_engine()
-    waves.set_status(engine, wave_id, "open")
-    return _mail_audience(wave_id, "invitation", "open")
-
-
-@fails_fast
-def send_reminders(wave_id: str) -> dict[str, int]:
+def prepare_mailing(wave_id: str, kind: str) -> list[int]:
+    """Put one of the wave-wide emails in the ledger; return its chunks (one mapped send each)."""
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
-    contacts = storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
+    if kind == "invitation":
+        waves.set_status(engine, wave_id, "open")
+    if kind == "flash_results":
+        _check_flash_figures(engine, flash_figures(engine, wave))
+    recipients = _mailing_recipients(engine, wave_id, kind)
+    return mailings.enqueue_contacts(engine, wave_id, kind, recipients, wave.chunk_size)
+
+
+def send_mailing_chunk(wave_id: str, kind: str, chunk: int) -> dict[str, int]:
+    """Send the pending messages of one chunk over one SMTP session."""
+    engine = nps_engine()
+    wave = waves.load_params(engine, wave_id)
+    contacts = storage.fetch_all(engine, storage.query("chunk_recipients"), wave_id=wave_id, kind=kind, chunk=chunk)
+    extra = _flash_context(engine, wave) if kind == "flash_results" else None
     with SmtpTransport() as transport:
-        outcome = mailings.send_to_contacts(engine, wave, "reminder", contacts, transport)
-    _check_outbox(engine, wave_id, "reminder", len(contacts))
-    waves.mark_done(engine, wave_id, "reminder")
+        outcome = mailings.deliver_to_contacts(engine, wave, kind, contacts, transport, extra, chunk=chunk)
     return outcome.__dict__
+
+
+@fails_fast
+def check_mailing(wave_id: str, kind: str) -> dict[str, int]:
+    """Every recipient has exactly one settled row: audience = sent + suppressed + failed."""
+    engine = nps_engine()
+    _check_outbox(engine, wave_id, kind, len(_mailing_recipients(engine, wave_id, kind)))
+    waves.mark_done(engine, wave_id, MASS_MAILINGS[kind])
+    return outbox.counts(engine, wave_id, kind).get(kind, {})
+
+
+def _mailing_recipients(engine: Any, wave_id: str, kind: str) -> list[dict[str, Any]]:
+    if kind == "reminder":
+        return storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
+    return _included(engine, wave_id)[["contact_id", "email", "name", "locale"]].to_dict("records")
 
 
 @fails_fast
@@ -180,35 +203,16 @@ def send_followups(wave_id: str) -> dict[str, Any]:
     return sent
 
 
-@fails_fast
-def send_flash_results(wave_id: str) -> dict[str, Any]:
-    engine = nps_engine()
-    wave = waves.load_params(engine, wave_id)
+def _check_flash_figures(engine: Any, figures: dict[str, Any]) -> None:
+    current = figures["current"]
+    suite = checks.flash_suite(current["promoters"], current["detractors"], current["responses"])
+    checks.run_check(engine, current["wave_id"], "flash_figures", "flash_results", _one_row(current), suite)
+
+
+def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
     figures = flash_figures(engine, wave)
-    checks.run_check(
-        engine,
-        wave_id,
-        "flash_figures",
-        "flash_results",
-        _one_row(figures["current"]),
-        checks.flash_suite(
-            figures["current"]["promoters"], figures["current"]["detractors"], figures["current"]["responses"]
-        ),
-    )
-    contacts = _included(engine, wave_id).to_dict("records")
     respondents = set(wave_responses(engine, wave)["contact_id"])
-    with SmtpTransport() as transport:
-        outcome = mailings.send_to_contacts(
-            engine,
-            wave,
-            "flash_results",
-            contacts,
-            transport,
-            lambda c: {**figures, "responded": c["contact_id"] in respondents},
-        )
-    _check_outbox(engine, wave_id, "flash_results", len(contacts))
-    waves.mark_done(engine, wave_id, "flash")
-    return {"nps": figures["current"]["nps"], **outcome.__dict__}
+    return lambda contact: {**figures, "responded": contact["contact_id"] in respondents}
 
 
 def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
@@ -269,17 +273,6 @@ def wave_responses(engine: Any, wave: waves.WaveParams) -> Any:
     return responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
 
 
-def _mail_audience(wave_id: str, kind: str, milestone: str) -> dict[str, int]:
-    engine = nps_engine()
-    wave = waves.load_params(engine, wave_id)
-    contacts = _included(engine, wave_id).to_dict("records")
-    with SmtpTransport() as transport:
-        outcome = mailings.send_to_contacts(engine, wave, kind, contacts, transport)
-    _check_outbox(engine, wave_id, kind, len(contacts))
-    waves.mark_done(engine, wave_id, milestone)
-    return outcome.__dict__
-
-
 def _check_outbox(engine: Any, wave_id: str, kind: str, expected: int) -> None:
     frame = storage.read_frame(
         engine, "SELECT recipient, status FROM outbox WHERE wave_id = :w AND kind = :k", w=wave_id, k=kind
@@ -304,4 +297,4 @@ def _score_of(frame: Any) -> Any:
 def _one_row(figures: dict[str, Any]) -> Any:
     import pandas as pd
 
-    return pd.DataFrame([{k: v for k, v in figures.items() if k != "pillars"}])
+    return pd.DataFrame([{k: v for k, v in figures.items() if k not in ("pillars", "wave_id")}])

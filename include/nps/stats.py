@@ -34,6 +34,7 @@ def wave_summary(engine: Engine, wave_id: str, pillars: list[dict[str, Any]]) ->
     frame = responses.responses_frame(engine, wave_id, [p["id"] for p in pillars])
     invited = storage.fetch_one(engine, storage.query("invited_count"), wave_id=wave_id)["n"]
     summary = nps(frame["score"]) if len(frame) else nps(_empty())
+    summary["wave_id"] = wave_id
     summary["invited"] = int(invited)
     summary["audience"] = audience.audience_counts(engine, wave_id).get("included", 0)
     summary["response_rate"] = round(100.0 * summary["responses"] / invited, 1) if invited else None

@@ -36,6 +36,7 @@ class WaveParams:
     executive_sender: str
     detractor_max: int = 6
     frequency_days: int = 90
+    chunk_size: int = 500
     overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
 
     @property
@@ -62,6 +63,7 @@ class WaveParams:
                 executive_sender=params["executive_sender"],
                 detractor_max=int(params.get("detractor_max", 6)),
                 frequency_days=int(params.get("frequency_days", 90)),
+                chunk_size=int(params.get("chunk_size", 500)),
                 overrides=overrides,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -72,6 +74,8 @@ class WaveParams:
     def check(self) -> None:
         if not self.wave_name or not slug(self.wave_name):
             raise WaveError("wave_name is empty")
+        if self.chunk_size < 1:
+            raise WaveError(f"chunk_size must be at least 1, got {self.chunk_size}")
         if not 0 <= self.detractor_max <= 6:
             raise WaveError(f"detractor_max must be between 0 and 6, got {self.detractor_max}")
         ids = [p.get("id") for p in self.pillar_questions]

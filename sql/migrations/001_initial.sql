@@ -77,6 +77,7 @@ CREATE TABLE outbox (
     kind            VARCHAR(32) NOT NULL,
     recipient       VARCHAR(254) NOT NULL,
     channel         VARCHAR(16) NOT NULL DEFAULT 'email',
+    chunk           INTEGER NOT NULL DEFAULT 0,
     address         VARCHAR(500) NOT NULL,
     status          VARCHAR(16) NOT NULL DEFAULT 'pending',
     attempts        INTEGER NOT NULL DEFAULT 0,
@@ -86,7 +87,7 @@ CREATE TABLE outbox (
     sent_at         TIMESTAMP,
     PRIMARY KEY (wave_id, kind, recipient)
 );
-CREATE INDEX outbox_status ON outbox (wave_id, kind, status);
+CREATE INDEX outbox_status ON outbox (wave_id, kind, chunk, status);
 
 CREATE TABLE responses (
     wave_id         VARCHAR(128) NOT NULL REFERENCES waves (wave_id),

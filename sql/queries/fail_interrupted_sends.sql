@@ -2,4 +2,4 @@
 -- and sending again could email someone twice. Record it for a person to look at.
 UPDATE outbox
 SET status = 'failed', last_error = 'send interrupted; outcome unknown, not retried to avoid a duplicate'
-WHERE wave_id = :wave_id AND kind = :kind AND status = 'sending'
+WHERE wave_id = :wave_id AND kind = :kind AND (:chunk IS NULL OR chunk = :chunk) AND status = 'sending'

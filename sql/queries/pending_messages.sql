@@ -1,5 +1,5 @@
 SELECT wave_id, kind, recipient, channel, address, attempts
 FROM outbox
-WHERE wave_id = :wave_id AND kind = :kind AND status = 'pending'
+WHERE wave_id = :wave_id AND kind = :kind AND (:chunk IS NULL OR chunk = :chunk) AND status = 'pending'
 ORDER BY recipient
 LIMIT :limit

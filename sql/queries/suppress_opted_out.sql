@@ -5,7 +5,7 @@ SET status = 'suppressed',
     last_error = CASE
         WHEN (SELECT c.opted_out_at FROM contacts c WHERE c.contact_id = outbox.recipient) IS NOT NULL
         THEN 'opted out' ELSE 'bounced' END
-WHERE wave_id = :wave_id AND kind = :kind AND status = 'pending'
+WHERE wave_id = :wave_id AND kind = :kind AND (:chunk IS NULL OR chunk = :chunk) AND status = 'pending'
   AND recipient IN (
       SELECT contact_id FROM contacts WHERE opted_out_at IS NOT NULL OR bounced_at IS NOT NULL
   )
