@@ -1,7 +1,7 @@
 """The same migrations on SQLite and PostgreSQL, applied once."""
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 
 from include.nps import storage
 
@@ -48,3 +48,26 @@ def test_timestamps_read_back_as_the_same_utc_instant(any_engine):
     written = storage.utcnow()
     storage.execute(any_engine, "UPDATE outbox SET sent_at = :t", {"t": written})
     assert storage.as_utc(storage.fetch_one(any_engine, "SELECT sent_at FROM outbox")["sent_at"]) == written
+
+
+def test_the_nps_db_comes_from_the_airflow_connection(nps_home, monkeypatch):
+    from include.nps.connections import db_url
+
+    assert db_url() == f"sqlite:///{nps_home / 'nps.db'}"  # not defined: the embedded default
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NPS_DB",
+        '{"conn_type": "postgres", "host": "db.internal", "port": 5432, '
+        '"login": "nps", "password": "p@ss word", "schema": "nps"}',
+    )
+    url = make_url(db_url())
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
+        "postgresql+psycopg2",
+        "nps",
+        "p@ss word",
+        "db.internal",
+        5432,
+        "nps",
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_NPS_DB", '{"conn_type": "mysql", "host": "db.internal"}')
+    with pytest.raises(ValueError, match="connection 'nps_db' has type 'mysql'; use sqlite or postgres"):
+        db_url()

@@ -47,7 +47,7 @@ def _by_kind(spool) -> dict[str, Counter]:
     return sent
 
 
-def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, nps_home):
+def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, nps_home, monkeypatch):
     from include.nps.localrun import run_wave
 
     engine = wave_db
@@ -58,9 +58,7 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
     )
 
     with SurveyServer(engine) as survey:
-        import os
-
-        os.environ["NPS_SURVEY_BASE_URL"] = survey.base_url
+        monkeypatch.setenv("NPS_SURVEY_BASE_URL", survey.base_url)
         people = Respondents(smtp.spool.folder, seed="e2e", answer_rate=0.6, reminder_rate=0.5, unsubscribe_rate=0)
         people.unsubscribers.add(UNSUBSCRIBER)
         people.start()

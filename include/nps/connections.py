@@ -57,14 +57,13 @@ def url_from_connection(
 
 
 def _airflow_connection(conn_id: str):
-    try:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException
+    """The Airflow connection, or None when it is not defined (a broken one raises: no silent fallback)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    try:
         return BaseHook.get_connection(conn_id)
-    except (ImportError, AirflowNotFoundException):
-        return None
-    except Exception:
+    except AirflowNotFoundException:
         return None
 
 
