@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean bench
+.PHONY: demo test lint airflow survey clean bench i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,12 @@ clean:
 # Figures for the set-based steps on a large audience (prints timings; asserts nothing).
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_wave_steps 20000 2000
+
+# Re-extract the translatable text of the templates and update every locale's catalog.
+i18n: $(BIN)/.installed
+	$(BIN)/pybabel extract -F babel.cfg --no-location --omit-header --sort-output -o include/translations/messages.pot .
+	for locale in ja zh he nb; do \
+	  test -f include/translations/$$locale/LC_MESSAGES/messages.po \
+	    || $(BIN)/pybabel init -i include/translations/messages.pot -d include/translations -l $$locale; \
+	  $(BIN)/pybabel update --no-fuzzy-matching --ignore-pot-creation-date -i include/translations/messages.pot -d include/translations -l $$locale; \
+	done

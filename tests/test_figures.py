@@ -96,10 +96,13 @@ def test_customer_text_is_escaped_in_html_and_chat():
         "survey_url": "http://x/s/t",
         "unsubscribe_url": "http://x/u/t",
     }
-    email = messages.render_email("invitation", "ja", "a@b.example", context)  # no ja template yet: English
-    assert "&lt;img src=x onerror=alert(1)&gt;" in email.html and "<img src=x" not in email.html
-    assert "<img src=x onerror=alert(1)>" in email.text  # plain text is not HTML
-    assert email.subject == "How likely are you to recommend Acme? (10 seconds)"
+    for locale in ("en", "ja", "he"):  # translated text gets its values escaped too
+        email = messages.render_email("invitation", locale, "a@b.example", context)
+        assert "&lt;img src=x onerror=alert(1)&gt;" in email.html and "<img src=x" not in email.html
+        assert "<img src=x onerror=alert(1)>" in email.text  # plain text is not HTML
+    assert messages.render_email("invitation", "en", "a@b.example", context).subject == (
+        "How likely are you to recommend Acme? (10 seconds)"
+    )
     alert = messages.render(
         "chat/detractor_alert.txt",
         {

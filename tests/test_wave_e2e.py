@@ -16,7 +16,7 @@ import pytest
 from include.nps import audience, storage
 from include.nps.demo import wave_conf
 from include.nps.devservers import SurveyServer
-from include.nps.simulate import Respondents, write_population
+from include.nps.simulate import Respondents, form_settings, write_population
 
 pytestmark = pytest.mark.e2e
 TIMELINE = {"preannounce": 1, "open": 16, "reminder": 26, "midwave": 32, "close": 40, "flash": 44, "retrospective": 46}
@@ -57,7 +57,7 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         engine, "UPDATE contacts SET opted_out_at = :t WHERE email = :e", {"t": storage.utcnow(), "e": OPTED_OUT}
     )
 
-    with SurveyServer(engine) as survey:
+    with SurveyServer(engine, form_settings()) as survey:
         monkeypatch.setenv("NPS_SURVEY_BASE_URL", survey.base_url)
         people = Respondents(smtp.spool.folder, seed="e2e", answer_rate=0.6, reminder_rate=0.5, unsubscribe_rate=0)
         people.unsubscribers.add(UNSUBSCRIBER)

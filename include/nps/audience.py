@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from include.nps import storage
+from include.nps import i18n, storage
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SUPPORTED_LOCALES = ("en", "ja", "zh", "he", "nb")
-DEFAULT_LOCALE = "en"
 REQUIRED_COLUMNS = ("contact_id", "email", "name", "account_id", "account_name")
 OPTIONAL_COLUMNS = ("locale", "role", "account_tier", "account_country", "sales_owner", "csm", "vip")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,9 +87,7 @@ def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     good = frame[~frame["row_number"].isin(bad_rows)].copy()
     good["email"] = good["email"].str.lower()
     good["vip"] = good["vip"].str.lower().isin(TRUE_WORDS)
-    good["locale"] = (
-        good["locale"].str.lower().where(good["locale"].str.lower().isin(SUPPORTED_LOCALES), DEFAULT_LOCALE)
-    )
+    good["locale"] = good["locale"].map(i18n.normalize_locale)
     return good, problems
 
 

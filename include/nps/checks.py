@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from include.nps import storage
-from include.nps.audience import EMAIL_PATTERN, SUPPORTED_LOCALES
+from include.nps.audience import EMAIL_PATTERN
+from include.nps.i18n import SUPPORTED_LOCALES
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -64,7 +64,7 @@ def main() -> None:
     with (
         SmtpServer(mail_dir) as smtp,
         ChatSink(DEMO_HOME / "chat" / "posts.jsonl") as chat,
-        SurveyServer(engine) as survey,
+        SurveyServer(engine, simulate.form_settings()) as survey,
     ):
         os.environ["AIRFLOW_CONN_NPS_SMTP"] = smtp.connection_uri()
         os.environ["AIRFLOW_CONN_NPS_CHAT"] = chat.connection_uri()

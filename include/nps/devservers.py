@@ -121,13 +121,13 @@ class ChatSink:
 class SurveyServer:
     """The survey form app served by uvicorn in a background thread."""
 
-    def __init__(self, engine: Any, port: int | None = None) -> None:
+    def __init__(self, engine: Any, settings: Any = None, port: int | None = None) -> None:
         import uvicorn
 
         from include.nps.survey import create_app
 
         self.port = port or free_port()
-        config = uvicorn.Config(create_app(engine), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -6,26 +6,33 @@ then every pending one is rendered in the recipient's locale and sent in one SMT
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
 
-from include.nps import messages, outbox, tokens
+from include.nps import i18n, messages, outbox, tokens
 from include.nps.connections import survey_base_url
 from include.nps.delivery import Transport
 from include.nps.messages import Attachment
 from include.nps.waves import WaveParams
 
+SURVEY_LINK_LIFETIME_AFTER_CLOSE = dt.timedelta(days=30)
 
-def survey_links(wave_id: str, contact_id: str) -> dict[str, Any]:
-    """The personal survey link, one link per score, and the unsubscribe link."""
+
+def survey_links(wave: WaveParams, contact_id: str) -> dict[str, Any]:
+    """The personal survey link, one link per score, and the unsubscribe link.
+
+    The survey link says "closed" after the wave closes and expires a while later; an
+    unsubscribe link works for good."""
     base = survey_base_url()
-    survey_url = f"{base}/s/{tokens.sign('survey', wave_id, contact_id)}"
+    expires_at = wave.close_at + SURVEY_LINK_LIFETIME_AFTER_CLOSE
+    survey_url = f"{base}/s/{tokens.sign('survey', wave.wave_id, contact_id, expires_at)}"
     return {
         "survey_url": survey_url,
         "score_urls": [(score, f"{survey_url}?score={score}") for score in range(11)],
-        "unsubscribe_url": f"{base}/u/{tokens.sign('unsubscribe', wave_id, contact_id)}",
+        "unsubscribe_url": f"{base}/u/{tokens.sign('unsubscribe', wave.wave_id, contact_id)}",
     }
 
 
@@ -83,7 +90,7 @@ def deliver_to_contacts(
 
     def render(row: dict[str, Any]) -> Any:
         contact = by_id.get(row["recipient"]) or _missing(row)
-        links = survey_links(wave.wave_id, contact["contact_id"])
+        links = survey_links(wave, contact["contact_id"])
         context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
         email = messages.render_email(kind, contact["locale"], row["address"], context)
         email.headers = {
@@ -112,7 +119,7 @@ def send_internal(
 
     def render(row: dict[str, Any]) -> Any:
         full_context = {"wave": wave_context(wave), "recipient": row["address"], **context}
-        email = messages.render_email(template or kind, messages.FALLBACK_LOCALE, row["address"], full_context)
+        email = messages.render_email(template or kind, i18n.DEFAULT_LOCALE, row["address"], full_context)
         email.attachments = list(attachments or [])
         email.headers = trace_headers(wave.wave_id, kind)
         msg_id = messages.message_id(wave.sender, wave.wave_id, kind, row["address"])

@@ -1,7 +1,8 @@
 """Render customer-facing and internal messages from templates, per locale.
 
-Every word a person reads lives in `include/templates/`; this module only picks the template
-for a locale (falling back to English), renders it, and builds the MIME message.
+Every word a person reads lives in `include/templates/` (English source text in `{% trans %}`
+blocks) and its translations in the catalogs of `include/translations/`; this module renders a
+template in a locale and builds the MIME message.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from include.nps import i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
-FALLBACK_LOCALE = "en"
 
 
 @dataclass
@@ -43,17 +45,30 @@ class RenderedEmail:
 
 
 @cache
-def environment() -> Environment:
+def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
+    """The template environment of one locale: its catalog installed for `{% trans %}` blocks."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(lang=locale, dir=i18n.direction(locale))
+    env.globals["localized_text"] = lambda item: localized_text(item, locale)
     env.filters["chat_escape"] = chat_escape
     env.filters["signed"] = lambda value: f"{value:+.0f}" if value is not None else "n/a"
+    env.filters["datetime"] = lambda value: i18n.format_datetime(value, locale)
+    env.filters["date"] = lambda value: i18n.format_date(value, locale)
     return env
+
+
+def localized_text(item: dict[str, Any], locale: str) -> str:
+    """A wave-defined text (a pillar question) in `locale`: its `translations` entry, else `text`."""
+    return (item.get("translations") or {}).get(locale) or item["text"]
 
 
 def chat_escape(value: Any) -> str:
@@ -61,28 +76,14 @@ def chat_escape(value: Any) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render(path: str, context: dict[str, Any]) -> str:
-    return environment().get_template(path).render(**context)
-
-
-def localized_path(folder: str, locale: str, name: str) -> str:
-    """`folder/<locale>/<name>`, or the English one when the locale has no such template."""
-    for candidate in (locale, FALLBACK_LOCALE):
-        path = f"{folder}/{candidate}/{name}"
-        try:
-            environment().get_template(path)
-        except TemplateNotFound:
-            continue
-        return path
-    raise TemplateNotFound(f"{folder}/{FALLBACK_LOCALE}/{name}")
+def render(path: str, context: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> str:
+    """Render `include/templates/<path>` in `locale` (unsupported locales get English)."""
+    return environment(i18n.normalize_locale(locale)).get_template(path).render(**context)
 
 
 def render_email(kind: str, locale: str, to: str, context: dict[str, Any]) -> RenderedEmail:
     """Subject, plain-text and HTML parts of one email of `kind` in the contact's locale."""
-    parts = {
-        part: render(localized_path("email", locale, f"{kind}.{part}"), context)
-        for part in ("subject.txt", "txt", "html")
-    }
+    parts = {part: render(f"email/{kind}.{part}", context, locale) for part in ("subject.txt", "txt", "html")}
     subject = " ".join(parts["subject.txt"].split())
     return RenderedEmail(to=to, subject=subject, text=parts["txt"], html=parts["html"])
 

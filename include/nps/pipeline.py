@@ -228,6 +228,7 @@ def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
         "pillar_rows": [
             {
                 "text": p["text"],
+                "translations": p.get("translations", {}),
                 "scale": p["scale"],
                 "score": current["pillars"].get(p["id"]),
                 "previous": prev_pillars.get(p["id"]),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from include.nps import storage
 
@@ -20,9 +21,9 @@ PILLAR_SCALES = {"0-10": (0, 10), "1-5": (1, 5)}
 class ResponseRejected(ValueError):
     """A submission that cannot be recorded; the message is safe to show the customer."""
 
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(detail or code)
-        self.code = code
+    def __init__(self, code: str, field: str = "") -> None:
+        super().__init__(f"{code}: {field}" if field else code)
+        self.code, self.field = code, field
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class SurveyContext:
     contact: dict[str, Any]
     pillars: list[dict[str, Any]]
     response: dict[str, Any] | None
+
+    def is_open(self, now: dt.datetime) -> bool:
+        """Answers are taken while the wave is open and before its close time."""
+        return self.wave["status"] == "open" and self.wave["close_at"] > now
 
 
 def survey_context(engine: Engine, wave_id: str, contact_id: str) -> SurveyContext:
@@ -47,20 +52,45 @@ def survey_context(engine: Engine, wave_id: str, contact_id: str) -> SurveyConte
     )
     if response:
         response["pillar_answers"] = json.loads(response["pillar_answers"])
-    wave = {"wave_id": wave_id, "name": invited["wave_name"], "status": invited["status"], "product": params["product"]}
+    close_at = storage.as_utc(invited["close_at"])
+    wave = {
+        "wave_id": wave_id,
+        "name": invited["wave_name"],
+        "status": invited["status"],
+        "product": params["product"],
+        "close_at": close_at,
+        "flash_at": storage.as_utc(invited["flash_at"]) or close_at,
+    }
     contact = {"contact_id": contact_id, "name": invited["name"], "locale": invited["locale"]}
     return SurveyContext(wave=wave, contact=contact, pillars=params.get("pillar_questions", []), response=response)
 
 
+def parse_score(raw: str | None) -> int | None:
+    """A score from a form or a link: an integer 0-10 written in digits, else None."""
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    score = int(text)
+    return score if 0 <= score <= 10 else None
+
+
+def submitted_answer(form: dict[str, str], pillars: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the respondent sent, kept as far as it is usable, to show the form again after an error."""
+    answers = {}
+    for pillar in pillars:
+        raw = (form.get(f"pillar_{pillar['id']}") or "").strip()
+        low, high = PILLAR_SCALES[pillar["scale"]]
+        if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
+            answers[pillar["id"]] = int(raw)
+    return {"score": parse_score(form.get("score")), "comment": form.get("comment") or "", "pillars": answers}
+
+
 def parse_submission(form: dict[str, str], pillars: list[dict[str, Any]]) -> dict[str, Any]:
     """Validate a submitted form into score, comment and pillar answers."""
-    try:
-        score = int(form.get("score", ""))
-    except ValueError as exc:
-        raise ResponseRejected("score_missing") from exc
-    if not 0 <= score <= 10:
+    score = parse_score(form.get("score"))
+    if score is None:
         raise ResponseRejected("score_missing")
-    comment = (form.get("comment") or "").strip()
+    comment = (form.get("comment") or "").replace("\r\n", "\n").strip()
     if len(comment) > MAX_COMMENT_LENGTH:
         raise ResponseRejected("comment_too_long")
     answers: dict[str, int] = {}
@@ -69,29 +99,32 @@ def parse_submission(form: dict[str, str], pillars: list[dict[str, Any]]) -> dic
         if not raw:
             continue
         low, high = PILLAR_SCALES[pillar["scale"]]
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
             raise ResponseRejected("pillar_out_of_range", pillar["id"])
         answers[pillar["id"]] = int(raw)
     return {"score": score, "comment": comment or None, "pillar_answers": answers}
 
 
-def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[str, Any]) -> None:
-    """One response per invitation: a second submission before close updates the first."""
-    now = storage.utcnow()
-    written = storage.execute(
-        engine,
-        storage.query("upsert_response"),
-        {
-            "wave_id": wave_id,
-            "contact_id": contact_id,
-            "score": answer["score"],
-            "comment": answer["comment"],
-            "pillar_answers": storage.dumps(answer["pillar_answers"]),
-            "now": now,
-        },
-    )
-    if not written:
-        raise ResponseRejected("closed")
+def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[str, Any]) -> int:
+    """One response per invitation: a later submission before close updates it, and every
+    revision is kept in `response_history`. Returns the revision written."""
+    key = {"wave_id": wave_id, "contact_id": contact_id}
+    row = {
+        **key,
+        "score": answer["score"],
+        "comment": answer["comment"],
+        "pillar_answers": storage.dumps(answer["pillar_answers"]),
+        "now": storage.utcnow(),
+    }
+    with engine.begin() as conn:
+        if not conn.execute(text(storage.query("upsert_response")), row).rowcount:
+            raise ResponseRejected("closed")
+        conn.execute(text(storage.query("record_response_revision")), key)
+        return int(
+            conn.execute(
+                text("SELECT revision FROM responses WHERE wave_id = :wave_id AND contact_id = :contact_id"), key
+            ).scalar_one()
+        )
 
 
 def record_opt_out(engine: Engine, contact_id: str) -> None:

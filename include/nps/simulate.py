@@ -38,6 +38,15 @@ COMMENTS = {
     "promoter": ["Great support team!", "Saves us hours every week.", "とても使いやすいです。", "非常好用"],
 }
 SCORE_LINK = re.compile(r"^(\d+): (\S+/s/\S+\?score=\d+)\s*$", re.MULTILINE)
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def form_settings():
+    """The survey form's default limits, but none per address: every simulated customer
+    answers from 127.0.0.1, where real ones come from their own networks."""
+    from include.nps.survey import FormSettings
+
+    return FormSettings(requests_per_address=0)
 
 
 def _rng(*key: str) -> random.Random:
@@ -160,7 +169,7 @@ class Respondents(threading.Thread):
             self.clicks_without_submit += 1  # clicked a score, never pressed "send"
             return
         band = "promoter" if score >= 9 else "passive" if score >= 7 else "detractor" if score >= 2 else "critical"
-        form = {"score": str(score)}
+        form = {"score": str(score), "csrf_token": CSRF_FIELD.search(form_page.text).group(1)}
         if rng.random() < 0.7:
             form["comment"] = rng.choice(COMMENTS[band])
         for pillar, high in re.findall(r'name="pillar_(\w+)" value="(\d+)"', form_page.text):

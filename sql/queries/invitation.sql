@@ -1,5 +1,7 @@
--- The wave and contact a survey link names, if that contact is in the wave's audience.
-SELECT w.wave_id, w.name AS wave_name, w.status, w.params, a.name, a.locale
+-- The wave and contact a survey link names, if that contact is in the wave's audience,
+-- with the times the survey pages show (close, flash results).
+SELECT w.wave_id, w.name AS wave_name, w.status, w.params, w.close_at, m.due_at AS flash_at, a.name, a.locale
 FROM wave_audience a
 JOIN waves w ON w.wave_id = a.wave_id
+LEFT JOIN wave_milestones m ON m.wave_id = w.wave_id AND m.milestone = 'flash'
 WHERE a.wave_id = :wave_id AND a.contact_id = :contact_id AND a.included

@@ -1,11 +1,12 @@
 -- Writes only while the wave is open and before its close time (even if the close task is late);
--- answered_at keeps the first submission's time.
-INSERT INTO responses (wave_id, contact_id, score, comment, pillar_answers, answered_at, updated_at)
-SELECT :wave_id, :contact_id, :score, :comment, :pillar_answers, :now, :now
+-- answered_at keeps the first submission's time, revision counts the submissions.
+INSERT INTO responses (wave_id, contact_id, score, comment, pillar_answers, answered_at, updated_at, revision)
+SELECT :wave_id, :contact_id, :score, :comment, :pillar_answers, :now, :now, 1
 FROM waves
 WHERE wave_id = :wave_id AND status = 'open' AND close_at > :now
 ON CONFLICT (wave_id, contact_id) DO UPDATE SET
     score = excluded.score,
     comment = excluded.comment,
     pillar_answers = excluded.pillar_answers,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    revision = responses.revision + 1

@@ -1,0 +1,100 @@
+"""Languages: which locales customers get, their translation catalogs, dates and text direction.
+
+English is the source language of every template (`{% trans %}` blocks); the other locales have
+a gettext catalog in `include/translations/<locale>/LC_MESSAGES/messages.po`, shared by the
+emails and the survey form. Catalogs are read from the `.po` files when first used, so there is
+no compiled file to keep in step. `make i18n` re-extracts the messages and updates the catalogs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from functools import cache
+from pathlib import Path
+
+from babel.support import NullTranslations, Translations
+
+TRANSLATIONS_DIR = Path(__file__).resolve().parents[1] / "translations"
+SUPPORTED_LOCALES = ("en", "ja", "zh", "he", "nb")
+DEFAULT_LOCALE = "en"
+RIGHT_TO_LEFT = frozenset({"he"})
+# Spellings seen in CRM exports and browsers, mapped to the locale we write in.
+ALIASES = {"iw": "he", "no": "nb", "nn": "nb", "zh-hans": "zh", "zh-cn": "zh", "zh-sg": "zh"}
+
+
+def normalize_locale(value: str | None) -> str:
+    """`ja-JP`, `ja_JP`, `JA` -> `ja`; `no` -> `nb`; anything unsupported -> English."""
+    tag = (value or "").strip().lower().replace("_", "-")
+    if tag in ALIASES:
+        return ALIASES[tag]
+    language = tag.split("-", 1)[0]
+    language = ALIASES.get(language, language)
+    return language if language in SUPPORTED_LOCALES else DEFAULT_LOCALE
+
+
+def best_match(accept_language: str | None) -> str:
+    """The supported locale a browser's `Accept-Language` header prefers most."""
+    weighted: list[tuple[float, int, str]] = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and quality > 0:
+            weighted.append((-quality, position, tag))
+    for _, _, tag in sorted(weighted):
+        locale = normalize_locale(tag)
+        if locale != DEFAULT_LOCALE or tag.lower().startswith("en"):
+            return locale
+    return DEFAULT_LOCALE
+
+
+def direction(locale: str) -> str:
+    return "rtl" if locale in RIGHT_TO_LEFT else "ltr"
+
+
+def catalog_path(locale: str) -> Path:
+    return TRANSLATIONS_DIR / locale / "LC_MESSAGES" / "messages.po"
+
+
+@cache
+def translations(locale: str) -> NullTranslations:
+    """The locale's catalog (compiled in memory from its `.po`); English needs none."""
+    if locale == DEFAULT_LOCALE:
+        return NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with catalog_path(locale).open("rb") as po:
+        catalog = read_po(po, locale=locale)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return Translations(fp=compiled, domain="messages")
+
+
+def format_datetime(value: dt.datetime, locale: str, timezone: str = "UTC") -> str:
+    """A date and time as people of `locale` write it, with its time zone."""
+    from babel.dates import format_datetime as babel_format
+
+    return babel_format(value, format="medium", tzinfo=_zone(timezone), locale=_babel_locale(locale)) + f" {timezone}"
+
+
+def format_date(value: dt.date | dt.datetime, locale: str) -> str:
+    from babel.dates import format_date as babel_format
+
+    return babel_format(value, format="long", locale=_babel_locale(locale))
+
+
+def _babel_locale(locale: str) -> str:
+    return {"zh": "zh_Hans_CN", "nb": "nb_NO"}.get(locale, locale)
+
+
+def _zone(name: str) -> dt.tzinfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)

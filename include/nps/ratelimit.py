@@ -1,0 +1,43 @@
+"""A sliding-window rate limit kept in memory, for the survey form's one process.
+
+Each key (a client address, an invitation) may make `limit` requests in any `window` of
+seconds. Several form processes behind a load balancer each keep their own count, so the
+effective limit is the per-process limit times the number of processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class SlidingWindowLimit:
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self._clock = limit, window, clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def hit(self, key: str) -> float | None:
+        """Count one request of `key`; None when allowed, else the seconds until it would be."""
+        if self.limit <= 0:
+            return None
+        now = self._clock()
+        with self._lock:
+            self._sweep(now)
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(hits[0] + self.window - now, 0.001)
+            hits.append(now)
+            return None
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with no request in the window, so memory follows the active keys only."""
+        if now < self._next_sweep:
+            return
+        self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
+        self._next_sweep = now + self.window

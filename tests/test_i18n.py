@@ -1,0 +1,141 @@
+"""Languages: the catalogs cover every customer-facing text, and every customer email renders
+in every supported language."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+
+from include.nps import i18n, messages
+from include.nps.outbox import CUSTOMER_KINDS
+from include.nps.storage import PROJECT_ROOT
+
+TRANSLATED = [locale for locale in i18n.SUPPORTED_LOCALES if locale != i18n.DEFAULT_LOCALE]
+PLACEHOLDER = re.compile(r"%\(\w+\)s")
+
+
+def template_messages() -> set[str]:
+    """Every msgid the templates hold today (as `make i18n` extracts them)."""
+    with (PROJECT_ROOT / "babel.cfg").open(encoding="utf-8") as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    found = extract_from_dir(str(PROJECT_ROOT), method_map, options_map)
+    return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
+
+
+def catalog(locale: str):
+    from babel.messages.pofile import read_po
+
+    with i18n.catalog_path(locale).open("rb") as po:
+        return read_po(po, locale=locale)
+
+
+@pytest.mark.parametrize("locale", TRANSLATED)
+def test_every_text_of_the_templates_is_translated(locale):
+    entries = {(m.id if isinstance(m.id, str) else m.id[0]): m for m in catalog(locale) if m.id}
+    missing = template_messages() - {key for key, m in entries.items() if all(_strings(m)) and not m.fuzzy}
+    assert missing == set(), f"{locale}: run `make i18n` and translate {sorted(missing)}"
+
+
+@pytest.mark.parametrize("locale", TRANSLATED)
+def test_translations_keep_every_placeholder(locale):
+    wrong = []
+    for message in catalog(locale):
+        source = message.id if isinstance(message.id, str) else message.id[0]
+        if message.id and any(
+            set(PLACEHOLDER.findall(s)) != set(PLACEHOLDER.findall(source)) for s in _strings(message)
+        ):
+            wrong.append(source)
+    assert wrong == []
+
+
+def _strings(message) -> list[str]:
+    return list(message.string) if isinstance(message.string, tuple | list) else [message.string]
+
+
+@pytest.mark.parametrize(
+    ("given", "locale"),
+    [
+        ("ja", "ja"),
+        ("ja-JP", "ja"),
+        ("JA_jp", "ja"),
+        ("zh-Hans", "zh"),
+        ("zh_CN", "zh"),
+        ("iw", "he"),
+        ("he-IL", "he"),
+        ("no", "nb"),
+        ("nb-NO", "nb"),
+        ("nn", "nb"),
+        ("fr", "en"),
+        ("", "en"),
+        (None, "en"),
+    ],
+)
+def test_locales_from_crm_exports_are_understood(given, locale):
+    assert i18n.normalize_locale(given) == locale
+
+
+@pytest.mark.parametrize(
+    ("header", "locale"),
+    [
+        ("ja-JP,ja;q=0.9,en;q=0.8", "ja"),
+        ("fr-FR,nb;q=0.5", "nb"),
+        ("en-US,he;q=0.9", "en"),
+        ("de, he;q=0", "en"),
+        ("he;q=0.3, zh-CN;q=0.6", "zh"),
+        (None, "en"),
+        ("x;q=abc", "en"),
+    ],
+)
+def test_the_browsers_preferred_language_wins(header, locale):
+    assert i18n.best_match(header) == locale
+
+
+def _context(kind: str) -> dict:
+    figures = {
+        "current": {"nps": 12.5, "responses": 40},
+        "previous": {"nps": 4.0},
+        "nps_direction": "up",
+        "pillar_rows": [
+            {
+                "text": "Support?",
+                "translations": {"ja": "サポート?"},
+                "scale": "1-5",
+                "score": 4.2,
+                "previous": 4.0,
+                "direction": "stable",
+            },
+        ],
+        "responded": True,
+    }
+    return {
+        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
+        "contact": {"name": "Ada"},
+        "score": 9,
+        "score_urls": [(s, f"https://survey.example/s/t?score={s}") for s in range(11)],
+        "survey_url": "https://survey.example/s/t",
+        "unsubscribe_url": "https://survey.example/u/t",
+        **(figures if kind == "flash_results" else {}),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(CUSTOMER_KINDS))
+def test_every_customer_email_renders_in_every_language(kind):
+    english = messages.render_email(kind, "en", "ada@example.com", _context(kind))
+    for locale in TRANSLATED:
+        email = messages.render_email(kind, locale, "ada@example.com", _context(kind))
+        assert email.subject != english.subject and "Ada" in email.text + email.html, locale
+        assert f'lang="{locale}" dir="{i18n.direction(locale)}"' in email.html
+        assert "https://survey.example/u/t" in email.text and "https://survey.example/u/t" in email.html
+    japanese = messages.render_email(kind, "ja", "ada@example.com", _context(kind))
+    assert "Acme Cloud" in japanese.subject + japanese.text
+
+
+def test_dates_are_written_the_way_each_language_writes_them():
+    moment = dt.datetime(2026, 3, 16, 9, 30, tzinfo=dt.UTC)
+    assert i18n.format_datetime(moment, "en") == "Mar 16, 2026, 9:30:00\u202fAM UTC"
+    assert i18n.format_datetime(moment, "ja").startswith("2026/03/16")
+    assert "16. mars 2026" in i18n.format_date(moment, "nb")
