@@ -38,6 +38,8 @@ import datetime as dt
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import Param, TriggerRule, chain, dag, task, task_group
 
+from include.nps.pillars import DEFAULT_PILLARS
+
 WAIT_TIMEOUT = dt.timedelta(days=120)
 PARALLEL_SENDS = 4  # mapped send tasks of one mailing running at once, per wave
 OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
@@ -168,11 +170,7 @@ def milestone_override(name: str, when: str) -> Param:
             description="Responses are frozen at this time (UTC).",
         ),
         "pillar_questions": Param(
-            [
-                {"id": "support", "text": "How satisfied are you with our support?", "scale": "1-5"},
-                {"id": "ease_of_use", "text": "How easy is the product to use?", "scale": "1-5"},
-                {"id": "value", "text": "How would you rate the value for money?", "scale": "0-10"},
-            ],
+            DEFAULT_PILLARS,
             type="array",
             minItems=0,
             maxItems=5,
@@ -183,10 +181,19 @@ def milestone_override(name: str, when: str) -> Param:
                     "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
                     "text": {"type": "string", "minLength": 1},
                     "scale": {"enum": ["0-10", "1-5"]},
+                    "translations": {
+                        "type": "object",
+                        "propertyNames": {"enum": ["ja", "zh", "he", "nb"]},
+                        "additionalProperties": {"type": "string", "minLength": 1},
+                    },
                 },
             },
             title="Pillar questions",
-            description="About three headline questions, each with a 0-10 or 1-5 scale; shown in the flash results.",
+            description=(
+                "About three headline questions, each with a 0-10 or 1-5 scale; shown in the flash results. "
+                'Optional "translations": {"ja": "...", "zh": "...", "he": "...", "nb": "..."}; '
+                "the default questions are translated already."
+            ),
         ),
         "sales_recipients": Param(
             [],

@@ -47,3 +47,10 @@ def test_the_survey_form_is_its_own_service_not_part_of_the_api_server():
     survey = _compose()["services"]["survey"]
     assert survey["command"] == ["python", "-m", "include.nps.survey"]
     assert "NPS_DB_URL" in survey["environment"] and survey["ports"] == ["8090:8090"]
+
+
+def test_the_internet_facing_survey_service_gets_no_airflow_secret():
+    survey = _compose()["services"]["survey"]
+    assert "env_file" not in survey and "volumes" not in survey
+    assert set(survey["environment"]) >= {"NPS_DB_URL", "NPS_SECRET_KEY", "NPS_SECRET_KEY_PREVIOUS"}
+    assert not [name for name in survey["environment"] if name.startswith(("AIRFLOW", "POSTGRES"))]

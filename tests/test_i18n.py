@@ -136,6 +136,17 @@ def test_every_customer_email_renders_in_every_language(kind):
 
 def test_dates_are_written_the_way_each_language_writes_them():
     moment = dt.datetime(2026, 3, 16, 9, 30, tzinfo=dt.UTC)
-    assert i18n.format_datetime(moment, "en") == "Mar 16, 2026, 9:30:00\u202fAM UTC"
-    assert i18n.format_datetime(moment, "ja").startswith("2026/03/16")
+    assert i18n.format_datetime(moment, "en") == "Mar 16, 2026, 9:30\u202fAM UTC"
+    assert i18n.format_datetime(moment, "ja") == "2026/03/16 9:30 UTC"
+    assert i18n.format_datetime(moment, "nb", "Europe/Oslo").endswith("10:30 Europe/Oslo")
     assert "16. mars 2026" in i18n.format_date(moment, "nb")
+
+
+def test_pillar_questions_use_their_own_translation_else_the_catalogs():
+    from include.nps.pillars import DEFAULT_PILLARS
+
+    support = DEFAULT_PILLARS[0]
+    assert messages.localized_text(support, "ja") == "サポートにどの程度満足していますか?"
+    assert messages.localized_text({**support, "translations": {"ja": "サポートは?"}}, "ja") == "サポートは?"
+    custom = {"id": "docs", "text": "Are the docs clear?", "scale": "1-5"}
+    assert messages.localized_text(custom, "he") == "Are the docs clear?"  # not translated by anyone: as written

@@ -30,3 +30,38 @@ def test_rotation_accepts_the_previous_secret(monkeypatch):
     monkeypatch.delenv("NPS_SECRET_KEY_PREVIOUS")
     with pytest.raises(tokens.InvalidToken):
         tokens.verify("survey", old)
+
+
+def test_a_link_expires_at_its_time_and_says_so():
+    import datetime as dt
+
+    expiry = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    token = tokens.sign("survey", "prog-w1", "C-1", expiry)
+    assert tokens.verify("survey", token, now=expiry - dt.timedelta(seconds=1)).contact_id == "C-1"
+    with pytest.raises(tokens.ExpiredToken):
+        tokens.verify("survey", token, now=expiry)
+
+
+def test_an_expiry_cannot_be_stretched_by_editing_the_token():
+    import base64
+    import datetime as dt
+
+    token = tokens.sign("survey", "w", "c", dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    signature = token.split(".")[1]
+    later = base64.urlsafe_b64encode(b"w\x00c\x009999999999").rstrip(b"=").decode()
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify("survey", f"{later}.{signature}")
+
+
+def test_a_csrf_token_is_bound_to_its_link_and_ages_out():
+    import datetime as dt
+
+    now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+    day = dt.timedelta(hours=24)
+    csrf = tokens.csrf_token("link-a", now)
+    assert tokens.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=23))
+    assert not tokens.csrf_valid("link-b", csrf, day, now=now)
+    assert not tokens.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=25))
+    assert not tokens.csrf_valid("link-a", csrf, day, now=now - dt.timedelta(minutes=5))  # from the future
+    for forged in (None, "", "garbage", "123.", f"{int(now.timestamp())}.AAAA"):
+        assert not tokens.csrf_valid("link-a", forged, day, now=now)

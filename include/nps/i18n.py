@@ -78,10 +78,16 @@ def translations(locale: str) -> NullTranslations:
 
 
 def format_datetime(value: dt.datetime, locale: str, timezone: str = "UTC") -> str:
-    """A date and time as people of `locale` write it, with its time zone."""
-    from babel.dates import format_datetime as babel_format
+    """A date and a time to the minute as people of `locale` write them, with the time zone."""
+    from babel import Locale
+    from babel.dates import format_date as babel_date
+    from babel.dates import format_time as babel_time
 
-    return babel_format(value, format="medium", tzinfo=_zone(timezone), locale=_babel_locale(locale)) + f" {timezone}"
+    where = Locale.parse(_babel_locale(locale))
+    moment = value.astimezone(_zone(timezone))
+    pattern = str(where.datetime_formats["medium"])
+    text = pattern.replace("{1}", babel_date(moment, "medium", locale=where))
+    return text.replace("{0}", babel_time(moment, "short", locale=where)) + f" {timezone}"
 
 
 def format_date(value: dt.date | dt.datetime, locale: str) -> str:

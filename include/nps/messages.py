@@ -67,8 +67,10 @@ def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
 
 
 def localized_text(item: dict[str, Any], locale: str) -> str:
-    """A wave-defined text (a pillar question) in `locale`: its `translations` entry, else `text`."""
-    return (item.get("translations") or {}).get(locale) or item["text"]
+    """A wave-defined text (a pillar question) in `locale`: its own `translations` entry, else the
+    catalog's translation (the default questions have one), else the text as written."""
+    own = (item.get("translations") or {}).get(locale)
+    return own or i18n.translations(i18n.normalize_locale(locale)).gettext(item["text"])
 
 
 def chat_escape(value: Any) -> str:

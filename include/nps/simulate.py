@@ -186,6 +186,7 @@ def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str =
     import datetime as dt
 
     from include.nps import audience, outbox, storage, waves
+    from include.nps.pillars import DEFAULT_PILLARS
 
     params = {
         "wave_name": "previous wave",
@@ -197,11 +198,7 @@ def seed_history(engine, contacts_csv: Path, program: str, close_at, seed: str =
         "close_at": close_at.isoformat(),
         "sender": "cs@acme.example",
         "executive_sender": "ceo@acme.example",
-        "pillar_questions": [
-            {"id": "support", "text": "How satisfied are you with our support?", "scale": "1-5"},
-            {"id": "ease_of_use", "text": "How easy is the product to use?", "scale": "1-5"},
-            {"id": "value", "text": "How would you rate the value for money?", "scale": "0-10"},
-        ],
+        "pillar_questions": DEFAULT_PILLARS,
     }
     wave = waves.WaveParams.from_params(params)
     waves.plan_wave(engine, wave)
