@@ -37,6 +37,7 @@ def wave_conf(contacts_csv: Path, start: dt.datetime, timeline: dict[str, int], 
         "flash_at": at["flash"],
         "retrospective_at": at["retrospective"],
         "sales_recipients": ["sales-team@vendor.example", "sales-ops@vendor.example"],
+        "drop_allow_list": ["vendor.example"],
         "cs_ops_recipients": ["cs-ops@vendor.example"],
     }
 

@@ -32,13 +32,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fails_fast(step: F) -> F:
-    """A failed data check fails the task at once: retrying cannot fix the data."""
+    """A failed data check or a refused drop fails the task at once: retrying cannot fix them."""
 
     @functools.wraps(step)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return step(*args, **kwargs)
-        except checks.DataCheckFailed as exc:
+        except (checks.DataCheckFailed, drops.DropRefused) as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(exc)) from exc
@@ -127,29 +127,113 @@ def _mailing_recipients(engine: Any, wave_id: str, kind: str) -> list[dict[str, 
 
 @fails_fast
 def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
-    """Write the responses so far as XLSX and send it to the sales recipients (once per phase)."""
+    """The raw-data drop: a complete file for sales ops and one per salesperson, with a manifest,
+    written locally and to the drop location, and emailed (each recipient once)."""
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
-    frame = wave_responses(engine, wave)
-    pillar_ids = [p["id"] for p in wave.pillar_questions]
-    sheet = drops.drop_frame(frame, wave.detractor_max, pillar_ids)
-    checks.run_check(
-        engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, checks.drop_suite(len(frame), list(sheet.columns))
-    )
+    cutoff = waves.milestone_due(engine, wave_id, "midwave") if phase == "midwave" else wave.close_at
+    sheet = drops.drop_frame(wave_responses(engine, wave), wave.detractor_max, wave.pillar_questions, cutoff)
+    answered = responses.count_answered(engine, wave_id, cutoff)
+    suite = checks.drop_suite(answered, list(sheet.columns))
+    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite)
     silent = None
     if phase == "postwave":
         accounts = stats.per_account(engine, wave_id)
-        silent = accounts[accounts["responses"] == 0]["account_name"].tolist()
-    path = drops.write_xlsx(sheet, reports_dir(wave_id) / f"{wave.wave_id}-{phase}-responses.xlsx", silent)
-    attachment = Attachment(path.name, path.read_bytes())
-    context = {"phase": phase, "responses": len(frame), "silent_accounts": silent or []}
-    with SmtpTransport() as transport:
-        outcome = mailings.send_internal(
-            engine, wave, f"drop_{phase}", wave.sales_recipients, context, transport, [attachment], "sales_drop"
-        )
+        silent = accounts[accounts["responses"] == 0]
+    files = drops.build_drop(wave_id, phase, sheet, silent, cutoff, wave.drop_formats)
+    parcels = _drop_parcels(wave, files) if "email" in wave.drop_channels else {}
+    drops.check_recipients({address: parcel["why"] for address, parcel in parcels.items()}, wave.drop_allowed)
+    links = _store_drop(wave, phase, cutoff, files)
+    outcome = outbox.Outcome()
+    if parcels:
+        personal = _drop_mail(wave, parcels, links, silent)
+        context = {"phase": phase}
+        with SmtpTransport() as transport:
+            outcome = mailings.send_internal(
+                engine,
+                wave,
+                f"drop_{phase}",
+                sorted(parcels),
+                context,
+                transport,
+                template="sales_drop",
+                personal=personal,
+            )
     if phase == "midwave":
         waves.mark_done(engine, wave_id, "midwave")
-    return {"file": str(path), "rows": len(frame), **outcome.__dict__}
+    return {"files": len(files), "rows": len(sheet), "location": links.get("folder"), **outcome.__dict__}
+
+
+def _drop_parcels(wave: waves.WaveParams, files: list[drops.DropFile]) -> dict[str, dict[str, Any]]:
+    """Who gets which files: sales ops the complete ones, each salesperson their own."""
+    parcels: dict[str, dict[str, Any]] = {}
+    for address in wave.sales_recipients:
+        parcels[address] = {"why": "sales recipient", "files": [f for f in files if f.audience == drops.COMPLETE]}
+    for f in files:
+        if f.audience != drops.COMPLETE:
+            parcel = parcels.setdefault(f.audience, {"why": "salesperson of the accounts", "files": []})
+            parcel["files"].append(f)
+    return parcels
+
+
+def _store_drop(wave: waves.WaveParams, phase: str, cutoff: Any, files: list[drops.DropFile]) -> dict[str, str]:
+    """Write the files and their manifest to the local reports folder and, when configured, to the
+    drop location (`ObjectStoragePath`); return the stored location of each file."""
+    manifest = drops.manifest(wave.wave_id, phase, cutoff, files)
+    local = reports_dir(wave.wave_id) / phase
+    local.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (local / f.name).write_bytes(f.content)
+    (local / "manifest.json").write_bytes(manifest)
+    links = {"folder": str(local)}
+    if "storage" in wave.drop_channels:
+        from airflow.sdk import ObjectStoragePath
+
+        root = ObjectStoragePath(wave.drop_location, conn_id=wave.drop_storage_conn_id or None)
+        folder = root / wave.wave_id / phase
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (folder / f.name).write_bytes(f.content)
+            links[f.name] = str(folder / f.name)
+        (folder / "manifest.json").write_bytes(manifest)
+        links["folder"] = str(folder)
+    return links
+
+
+def _drop_mail(
+    wave: waves.WaveParams, parcels: dict[str, dict[str, Any]], links: dict[str, str], silent: Any
+) -> Callable[[str], tuple[dict[str, Any], list[Attachment]]]:
+    """Each recipient's files: attached, or linked when above the mail size limit. Checked for
+    every recipient before anything is sent."""
+    limit = int(wave.mail_size_limit_mb * 1024 * 1024)
+    for address, parcel in parcels.items():
+        size = sum(len(f.content) for f in parcel["files"])
+        parcel["attach"] = size <= limit
+        if not parcel["attach"] and not all(f.name in links for f in parcel["files"]):
+            raise drops.DropRefused(
+                f"raw-data drop stopped: the files for {address} weigh {size / 1048576:.1f} MB, above the "
+                f"{wave.mail_size_limit_mb:g} MB mail limit, and no drop location is configured to link to. "
+                "Nothing was sent."
+            )
+
+    def personal(address: str) -> tuple[dict[str, Any], list[Attachment]]:
+        parcel = parcels[address]
+        scope = "all" if parcel["why"] == "sales recipient" else "own"
+        own_silent = silent if silent is None or scope == "all" else silent[silent["sales_owner"] == address]
+        listed = [
+            {"name": f.name, "rows": f.rows, "link": None if parcel["attach"] else links[f.name]}
+            for f in parcel["files"]
+        ]
+        context = {
+            "scope": scope,
+            "files": listed,
+            "responses": max((f.rows for f in parcel["files"]), default=0),
+            "silent_accounts": [] if own_silent is None else own_silent["account_name"].tolist(),
+        }
+        attached = [Attachment(f.name, f.content) for f in parcel["files"]] if parcel["attach"] else []
+        return context, attached
+
+    return personal
 
 
 def share_midwave_drop(wave_id: str) -> dict[str, Any]:

@@ -127,6 +127,14 @@ def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[
         )
 
 
+def count_answered(engine: Engine, wave_id: str, until: dt.datetime) -> int:
+    """Responses of a wave first given by `until`."""
+    row = storage.fetch_one(
+        engine, "SELECT COUNT(*) AS n FROM responses WHERE wave_id = :w AND answered_at <= :t", w=wave_id, t=until
+    )
+    return int(row["n"])
+
+
 def record_opt_out(engine: Engine, contact_id: str) -> None:
     storage.execute(
         engine,

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Engine
@@ -37,7 +38,18 @@ class WaveParams:
     detractor_max: int = 6
     frequency_days: int = 90
     chunk_size: int = 500
+    drop_channels: list[str] = field(default_factory=lambda: ["email"])
+    drop_formats: list[str] = field(default_factory=lambda: ["xlsx"])
+    drop_location: str = ""
+    drop_storage_conn_id: str = ""
+    drop_allow_list: list[str] = field(default_factory=list)
+    mail_size_limit_mb: float = 10.0
     overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
+
+    @property
+    def drop_allowed(self) -> list[str]:
+        """Who may receive raw data: the listed addresses and domains, else the sender's domain."""
+        return self.drop_allow_list or [parseaddr(self.sender)[1].rpartition("@")[2]]
 
     @property
     def wave_id(self) -> str:
@@ -64,6 +76,12 @@ class WaveParams:
                 detractor_max=int(params.get("detractor_max", 6)),
                 frequency_days=int(params.get("frequency_days", 90)),
                 chunk_size=int(params.get("chunk_size", 500)),
+                drop_channels=list(params.get("drop_channels") or ["email"]),
+                drop_formats=list(params.get("drop_formats") or ["xlsx"]),
+                drop_location=(params.get("drop_location") or "").strip().rstrip("/"),
+                drop_storage_conn_id=(params.get("drop_storage_conn_id") or "").strip(),
+                drop_allow_list=[a.strip().lower() for a in params.get("drop_allow_list") or []],
+                mail_size_limit_mb=float(params.get("mail_size_limit_mb", 10)),
                 overrides=overrides,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -84,6 +102,12 @@ class WaveParams:
                 raise WaveError(f"pillar_questions[{index}] needs an id, a text and a scale of '0-10' or '1-5'")
         if len(set(ids)) != len(ids):
             raise WaveError("pillar question ids must be unique")
+        if unknown := set(self.drop_channels) - {"email", "storage"}:
+            raise WaveError(f"drop_channels: unknown channel(s) {sorted(unknown)}; use email and/or storage")
+        if unknown := set(self.drop_formats) - {"xlsx", "csv"}:
+            raise WaveError(f"drop_formats: unknown format(s) {sorted(unknown)}; use xlsx and/or csv")
+        if "storage" in self.drop_channels and not self.drop_location:
+            raise WaveError("drop_location is required when drops are delivered to storage")
 
     def to_json(self) -> str:
         return storage.dumps({**asdict(self), "wave_id": self.wave_id})
@@ -146,6 +170,15 @@ def set_status(engine: Engine, wave_id: str, status: str) -> None:
         f"UPDATE waves SET status = :status{closed} WHERE wave_id = :w{not_later}",
         {"status": status, "w": wave_id, "now": storage.utcnow(), **later},
     )
+
+
+def milestone_due(engine: Engine, wave_id: str, milestone: str) -> dt.datetime:
+    row = storage.fetch_one(
+        engine, "SELECT due_at FROM wave_milestones WHERE wave_id = :w AND milestone = :m", w=wave_id, m=milestone
+    )
+    if row is None:
+        raise WaveError(f"wave {wave_id!r} has no milestone {milestone!r}")
+    return storage.as_utc(row["due_at"])
 
 
 def mark_done(engine: Engine, wave_id: str, milestone: str) -> None:

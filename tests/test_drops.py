@@ -1,0 +1,190 @@
+"""Raw-data drops to sales, built and delivered for real: files read back with openpyxl and csv,
+a `file://` drop location through ObjectStoragePath, emails through a real SMTP server."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+
+import openpyxl
+import pytest
+
+from include.nps import audience, outbox, pipeline, responses, storage, waves
+from tests.factories import contact, planned_wave, write_csv
+
+SELLER_1, SELLER_2, OPS = "seller1@vendor.example", "seller2@vendor.example", "ops@vendor.example"
+COMMENTS = {
+    "C1": (3, "サポートの返答が遅いです。"),
+    "C2": (9, "המוצר מצוין"),
+    "C3": (1, '=HYPERLINK("http://evil.example","click")'),
+    "C4": (8, "+1 for the API"),
+    "C5": (6, "no salesperson here"),
+}
+
+
+def _contacts() -> list[dict[str, str]]:
+    return [
+        contact("C1", "A1", sales_owner=SELLER_1, locale="ja"),
+        contact("C2", "A1", sales_owner=SELLER_1, locale="he"),
+        contact("C3", "A2", sales_owner=SELLER_2, account_tier="enterprise"),
+        contact("C4", "A2", sales_owner=SELLER_2),
+        contact("C5", "A3", sales_owner=""),
+        contact("C6", "A4", sales_owner=SELLER_1),  # invited, never answers: a silent account
+    ]
+
+
+@pytest.fixture
+def drop_wave(engine, tmp_path, smtp):
+    """Make an open wave with five answers; `rows` and `params` change its contacts and drop settings."""
+
+    def make(rows: list[dict[str, str]] | None = None, **params) -> waves.WaveParams:
+        path = write_csv(tmp_path / "contacts.csv", rows or _contacts())
+        settings = {
+            "sales_recipients": [OPS],
+            "drop_allow_list": ["vendor.example"],
+            "drop_channels": ["email", "storage"],
+            "drop_formats": ["xlsx", "csv"],
+            "drop_location": f"file://{tmp_path / 'share'}",
+            **params,
+        }
+        wave = planned_wave(engine, path, start=dt.datetime.now(dt.UTC) - dt.timedelta(days=1), **settings)
+        loaded = audience.load_contacts(engine, wave.wave_id, path)
+        audience.snapshot_audience(engine, wave.wave_id, loaded.contact_ids, 90, wave.open_at)
+        invited = audience.audience_frame(engine, wave.wave_id)
+        outbox.enqueue(engine, wave.wave_id, "invitation", zip(invited["contact_id"], invited["email"], strict=True))
+        storage.execute(engine, "UPDATE outbox SET status = 'sent', sent_at = :t", {"t": wave.open_at})
+        waves.set_status(engine, wave.wave_id, "open")
+        for contact_id, (score, comment) in COMMENTS.items():
+            if contact_id in set(invited["contact_id"]):
+                answer = {"score": score, "comment": comment, "pillar_answers": {"support": 4}}
+                responses.record_response(engine, wave.wave_id, contact_id, answer)
+        return wave
+
+    return make
+
+
+def _book(content: bytes):
+    return openpyxl.load_workbook(io.BytesIO(content))
+
+
+def _rows(book, sheet: str = "Responses") -> list[dict]:
+    values = list(book[sheet].iter_rows(values_only=True))
+    return [dict(zip(values[0], row, strict=True)) for row in values[1:]]
+
+
+def _xlsx(message) -> bytes:
+    return next(a.get_payload(decode=True) for a in message.iter_attachments() if a.get_filename().endswith(".xlsx"))
+
+
+def _drops_to(smtp, address: str) -> list:
+    return [m for m in smtp.spool.messages() if m["To"] == address and m["X-NPS-Kind"].startswith("drop_")]
+
+
+def test_each_salesperson_gets_only_their_accounts_and_sales_ops_everything(drop_wave, smtp, tmp_path):
+    wave = drop_wave()
+    summary = pipeline.share_postwave_drop(wave.wave_id)
+    assert summary["sent"] == 3 and summary["rows"] == 5
+
+    (mine,) = _drops_to(smtp, SELLER_1)
+    attachments = {a.get_filename(): a.get_payload(decode=True) for a in mine.iter_attachments()}
+    assert set(attachments) == {
+        f"{wave.wave_id}-postwave-{n}" for n in ("seller1-vendor-example.xlsx", "seller1-vendor-example.csv")
+    }
+    book = _book(attachments[f"{wave.wave_id}-postwave-seller1-vendor-example.xlsx"])
+    assert sorted(r["Contact ID"] for r in _rows(book)) == ["C1", "C2"]
+    assert [r["Account ID"] for r in _rows(book, "Silent accounts")] == ["A4"]
+    (theirs,) = _drops_to(smtp, SELLER_2)
+    book = _book(_xlsx(theirs))
+    assert sorted(r["Contact ID"] for r in _rows(book)) == ["C3", "C4"]
+    assert _rows(book, "Silent accounts") == []
+    (complete,) = _drops_to(smtp, OPS)
+    book = _book(_xlsx(complete))
+    assert sorted(r["Contact ID"] for r in _rows(book)) == ["C1", "C2", "C3", "C4", "C5"]  # C5 has no seller
+
+
+def test_the_sheet_opens_right_in_excel(drop_wave, smtp):
+    wave = drop_wave()
+    pipeline.share_postwave_drop(wave.wave_id)
+    (complete,) = _drops_to(smtp, OPS)
+    files = {a.get_filename().rsplit(".", 1)[1]: a.get_payload(decode=True) for a in complete.iter_attachments()}
+    book = _book(files["xlsx"])
+    sheet = book["Responses"]
+    rows = {r["Contact ID"]: r for r in _rows(book)}
+    # Formula injection: the comment arrives as text, never as a formula.
+    cell = next(c for c in sheet["H"] if str(c.value).startswith("'=HYPERLINK"))
+    assert cell.data_type == "s" and rows["C3"]["Comment"] == '\'=HYPERLINK("http://evil.example","click")'
+    assert rows["C4"]["Comment"] == "'+1 for the API"
+    # Japanese and Hebrew survive; dates are dates; the layout helps.
+    assert rows["C1"]["Comment"] == "サポートの返答が遅いです。" and rows["C2"]["Comment"] == "המוצר מצוין"
+    assert isinstance(rows["C1"]["Answered at (UTC)"], dt.datetime)
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == sheet.dimensions
+    assert sheet.column_dimensions["H"].width > sheet.column_dimensions["F"].width
+    highlighted = {
+        sheet.cell(row=r, column=1).value
+        for r in range(2, 7)
+        if sheet.cell(row=r, column=1).fill.fgColor.rgb.endswith("FDE2E1")
+    }
+    assert highlighted == {"C1", "C3", "C5"}  # the detractors
+    assert rows["C3"]["Proposed follow-up owner"] == "sales" and rows["C1"]["Proposed follow-up owner"] == "cs"
+    assert rows["C2"]["Proposed follow-up owner"] is None and "Sales decision (sales / cs)" in rows["C1"]
+    # CSV: UTF-8 with BOM, same neutralised text.
+    text = files["csv"].decode("utf-8")
+    assert text.startswith("\ufeff")
+    by_id = {r["Contact ID"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    assert by_id["C2"]["Comment"] == "המוצר מצוין" and by_id["C3"]["Comment"].startswith("'=")
+
+
+def test_the_manifest_matches_the_stored_files_and_a_re_run_is_identical_and_sends_nothing(drop_wave, smtp, tmp_path):
+    wave = drop_wave()
+    pipeline.share_postwave_drop(wave.wave_id)
+    folder = tmp_path / "share" / wave.wave_id / "postwave"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["files"]) == 6  # complete + 2 salespeople, xlsx and csv each
+    for entry in manifest["files"]:
+        assert hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    mails = len(smtp.spool.messages())
+    pipeline.share_postwave_drop(wave.wave_id)
+    assert json.loads((folder / "manifest.json").read_text()) == manifest  # same bytes, same sums
+    assert len(smtp.spool.messages()) == mails
+
+
+def test_a_recipient_not_on_the_allow_list_stops_the_drop_before_anything_is_sent(drop_wave, smtp, tmp_path):
+    rows = [*_contacts()[:4], contact("C5", "A3", sales_owner="someone@gmail.example")]
+    wave = drop_wave(rows)
+    with pytest.raises(Exception, match=r"someone@gmail\.example \(salesperson of the accounts\)") as failure:
+        pipeline.share_postwave_drop(wave.wave_id)
+    assert type(failure.value).__name__ == "AirflowFailException"  # no retry: the configuration is wrong
+    assert "Nothing was sent" in str(failure.value)
+    assert smtp.spool.messages() == [] and not (tmp_path / "share").exists()
+
+
+def test_files_above_the_mail_limit_are_linked_not_attached(drop_wave, smtp, tmp_path):
+    wave = drop_wave(mail_size_limit_mb=0.001)
+    pipeline.share_postwave_drop(wave.wave_id)
+    (mine,) = _drops_to(smtp, SELLER_1)
+    assert list(mine.iter_attachments()) == []
+    assert f"file://{tmp_path / 'share' / wave.wave_id / 'postwave'}" in mine.get_body(("plain",)).get_content()
+
+
+def test_too_large_with_nowhere_to_link_stops_the_drop(drop_wave, smtp):
+    wave = drop_wave(mail_size_limit_mb=0.001, drop_channels=["email"], drop_location="")
+    with pytest.raises(Exception, match=r"above the 0\.001 MB mail limit"):
+        pipeline.share_postwave_drop(wave.wave_id)
+    assert smtp.spool.messages() == []
+
+
+def test_the_midwave_drop_holds_the_answers_given_by_its_cutoff(drop_wave, engine, smtp, tmp_path):
+    wave = drop_wave(drop_channels=["storage"], drop_formats=["csv"])
+    storage.execute(
+        engine, "UPDATE wave_milestones SET due_at = :t WHERE milestone = 'midwave'", {"t": storage.utcnow()}
+    )
+    responses.record_response(engine, wave.wave_id, "C6", {"score": 10, "comment": "late", "pillar_answers": {}})
+    summary = pipeline.share_midwave_drop(wave.wave_id)
+    assert summary["rows"] == 5 and summary["sent"] == 0  # storage only: nothing emailed
+    text = (tmp_path / "share" / wave.wave_id / "midwave" / f"{wave.wave_id}-midwave-all-accounts.csv").read_text(
+        encoding="utf-8-sig"
+    )
+    assert "late" not in text and smtp.spool.messages() == []
