@@ -14,10 +14,11 @@ import datetime as dt
 import hashlib
 import io
 import json
-import re
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from include.nps.waves import slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,17 +116,13 @@ def build_drop(
         parts[str(seller)] = (rows, seller_silent)
     files = []
     for audience, (rows, silent_rows) in parts.items():
-        stem = f"{wave_id}-{phase}-{file_slug(audience)}"
+        stem = f"{wave_id}-{phase}-{slug(audience)}"
         if "xlsx" in formats:
             content = xlsx_bytes(rows, _silent_sheet(silent_rows), cutoff)
             files.append(DropFile(f"{stem}.xlsx", audience, len(rows), content))
         if "csv" in formats:
             files.append(DropFile(f"{stem}.csv", audience, len(rows), csv_bytes(rows)))
     return files
-
-
-def file_slug(audience: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", audience.lower()).strip("-")
 
 
 def _silent_sheet(silent: pd.DataFrame | None) -> pd.DataFrame | None:
