@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean bench i18n
+.PHONY: demo test lint airflow survey clean bench bench-checks i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ clean:
 # Figures for the set-based steps on a large audience (prints timings; asserts nothing).
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_wave_steps 20000 2000
+
+bench-checks: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_checks 5000 7
 
 # Re-extract the translatable text of the templates and update every locale's catalog.
 i18n: $(BIN)/.installed

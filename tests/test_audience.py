@@ -18,14 +18,14 @@ def test_bad_rows_are_quarantined_with_row_field_and_reason(engine, tmp_path):
     ]
     path = write_csv(tmp_path / "contacts.csv", rows)
     wave = planned_wave(engine, path)
-    result = audience.load_contacts(engine, wave.wave_id, path)
+    result = audience.load_contacts(engine, wave.wave_id, path, max_rejected_share=1.0)
     assert (result.loaded, result.quarantined) == (2, 5)
     quarantined = storage.fetch_all(engine, "SELECT row_number, field, reason FROM quarantine ORDER BY row_number")
     assert {(q["row_number"], q["field"], q["reason"]) for q in quarantined} == {
         (3, "email", "not a valid email address"),
         (4, "account_id", "account_id is empty"),
-        (5, "contact_id", "duplicate contact_id in the file"),
-        (6, "email", "duplicate email in the file"),
+        (5, "contact_id", "duplicate contact_id in the file (first in row 2)"),
+        (6, "email", "duplicate email in the file (same address as row 2)"),
         (7, "vip", "vip must be true or false"),
     }
     locales = storage.fetch_all(engine, "SELECT contact_id, locale FROM contacts ORDER BY contact_id")
@@ -36,13 +36,13 @@ def test_missing_file_or_columns_stop_with_a_clear_error(tmp_path):
     with pytest.raises(audience.AudienceError, match="does not exist"):
         audience.read_contacts_csv(tmp_path / "nope.csv")
     (tmp_path / "bad.csv").write_text("contact_id,email\nC1,a@b.example\n")
-    with pytest.raises(audience.AudienceError, match=r"lacks column.*name, account_id, account_name"):
+    with pytest.raises(audience.AudienceError, match=r"lacks required column.*name, account_id, account_name"):
         audience.read_contacts_csv(tmp_path / "bad.csv")
 
 
 def test_a_byte_order_mark_and_spaces_are_tolerated(tmp_path):
     path = write_csv(tmp_path / "bom.csv", [contact("C1", name="  Aiko  ")], encoding="utf-8-sig")
-    frame = audience.read_contacts_csv(path)
+    frame = audience.read_contacts_csv(path).frame
     assert frame.loc[0, "contact_id"] == "C1" and frame.loc[0, "name"] == "Aiko"
 
 
@@ -88,4 +88,57 @@ def _minimal() -> dict:
         "close_at": "2026-03-16T09:00:00Z",
         "sender": "a@b.example",
         "executive_sender": "c@d.example",
+    }
+
+
+HEADER = ["Contact ID", " EMAIL ", "Name", "Account ID", "Account Name", "Locale", "Notes"]
+ROWS = [
+    ["C1", "aiko@a1.example", "山田 愛子", "A1", "株式会社エー", "ja-JP", "first"],
+    ["C2", "dana@a2.example", "דנה כהן", "A2", "Acme; Ltd", "he", "line one\nline two"],
+]
+
+
+def _export(delimiter: str, line_end: str = "\n") -> str:
+    """How a spreadsheet writes the rows: quoted where needed, extra column, its own header."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator=line_end).writerows([HEADER, *ROWS])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter", "line_end"),
+    [
+        ("utf-8", ",", "\n"),
+        ("utf-8-sig", ",", "\r\n"),  # Excel's "CSV UTF-8"
+        ("utf-16", "\t", "\r\n"),  # Excel's "Unicode text"
+        ("utf-16-le", ";", "\r\n"),  # no byte order mark
+        ("utf-8", ";", "\r\n"),  # European Excel
+    ],
+)
+def test_real_exports_load_whatever_their_encoding_delimiter_and_header_case(tmp_path, encoding, delimiter, line_end):
+    path = tmp_path / "export.csv"
+    text = _export(delimiter, line_end)
+    path.write_bytes(text.encode(encoding))
+    table = audience.read_contacts_csv(path)
+    assert table.delimiter == delimiter and table.problems == []
+    frame = table.frame
+    assert frame["name"].tolist() == ["山田 愛子", "דנה כהן"]
+    assert frame["account_name"].tolist() == ["株式会社エー", "Acme; Ltd"]
+    assert frame["notes"].tolist() == ["first", "line one\nline two"]  # extra column, quoted newline kept
+    assert frame["row_number"].tolist() == [2, 3]
+
+
+def test_a_shift_jis_export_from_japanese_excel_loads(engine, tmp_path):
+    path = tmp_path / "sjis.csv"
+    path.write_bytes(_export(",", "\r\n").replace("דנה כהן", "Dana").encode("cp932"))
+    table = audience.read_contacts_csv(path)
+    assert table.encoding == "cp932" and table.frame.loc[0, "name"] == "山田 愛子"
+    result = audience.load_contacts(engine, "w", path)
+    assert result.contact_ids == ["C1", "C2"]
+    assert storage.fetch_one(engine, "SELECT name, locale FROM contacts WHERE contact_id = 'C1'") == {
+        "name": "山田 愛子",
+        "locale": "ja",
     }

@@ -7,19 +7,32 @@ from include.nps import outbox, pipeline, storage
 from tests.factories import contact, wave_params, write_csv
 
 
-def test_an_audience_with_no_valid_contact_stops_the_wave_before_any_email(engine, tmp_path, smtp):
+def test_a_contacts_file_with_too_many_bad_rows_stops_the_wave_before_any_email(engine, tmp_path, smtp, nps_home):
     path = write_csv(tmp_path / "c.csv", [contact("C1", email="broken"), contact("C2", account_id="")])
     plan = pipeline.plan_wave(wave_params(path))
     with pytest.raises(AirflowFailException) as failure:
         pipeline.build_audience(plan["wave_id"])
-    assert "audience suite FAILED" in str(failure.value)
-    assert "expect_table_row_count_to_be_between(min_value=1): observed 0" in str(failure.value)
-    assert storage.fetch_one(engine, "SELECT success FROM check_results WHERE step = 'audience'")["success"] in (
-        0,
-        False,
-    )
+    assert "2 of 2 rows rejected (100.0%, above the 5% threshold)" in str(failure.value)
     assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM quarantine")["n"] == 2
+    rejected = nps_home / "reports" / plan["wave_id"] / "quarantine" / "contacts-rejected.csv"
+    assert rejected.read_text(encoding="utf-8-sig").splitlines()[1].startswith("2,email,not a valid email address")
     assert smtp.spool.messages() == [] and outbox.counts(engine, plan["wave_id"]) == {}
+
+
+def test_an_empty_audience_fails_its_check_and_a_fixed_file_gets_a_fresh_snapshot(engine, tmp_path, smtp):
+    path = write_csv(tmp_path / "c.csv", [contact("C1"), contact("C2")])
+    plan = pipeline.plan_wave(wave_params(path))
+    pipeline.audience.load_contacts(engine, "earlier", path)
+    storage.execute(engine, "UPDATE contacts SET opted_out_at = :t", {"t": storage.utcnow()})  # everyone opted out
+    with pytest.raises(AirflowFailException) as failure:
+        pipeline.build_audience(plan["wave_id"])
+    assert "audience suite FAILED 1 of 10 on 0 rows: the audience is not empty: observed 0" in str(failure.value)
+    check = storage.fetch_one(engine, "SELECT success, summary FROM check_results WHERE step = 'audience'")
+    assert not check["success"] and "the audience is not empty" in check["summary"]
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM wave_audience")["n"] == 0  # snapshot discarded
+    storage.execute(engine, "UPDATE contacts SET opted_out_at = NULL WHERE contact_id = 'C1'")
+    assert pipeline.build_audience(plan["wave_id"])["included"] == 1
+    assert smtp.spool.messages() == []
 
 
 def test_the_plan_is_stored_with_every_milestone(engine, tmp_path):

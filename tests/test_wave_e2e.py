@@ -52,7 +52,7 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
 
     engine = wave_db
     contacts_csv = write_population(nps_home / "contacts.csv", accounts=12, seed="e2e")
-    audience.load_contacts(engine, "setup", contacts_csv)
+    audience.load_contacts(engine, "setup", contacts_csv, max_rejected_share=0.1)  # 3 bad rows of 48
     storage.execute(
         engine, "UPDATE contacts SET opted_out_at = :t WHERE email = :e", {"t": storage.utcnow(), "e": OPTED_OUT}
     )
@@ -62,7 +62,11 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         people = Respondents(smtp.spool.folder, seed="e2e", answer_rate=0.6, reminder_rate=0.5, unsubscribe_rate=0)
         people.unsubscribers.add(UNSUBSCRIBER)
         people.start()
-        conf = {**wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE), "chunk_size": 10}
+        conf = {
+            **wave_conf(contacts_csv, dt.datetime.now(dt.UTC), TIMELINE),
+            "chunk_size": 10,
+            "max_rejected_share": 0.1,
+        }
         first = run_wave(conf)
         people.stop()
         assert people.errors == []
@@ -146,3 +150,32 @@ def _xlsx_rows(message) -> list[dict]:
     book = openpyxl.load_workbook(io.BytesIO(attachment.get_content()), read_only=True)
     rows = list(book["Responses"].iter_rows(values_only=True))
     return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+
+
+def test_a_wave_whose_audience_check_fails_sends_nothing_and_says_why(airflow_db, smtp, nps_home, capsys):
+    """The previous wave of the program reached 40-odd contacts; this extract has a handful:
+    a broken extract, so the wave stops before the pre-announcement, with the reason kept."""
+    from include.nps import pipeline
+    from include.nps.connections import nps_engine
+    from include.nps.localrun import run_wave
+
+    engine = nps_engine()
+    full = write_population(nps_home / "full.csv", accounts=12, seed="e2e")
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
+    senders = {"sender": "cs@vendor.example", "executive_sender": "ceo@vendor.example", "max_rejected_share": 0.1}
+    earlier = pipeline.plan_wave({**wave_conf(full, before, TIMELINE, name="2026-Q3"), **senders})
+    pipeline.build_audience(earlier["wave_id"])
+    storage.execute(engine, "UPDATE waves SET status = 'done' WHERE wave_id = :w", {"w": earlier["wave_id"]})
+
+    broken = write_population(nps_home / "broken.csv", accounts=3, seed="e2e")
+    run = run_wave({**wave_conf(broken, dt.datetime.now(dt.UTC), TIMELINE), "max_rejected_share": 0.5})
+
+    assert str(run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["build_audience"] == "failed" and states["plan_wave"] == "success"
+    reason = "the audience is within 50%-200% of the previous wave's"
+    assert reason in capsys.readouterr().out  # the task's failure, as its log shows it
+    check = storage.fetch_one(engine, "SELECT success, summary FROM check_results WHERE wave_id = :w", w=WAVE_ID)
+    assert not check["success"] and reason in check["summary"]
+    assert smtp.spool.messages() == []
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM outbox WHERE wave_id = :w", w=WAVE_ID)["n"] == 0

@@ -6,101 +6,200 @@ contact lands in the wave's snapshot, included or excluded with its reason.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from include.nps import i18n, storage
+from include.nps import exports, i18n, storage
+from include.nps.drops import neutralise
 
 if TYPE_CHECKING:
     import pandas as pd
 
 REQUIRED_COLUMNS = ("contact_id", "email", "name", "account_id", "account_name")
 OPTIONAL_COLUMNS = ("locale", "role", "account_tier", "account_country", "sales_owner", "csm", "vip")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_LENGTHS = {  # the NPS DB's column sizes
+    "contact_id": 64,
+    "email": 254,
+    "name": 200,
+    "account_id": 64,
+    "account_name": 200,
+    "role": 100,
+    "account_tier": 32,
+    "sales_owner": 254,
+    "csm": 254,
+}
+EMAIL_PATTERN = re.compile(
+    r"(?i)^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
+)
 TRUE_WORDS = {"true", "yes", "y", "1"}
 FALSE_WORDS = {"false", "no", "n", "0", ""}
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+# Letters of other scripts drawn like Latin ones (Unicode's confusables, the common cases).
+LOOK_ALIKES = str.maketrans(
+    {
+        "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y",
+        "\u0445": "x", "\u0456": "i", "\u0458": "j", "\u0455": "s", "\u0501": "d", "\u04cf": "l",
+        "\u051b": "q", "\u051d": "w", "\u043a": "k", "\u03bf": "o", "\u03b1": "a", "\u03bd": "v",
+        "\u03c5": "u", "\u03c1": "p", "\u03b9": "i", "\u03ba": "k",
+    }
+)  # fmt: skip
+DEFAULT_MAX_REJECTED_SHARE = 0.05
 
 
 class AudienceError(ValueError):
-    """The audience source cannot be used at all (missing file or columns)."""
+    """The audience source cannot be used (unreadable, a required column missing, too many bad rows)."""
 
 
 @dataclass(frozen=True)
 class LoadResult:
     contact_ids: list[str]
-    quarantined: int
+    problems: list[dict]
+    rows: int
 
     @property
     def loaded(self) -> int:
         return len(self.contact_ids)
 
+    @property
+    def quarantined(self) -> int:
+        return len({p["row_number"] for p in self.problems})
 
-def read_contacts_csv(path: str | Path) -> pd.DataFrame:
-    """The contacts file as strings, with a `row_number` matching the line in the file."""
-    import pandas as pd
 
-    source = Path(path)
-    if not source.is_file():
-        raise AudienceError(f"audience source {source} does not exist")
-    frame = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise AudienceError(f"audience source {source} lacks column(s): {', '.join(missing)}")
-    for column in OPTIONAL_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = ""
-    frame = frame.map(str.strip)
-    frame["row_number"] = range(2, len(frame) + 2)
-    return frame
+def read_contacts_csv(path: str | Path) -> exports.Table:
+    """The contacts export as a table of strings, each row numbered as a spreadsheet shows it."""
+    try:
+        return exports.read_table(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS)
+    except exports.ExportError as exc:
+        raise AudienceError(f"audience source: {exc}") from exc
+
+
+def email_key(value: str) -> str:
+    """What makes two addresses the same: case, width, invisible and look-alike characters aside."""
+    return clean_email(value).casefold().translate(LOOK_ALIKES)
+
+
+def clean_email(value: str) -> str:
+    """Full-width forms folded and invisible characters (zero-width space, soft hyphen) removed."""
+    return unicodedata.normalize("NFKC", value).translate(INVISIBLE).strip()
+
+
+def email_problem(value: str) -> str | None:
+    """Why an address cannot be mailed, or None."""
+    if foreign := next((c for c in value if ord(c) > 127), None):
+        latin = foreign.translate(LOOK_ALIKES)
+        alike = f", a look-alike of '{latin}'" if latin != foreign else ""
+        name = unicodedata.name(foreign, "unnamed")
+        return f"email contains the non-ASCII character U+{ord(foreign):04X} ({name}){alike}"
+    if not EMAIL_PATTERN.match(value):
+        return "not a valid email address"
+    return None
+
+
+def row_problems(row: Any) -> Iterator[tuple[str, str]]:
+    """(field, reason) for each problem of one contact row on its own."""
+    for column in REQUIRED_COLUMNS:
+        if row[column] == "":
+            yield column, f"{column} is empty"
+    for column, limit in MAX_LENGTHS.items():
+        if len(row[column]) > limit:
+            yield column, f"{column} is {len(row[column])} characters long, the limit is {limit}"
+    if row["email"] and (problem := email_problem(clean_email(row["email"]))):
+        yield "email", problem
+    for column in ("sales_owner", "csm"):
+        if row[column] and email_problem(row[column]):
+            yield column, f"{column} is not a valid email address"
+    if row["vip"].lower() not in TRUE_WORDS | FALSE_WORDS:
+        yield "vip", "vip must be true or false"
+
+
+def duplicate_problems(frame: pd.DataFrame) -> Iterator[tuple[int, str, str]]:
+    """(row, field, reason) for each contact id or address already seen in an earlier row."""
+    first_id: dict[str, int] = {}
+    first_email: dict[str, int] = {}
+    for number, contact_id, email in zip(frame["row_number"], frame["contact_id"], frame["email"], strict=True):
+        if contact_id and (earlier := first_id.setdefault(contact_id, number)) != number:
+            yield number, "contact_id", f"duplicate contact_id in the file (first in row {earlier})"
+        if (key := email_key(email)) and (earlier := first_email.setdefault(key, number)) != number:
+            yield number, "email", f"duplicate email in the file (same address as row {earlier})"
 
 
 def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Split rows into good ones and quarantine entries (row number, field, value, reason)."""
-    problems: list[dict] = []
+    """Split rows into good ones and quarantine entries (row number, field, value, reason).
 
-    def reject(mask: pd.Series, field: str, reason: str) -> None:
-        for _, row in frame[mask].iterrows():
-            problems.append(
-                {"row_number": int(row["row_number"]), "field": field, "value": row[field], "reason": reason}
-            )
+    A row can have several problems, the first one per field is kept; every row is either good
+    or quarantined.
+    """
+    problems: dict[tuple[int, str], dict] = {}
+    values = frame.set_index("row_number")
 
-    for column in REQUIRED_COLUMNS:
-        reject(frame[column] == "", column, f"{column} is empty")
-    email = frame["email"].str.lower()
-    reject((email != "") & ~email.str.match(EMAIL_PATTERN), "email", "not a valid email address")
-    for column in ("sales_owner", "csm"):
-        value = frame[column]
-        reject((value != "") & ~value.str.match(EMAIL_PATTERN), column, f"{column} is not a valid email address")
-    reject(~frame["vip"].str.lower().isin(TRUE_WORDS | FALSE_WORDS), "vip", "vip must be true or false")
-    reject(
-        frame["contact_id"].duplicated() & (frame["contact_id"] != ""), "contact_id", "duplicate contact_id in the file"
-    )
-    reject(email.duplicated() & (email != ""), "email", "duplicate email in the file")
+    def reject(number: int, field: str, reason: str) -> None:
+        value = values.at[number, field][:200]
+        problems.setdefault((number, field), {"row_number": number, "field": field, "value": value, "reason": reason})
 
-    bad_rows = {p["row_number"] for p in problems}
-    good = frame[~frame["row_number"].isin(bad_rows)].copy()
-    good["email"] = good["email"].str.lower()
+    for _, row in frame.iterrows():
+        for field, reason in row_problems(row):
+            reject(int(row["row_number"]), field, reason)
+    for number, field, reason in duplicate_problems(frame):
+        reject(int(number), field, reason)
+
+    good = frame[~frame["row_number"].isin({number for number, _ in problems})].copy()
+    good["email"] = good["email"].map(clean_email).str.lower()
     good["vip"] = good["vip"].str.lower().isin(TRUE_WORDS)
     good["locale"] = good["locale"].map(i18n.normalize_locale)
-    return good, problems
+    return good, sorted(problems.values(), key=lambda p: (p["row_number"], p["field"]))
 
 
-def load_contacts(engine: Engine, wave_id: str, source: str | Path) -> LoadResult:
-    """Upsert the good rows of a contacts file into accounts and contacts; quarantine the rest."""
-    frame = read_contacts_csv(source)
-    good, problems = validate_contacts(frame)
-    now = storage.utcnow()
+def load_contacts(
+    engine: Engine,
+    wave_id: str,
+    source: str | Path,
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
+    rejected_csv: Path | None = None,
+) -> LoadResult:
+    """Upsert the good rows of a contacts file into accounts and contacts; quarantine the rest
+    (in the `quarantine` table and, when given, a CSV of the rejected rows).
+
+    When more than `max_rejected_share` of the rows are bad, the file is a broken extract: the
+    quarantine is kept but nothing is loaded and AudienceError says how many and why.
+    """
+    table = read_contacts_csv(source)
+    good, problems = validate_contacts(table.frame)
+    problems = sorted(table.problems + problems, key=lambda p: (p["row_number"], p["field"]))
+    result = LoadResult(contact_ids=good["contact_id"].tolist(), problems=problems, rows=table.rows)
     storage.execute(
         engine,
         storage.query("upsert_quarantine"),
         [{**p, "wave_id": wave_id, "source": str(source)} for p in problems],
     )
+    if rejected_csv is not None and problems:
+        write_rejected_csv(rejected_csv, table, problems)
+    if table.rows and result.quarantined / table.rows > max_rejected_share:
+        raise AudienceError(
+            f"audience source {source}: {result.quarantined} of {table.rows} rows rejected "
+            f"({result.quarantined / table.rows:.1%}, above the {max_rejected_share:.0%} threshold); "
+            f"most common reasons: {_top_reasons(problems)}. Nothing was loaded."
+        )
+    _upsert_contacts(engine, good)
+    return result
+
+
+def _top_reasons(problems: list[dict], top: int = 3) -> str:
+    counts = Counter(re.sub(r" \(.*\)$", "", p["reason"]) for p in problems)
+    return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(top))
+
+
+def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
+    now = storage.utcnow()
     accounts = good.drop_duplicates("account_id")
     storage.execute(
         engine,
@@ -135,7 +234,24 @@ def load_contacts(engine: Engine, wave_id: str, source: str | Path) -> LoadResul
             for r in good.itertuples()
         ],
     )
-    return LoadResult(contact_ids=good["contact_id"].tolist(), quarantined=len({p["row_number"] for p in problems}))
+
+
+def write_rejected_csv(path: Path, table: exports.Table, problems: list[dict]) -> Path:
+    """The rejected rows as a CSV a person can fix and re-import: row, field, reason, then the row.
+
+    UTF-8 with a byte order mark for Excel; cells that a spreadsheet would run are neutralised.
+    """
+    original = table.frame.set_index("row_number")
+    columns = [c for c in table.frame.columns if c != "row_number"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8-sig") as out:
+        writer = csv.writer(out)
+        writer.writerow(["row_number", "field", "reason", "value", *columns])
+        for p in problems:
+            row = original.loc[p["row_number"]].tolist() if p["row_number"] in original.index else [""] * len(columns)
+            cells = [p["row_number"], p["field"], p["reason"], p["value"], *row]
+            writer.writerow([neutralise(c) for c in cells])
+    return path
 
 
 def snapshot_audience(
@@ -160,6 +276,26 @@ def snapshot_audience(
         ],
     )
     return audience_counts(engine, wave_id)
+
+
+def discard_snapshot(engine: Engine, wave_id: str) -> None:
+    """Forget a snapshot that failed its check, unless the wave already emailed anyone."""
+    storage.execute(
+        engine,
+        "DELETE FROM wave_audience WHERE wave_id = :w AND NOT EXISTS "
+        "(SELECT 1 FROM outbox WHERE outbox.wave_id = :w AND outbox.status = 'sent')",
+        {"w": wave_id},
+    )
+
+
+def quarantined(engine: Engine, wave_id: str) -> list[dict]:
+    """The wave's rejected input rows: row number, field, value and reason."""
+    return storage.fetch_all(
+        engine,
+        "SELECT source, row_number, field, value, reason FROM quarantine WHERE wave_id = :w "
+        "ORDER BY source, row_number, field",
+        w=wave_id,
+    )
 
 
 def audience_counts(engine: Engine, wave_id: str) -> dict[str, int]:

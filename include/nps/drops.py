@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,19 +102,28 @@ def drop_frame(
     return sheet.map(neutralise)
 
 
-def build_drop(
-    wave_id: str,
-    phase: str,
-    sheet: pd.DataFrame,
-    silent: pd.DataFrame | None,
-    cutoff: dt.datetime,
-    formats: list[str],
-) -> list[DropFile]:
-    """The complete file and one per salesperson, in each format asked for."""
-    parts = {COMPLETE: (sheet, silent)}
+Parts = dict[str, tuple["pd.DataFrame", "pd.DataFrame | None"]]
+
+
+def drop_parts(sheet: pd.DataFrame, silent: pd.DataFrame | None) -> Parts:
+    """Who gets which rows: the complete sheet for sales ops, each salesperson's own rows."""
+    parts: Parts = {COMPLETE: (sheet, silent)}
     for seller, rows in sheet.groupby("Salesperson", sort=True):
         seller_silent = None if silent is None else silent[silent["sales_owner"] == seller]
         parts[str(seller)] = (rows, seller_silent)
+    return parts
+
+
+def seller_rows(parts: Parts) -> pd.DataFrame:
+    """The rows of every salesperson's file, with the file's salesperson in `file_for`."""
+    import pandas as pd
+
+    frames = [rows.assign(file_for=audience) for audience, (rows, _) in parts.items() if audience != COMPLETE]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file_for", "Salesperson"])
+
+
+def build_drop(wave_id: str, phase: str, parts: Parts, cutoff: dt.datetime, formats: list[str]) -> list[DropFile]:
+    """The complete file and one per salesperson, in each format asked for."""
     files = []
     for audience, (rows, silent_rows) in parts.items():
         stem = f"{wave_id}-{phase}-{slug(audience)}"
@@ -215,8 +225,16 @@ def reproducible_zip(data: bytes, when: dt.datetime) -> bytes:
             info = zipfile.ZipInfo(entry.filename, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            target.writestr(info, source.read(entry.filename))
+            target.writestr(info, _fixed_properties(entry.filename, source.read(entry.filename), when))
     return buffer.getvalue()
+
+
+def _fixed_properties(name: str, data: bytes, when: dt.datetime) -> bytes:
+    """openpyxl stamps the save time as the workbook's `modified` date; use the drop's instead."""
+    if name != "docProps/core.xml":
+        return data
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    return re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>" + stamp + rb"\g<2>", data)
 
 
 def manifest(wave_id: str, phase: str, cutoff: dt.datetime, files: list[DropFile]) -> bytes:

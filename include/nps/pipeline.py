@@ -32,13 +32,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fails_fast(step: F) -> F:
-    """A failed data check or a refused drop fails the task at once: retrying cannot fix them."""
+    """A failed data check, an unusable audience file or a refused drop fails the task at once:
+    retrying cannot fix them."""
 
     @functools.wraps(step)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return step(*args, **kwargs)
-        except (checks.DataCheckFailed, drops.DropRefused) as exc:
+        except (checks.DataCheckFailed, drops.DropRefused, audience.AudienceError) as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(exc)) from exc
@@ -61,21 +62,29 @@ def plan_wave(params: dict[str, Any]) -> dict[str, Any]:
 
 
 @fails_fast
-def build_audience(wave_id: str) -> dict[str, int]:
+def build_audience(wave_id: str) -> dict[str, Any]:
+    """Load the contacts file (bad rows to the quarantine and a CSV of them), snapshot the
+    audience and check it. A failing check discards the snapshot: nobody was emailed yet, and
+    the re-run after the file is fixed takes a fresh one."""
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
-    loaded = audience.load_contacts(engine, wave_id, wave.audience_csv)
+    rejected_csv = reports_dir(wave_id) / "quarantine" / "contacts-rejected.csv"
+    loaded = audience.load_contacts(
+        engine, wave_id, wave.audience_csv, wave.thresholds.max_rejected_share, rejected_csv
+    )
     counts = audience.snapshot_audience(engine, wave_id, loaded.contact_ids, wave.frequency_days, wave.open_at)
     included = _included(engine, wave_id)
-    checks.run_check(engine, wave_id, "audience", "audience", included, audience_check(len(included)))
-    return {"loaded": loaded.loaded, "quarantined": loaded.quarantined, **counts}
-
-
-def audience_check(size: int) -> list[checks.Expectation]:
-    suite = checks.audience_suite(size)
-    if size == 0:
-        suite.append(("ExpectTableRowCountToBeBetween", {"min_value": 1}))
-    return suite
+    previous_id = waves.previous_wave_id(engine, wave_id)
+    previous_size = len(_included(engine, previous_id)) if previous_id else None
+    suite = checks.audience_suite(len(included), previous_size, wave.thresholds)
+    frame = included.assign(owner=included["sales_owner"].fillna(included["csm"]))
+    try:
+        checks.run_check(engine, wave_id, "audience", "audience", frame, suite, row_key="contact_id")
+    except checks.DataCheckFailed:
+        audience.discard_snapshot(engine, wave_id)
+        raise
+    rejected = {"rejected_rows_csv": str(rejected_csv)} if loaded.problems else {}
+    return {"loaded": loaded.loaded, "quarantined": loaded.quarantined, **counts, **rejected}
 
 
 MASS_MAILINGS = {  # wave-wide email kind: the milestone it completes
@@ -135,12 +144,17 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     sheet = drops.drop_frame(wave_responses(engine, wave), wave.detractor_max, wave.pillar_questions, cutoff)
     answered = responses.count_answered(engine, wave_id, cutoff)
     suite = checks.drop_suite(answered, list(sheet.columns))
-    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite)
+    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite, row_key="Contact ID")
     silent = None
     if phase == "postwave":
         accounts = stats.per_account(engine, wave_id)
         silent = accounts[accounts["responses"] == 0]
-    files = drops.build_drop(wave_id, phase, sheet, silent, cutoff, wave.drop_formats)
+    parts = drops.drop_parts(sheet, silent)
+    sellers = checks.seller_files_suite("Salesperson")
+    checks.run_check(
+        engine, wave_id, f"drop_{phase}_files", "salesperson_files", drops.seller_rows(parts), sellers, "Contact ID"
+    )
+    files = drops.build_drop(wave_id, phase, parts, cutoff, wave.drop_formats)
     parcels = _drop_parcels(wave, files) if "email" in wave.drop_channels else {}
     drops.check_recipients({address: parcel["why"] for address, parcel in parcels.items()}, wave.drop_allowed)
     links = _store_drop(wave, phase, cutoff, files)
@@ -246,13 +260,22 @@ def share_postwave_drop(wave_id: str) -> dict[str, Any]:
 
 @fails_fast
 def close_wave(wave_id: str) -> dict[str, Any]:
+    """Close the form and check every response; the few that break a rule (answered outside the
+    window, not invited, out of scale) are set aside with their reason, too many stop the wave."""
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     waves.set_status(engine, wave_id, "closed")
-    frame = wave_responses(engine, wave)
-    checks.run_check(engine, wave_id, "responses", "responses", frame, checks.responses_suite(wave.pillar_questions))
+    pillar_ids = [p["id"] for p in wave.pillar_questions]
+    frame = responses.responses_frame(engine, wave_id, pillar_ids, with_quarantined=True)
+    frame["answered_at"] = _utc(frame["answered_at"])
+    invited = [r["recipient"] for r in _ledger(engine, wave_id, "invitation") if r["status"] == "sent"]
+    suite = checks.responses_suite(wave.pillar_questions, invited, (wave.open_at, wave.close_at), wave.thresholds)
+    result = checks.run_check(
+        engine, wave_id, "responses", "responses", frame, suite, "contact_id", wave.thresholds.max_rejected_share
+    )
+    responses.set_aside(engine, wave_id, result.rejected)
     waves.mark_done(engine, wave_id, "close")
-    return {"responses": len(frame)}
+    return {"responses": len(frame) - len(result.rejected), "set_aside": len(result.rejected)}
 
 
 @fails_fast
@@ -263,7 +286,9 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     fallback = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else "cs-ops"
     routed = routing.route_detractors(engine, wave_id, frame, wave.detractor_max, fallback)
     followups = routing.followups_frame(engine, wave_id)
-    checks.run_check(engine, wave_id, "routing", "routing", followups, checks.routing_suite(routed))
+    detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
+    suite = checks.routing_suite(detractors)
+    checks.run_check(engine, wave_id, "routing", "routing", followups, suite, row_key="contact_id")
     with ChatTransport() as transport:
         outcome = routing.alert_detractors(engine, wave_id, transport)
     return {"detractors": routed, "alerts": outcome.__dict__}
@@ -338,13 +363,15 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     )
     retrospective.store_action_items(engine, wave_id, items, storage.utcnow(), wave.country)
     stored = retrospective.action_items_frame(engine, wave_id)
-    checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, checks.retrospective_suite())
+    suite = checks.retrospective_suite()
+    checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, suite, row_key="item_key")
     context = {
         "figures": figures,
         "accounts": accounts.to_dict("records"),
         "comments": comments,
         "items": stored.to_dict("records"),
         "checks": checks.results_frame(engine, wave_id).to_dict("records"),
+        "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),
     }
     with SmtpTransport() as transport:
@@ -358,11 +385,37 @@ def wave_responses(engine: Any, wave: waves.WaveParams) -> Any:
     return responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
 
 
+SEND_WINDOWS = {  # kind: the milestones it must be sent after and before (None: open-ended)
+    "preannouncement": (None, "close_at"),
+    "invitation": ("open_at", "close_at"),
+    "reminder": ("open_at", "close_at"),
+    "flash_results": ("close_at", None),
+    **{kind: ("close_at", None) for kind in FOLLOWUP_KINDS.values()},
+}
+
+
 def _check_outbox(engine: Any, wave_id: str, kind: str, expected: int) -> None:
-    frame = storage.read_frame(
-        engine, "SELECT recipient, status FROM outbox WHERE wave_id = :w AND kind = :k", w=wave_id, k=kind
+    import pandas as pd
+
+    wave = waves.load_params(engine, wave_id)
+    frame = pd.DataFrame(
+        _ledger(engine, wave_id, kind), columns=["recipient", "status", "sent_at", "sent_to_suppressed"]
     )
-    checks.run_check(engine, wave_id, kind, "outbox", frame, checks.outbox_suite(expected))
+    frame["sent_at"] = _utc(frame["sent_at"])
+    start, end = (getattr(wave, name) if name else None for name in SEND_WINDOWS.get(kind, (None, None)))
+    suite = checks.outbox_suite(expected, (start, end))
+    checks.run_check(engine, wave_id, kind, "outbox", frame, suite, row_key="recipient")
+
+
+def _ledger(engine: Any, wave_id: str, kind: str) -> list[dict[str, Any]]:
+    return storage.fetch_all(engine, storage.query("ledger_check"), wave_id=wave_id, kind=kind)
+
+
+def _utc(values: Any) -> Any:
+    """Timestamps read from either database as timezone-aware UTC."""
+    import pandas as pd
+
+    return pd.to_datetime(values, utc=True, format="mixed")
 
 
 def _included(engine: Any, wave_id: str) -> Any:
@@ -382,4 +435,6 @@ def _score_of(frame: Any) -> Any:
 def _one_row(figures: dict[str, Any]) -> Any:
     import pandas as pd
 
-    return pd.DataFrame([{k: v for k, v in figures.items() if k not in ("pillars", "wave_id")}])
+    row = {k: v for k, v in figures.items() if k not in ("pillars", "wave_id")}
+    row["count_gap"] = figures["responses"] - figures["promoters"] - figures["passives"] - figures["detractors"]
+    return pd.DataFrame([row])

@@ -130,9 +130,26 @@ def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[
 def count_answered(engine: Engine, wave_id: str, until: dt.datetime) -> int:
     """Responses of a wave first given by `until`."""
     row = storage.fetch_one(
-        engine, "SELECT COUNT(*) AS n FROM responses WHERE wave_id = :w AND answered_at <= :t", w=wave_id, t=until
+        engine,
+        "SELECT COUNT(*) AS n FROM responses WHERE wave_id = :w AND answered_at <= :t AND quarantine_reason IS NULL",
+        w=wave_id,
+        t=until,
     )
     return int(row["n"])
+
+
+def set_aside(engine: Engine, wave_id: str, rejected: dict[str, list[str]]) -> None:
+    """Mark the responses the check rejected (with why) and clear the mark on all others, so a
+    re-run of the check leaves exactly its own verdict."""
+    storage.execute(engine, "UPDATE responses SET quarantine_reason = NULL WHERE wave_id = :w", {"w": wave_id})
+    storage.execute(
+        engine,
+        "UPDATE responses SET quarantine_reason = :reason WHERE wave_id = :w AND contact_id = :c",
+        [
+            {"w": wave_id, "c": contact_id, "reason": "; ".join(reasons)[:1000]}
+            for contact_id, reasons in rejected.items()
+        ],
+    )
 
 
 def record_opt_out(engine: Engine, contact_id: str) -> None:
@@ -143,11 +160,16 @@ def record_opt_out(engine: Engine, contact_id: str) -> None:
     )
 
 
-def responses_frame(engine: Engine, wave_id: str, pillar_ids: list[str] | None = None) -> pd.DataFrame:
-    """Every response of a wave with its contact and account, one column per pillar answer."""
+def responses_frame(
+    engine: Engine, wave_id: str, pillar_ids: list[str] | None = None, with_quarantined: bool = False
+) -> pd.DataFrame:
+    """The responses of a wave with their contact and account, one column per pillar answer;
+    those set aside by the responses check only `with_quarantined`."""
     import pandas as pd
 
-    frame = storage.read_frame(engine, storage.query("responses"), wave_id=wave_id)
+    frame = storage.read_frame(
+        engine, storage.query("responses"), wave_id=wave_id, with_quarantined=int(with_quarantined)
+    )
     frame["score"] = frame["score"].astype("int64")
     answers = frame.pop("pillar_answers").map(json.loads).tolist()
     ids = pillar_ids if pillar_ids is not None else sorted({k for a in answers for k in a})

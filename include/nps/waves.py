@@ -22,6 +22,33 @@ class WaveError(ValueError):
 
 
 @dataclass(frozen=True)
+class CheckThresholds:
+    """How much bad data a wave tolerates before its data checks stop it."""
+
+    max_rejected_share: float = 0.05  # of input rows (contacts, responses) set aside
+    audience_min_ratio: float = 0.5  # of the previous wave's audience size
+    audience_max_ratio: float = 2.0
+    max_comment_chars: int = 5000  # longer comments are a warning
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> CheckThresholds:
+        defaults = cls()
+        thresholds = cls(
+            max_rejected_share=float(params.get("max_rejected_share", defaults.max_rejected_share)),
+            audience_min_ratio=float(params.get("audience_min_ratio", defaults.audience_min_ratio)),
+            audience_max_ratio=float(params.get("audience_max_ratio", defaults.audience_max_ratio)),
+            max_comment_chars=int(params.get("max_comment_chars", defaults.max_comment_chars)),
+        )
+        if not 0 <= thresholds.max_rejected_share <= 1:
+            raise WaveError(f"max_rejected_share must be between 0 and 1, got {thresholds.max_rejected_share}")
+        if not 0 <= thresholds.audience_min_ratio <= 1 <= thresholds.audience_max_ratio:
+            raise WaveError("audience_min_ratio must be at most 1 and audience_max_ratio at least 1")
+        if thresholds.max_comment_chars < 1:
+            raise WaveError(f"max_comment_chars must be positive, got {thresholds.max_comment_chars}")
+        return thresholds
+
+
+@dataclass(frozen=True)
 class WaveParams:
     wave_name: str
     program: str
@@ -44,6 +71,7 @@ class WaveParams:
     drop_storage_conn_id: str = ""
     drop_allow_list: list[str] = field(default_factory=list)
     mail_size_limit_mb: float = 10.0
+    thresholds: CheckThresholds = field(default_factory=CheckThresholds)
     overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
 
     @property
@@ -82,6 +110,7 @@ class WaveParams:
                 drop_storage_conn_id=(params.get("drop_storage_conn_id") or "").strip(),
                 drop_allow_list=[a.strip().lower() for a in params.get("drop_allow_list") or []],
                 mail_size_limit_mb=float(params.get("mail_size_limit_mb", 10)),
+                thresholds=CheckThresholds.from_params(params.get("thresholds") or params),
                 overrides=overrides,
             )
         except (KeyError, TypeError, ValueError) as exc:

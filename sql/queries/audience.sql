@@ -7,7 +7,7 @@ SELECT
     CASE WHEN c.opted_out_at <= a.snapshot_at THEN 1 ELSE 0 END AS opted_out_before_snapshot,
     CASE WHEN c.bounced_at <= a.snapshot_at THEN 1 ELSE 0 END AS bounced_before_snapshot
 FROM wave_audience a
-JOIN accounts acc ON acc.account_id = a.account_id
+LEFT JOIN accounts acc ON acc.account_id = a.account_id
 JOIN contacts c ON c.contact_id = a.contact_id
 WHERE a.wave_id = :wave_id
 ORDER BY a.contact_id

@@ -1,0 +1,148 @@
+"""Reading CSV files as real exports produce them (Excel, CRMs, spreadsheets).
+
+Accepts UTF-8 with or without a byte order mark, UTF-16 (Excel's "Unicode text"), Shift-JIS /
+CP932 (Excel on Japanese Windows), CRLF line ends, comma, semicolon or tab delimiters, quoted
+newlines, extra columns, and column names in any case with spaces. Rows are numbered as a
+spreadsheet shows them: the header is row 1, and a quoted multi-line cell stays in one row.
+A row whose field count does not match the header is returned as a problem, not loaded.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DELIMITERS = (",", ";", "\t")
+LEGACY_ENCODINGS = ("cp932",)  # tried, strictly, after UTF-8
+WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (OLE)
+
+
+class ExportError(ValueError):
+    """The file cannot be read as a table at all; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame  # strings, stripped, with a `row_number` column
+    problems: list[dict]  # row_number, field, value, reason
+    encoding: str
+    delimiter: str
+    rows: int  # data rows in the file, good or not
+
+
+def decode(raw: bytes, name: str) -> tuple[str, str]:
+    """The file's text and the encoding it was read with."""
+    if raw.startswith(WORKBOOK_SIGNATURES):
+        raise ExportError(f"{name} is an Excel workbook, not CSV; in Excel use Save As > 'CSV UTF-8'")
+    if raw.startswith(codecs.BOM_UTF8):
+        return _strict(raw[len(codecs.BOM_UTF8) :], "utf-8", name), "utf-8-sig"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _strict(raw, "utf-16", name), "utf-16"
+    if len(raw) >= 4 and raw[1::2][:8].count(0) >= 3 and raw[0::2][:8].count(0) == 0:
+        return _strict(raw, "utf-16-le", name), "utf-16-le"
+    for encoding in ("utf-8", *LEGACY_ENCODINGS):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    error = _first_error(raw)
+    line = raw[:error].count(b"\n") + 1
+    raise ExportError(
+        f"{name} is not UTF-8, UTF-16 or Shift-JIS/CP932 text (byte 0x{raw[error]:02x} on line "
+        f"{line}, offset {error}, cannot be read); export it again as 'CSV UTF-8'"
+    )
+
+
+def _strict(raw: bytes, encoding: str, name: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{name} claims {encoding} but byte {exc.start} is not valid {encoding}") from exc
+
+
+def _first_error(raw: bytes) -> int:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return 0
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The delimiter the header row uses most (comma when it has none)."""
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] else ","
+
+
+def column_key(name: str) -> str:
+    """`" Contact ID "` → `contact_id`: case, spaces and hyphens do not matter."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower()).strip("_")
+
+
+def read_table(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
+    """Read an export into string columns keyed by `column_key`; missing optional columns are empty."""
+    source = Path(path)
+    if not source.is_file():
+        raise ExportError(f"{source} does not exist")
+    text, encoding = decode(source.read_bytes(), str(source))
+    if not text.strip():
+        raise ExportError(f"{source} is empty: expected a header row with {', '.join(required)}")
+    delimiter = sniff_delimiter(text.lstrip().splitlines()[0])
+    try:
+        records = list(csv.reader(io.StringIO(text.lstrip("\r\n"), newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise ExportError(f"{source} is not a readable CSV file: {exc}") from exc
+    header = [column_key(h) for h in records[0]]
+    _check_header(source, header, required)
+    return _frame(records[1:], header, required, optional, encoding, delimiter)
+
+
+def _check_header(source: Path, header: list[str], required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in header]
+    if missing:
+        found = ", ".join(h for h in header if h) or "nothing"
+        raise ExportError(f"{source} lacks required column(s) {', '.join(missing)} (found: {found})")
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:
+        raise ExportError(f"{source} has column(s) {', '.join(repeated)} more than once")
+
+
+def _frame(
+    records: list[list[str]],
+    header: list[str],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    encoding: str,
+    delimiter: str,
+) -> Table:
+    import pandas as pd
+
+    rows, problems, count = [], [], 0
+    for number, record in enumerate(records, start=2):
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines, as spreadsheets leave at the end
+        count += 1
+        if len(record) != len(header):
+            problems.append(
+                {
+                    "row_number": number,
+                    "field": "(row)",
+                    "value": delimiter.join(record)[:200],
+                    "reason": f"row has {len(record)} fields, the header has {len(header)}",
+                }
+            )
+            continue
+        rows.append({"row_number": number, **{h: v.strip() for h, v in zip(header, record, strict=True) if h}})
+    columns = ["row_number", *dict.fromkeys([*required, *optional, *(h for h in header if h)])]
+    frame = pd.DataFrame(rows, columns=columns).fillna("")
+    frame["row_number"] = frame["row_number"].astype(int)
+    return Table(frame=frame, problems=problems, encoding=encoding, delimiter=delimiter, rows=count)

@@ -1,0 +1,506 @@
+"""The bad-input corpus: what real contact exports and real waves get wrong, one case per row.
+
+Every case asserts the exact reason reported (row, field, rule) and that every good row still
+made it through. Loader cases run `audience.load_contacts` on a small file; check cases run the
+step's Great Expectations suite through `checks.run_check`, as the DAG does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from include.nps import audience, checks, storage
+from include.nps.waves import CheckThresholds
+
+HEADER = "contact_id,email,name,account_id,account_name,sales_owner,vip"
+FIRST = "C1,alice@a1.example,Alice,A1,Acme,seller@vendor.example,no"  # row 2
+LAST = "C9,zoe@a1.example,Zoe,A1,Acme,seller@vendor.example,yes"  # row 4
+HUGE = "x" * 102_400
+
+# (case id, the row between two good ones (row 3), field, exact reason)
+BAD_ROWS = [
+    ("email-without-at", "C2,alice.example,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-two-ats", "C2,al@ice@a1.example,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-double-dot", "C2,al..ice@a1.example,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-no-tld", "C2,alice@localhost,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-inner-space", "C2,ali ce@a1.example,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-trailing-dot", "C2,bob@a1.example.,Al,A1,Acme,,no", "email", "not a valid email address"),
+    ("email-display-name", "C2,Bob <bob@a1.example>,Al,A1,Acme,,no", "email", "not a valid email address"),
+    (
+        "dup-email-case",
+        "C2,ALICE@A1.EXAMPLE,Al,A1,Acme,,no",
+        "email",
+        "duplicate email in the file (same address as row 2)",
+    ),
+    (
+        "dup-email-spaces",
+        "C2,  alice@a1.example  ,Al,A1,Acme,,no",
+        "email",
+        "duplicate email in the file (same address as row 2)",
+    ),
+    (
+        "dup-email-fullwidth",
+        "C2,ａｌｉｃｅ@a1.example,Al,A1,Acme,,no",
+        "email",
+        "duplicate email in the file (same address as row 2)",
+    ),
+    (
+        "dup-email-zero-width",
+        "C2,al\u200bice@a1.example,Al,A1,Acme,,no",
+        "email",
+        "duplicate email in the file (same address as row 2)",
+    ),
+    (
+        "email-cyrillic-look-alike",
+        "C2,\u0430lice@a1.example,Al,A1,Acme,,no",
+        "email",
+        "email contains the non-ASCII character U+0430 (CYRILLIC SMALL LETTER A), a look-alike of 'a'",
+    ),
+    (
+        "dup-contact-id",
+        "C1,bob@a1.example,Bob,A1,Acme,,no",
+        "contact_id",
+        "duplicate contact_id in the file (first in row 2)",
+    ),
+    ("empty-name", "C2,bob@a1.example,,A1,Acme,,no", "name", "name is empty"),
+    ("empty-account", "C2,bob@a1.example,Bob,,Acme,,no", "account_id", "account_id is empty"),
+    ("empty-email", "C2,,Bob,A1,Acme,,no", "email", "email is empty"),
+    ("100kb-name", f"C2,bob@a1.example,{HUGE},A1,Acme,,no", "name", "name is 102400 characters long, the limit is 200"),
+    (
+        "long-contact-id",
+        f"{'C' * 65},bob@a1.example,Bob,A1,Acme,,no",
+        "contact_id",
+        "contact_id is 65 characters long, the limit is 64",
+    ),
+    (
+        "bad-sales-owner",
+        "C2,bob@a1.example,Bob,A1,Acme,seller at vendor,no",
+        "sales_owner",
+        "sales_owner is not a valid email address",
+    ),
+    ("bad-vip", "C2,bob@a1.example,Bob,A1,Acme,,maybe", "vip", "vip must be true or false"),
+    ("extra-field", "C2,bob@a1.example,Bob,A1,Acme,,no,surplus", "(row)", "row has 8 fields, the header has 7"),
+    ("missing-field", "C2,bob@a1.example,Bob,A1,Acme", "(row)", "row has 5 fields, the header has 7"),
+]
+
+
+@pytest.mark.parametrize(("row", "field", "reason"), [c[1:] for c in BAD_ROWS], ids=[c[0] for c in BAD_ROWS])
+def test_a_bad_row_is_quarantined_with_its_reason_and_the_good_rows_load(engine, tmp_path, row, field, reason):
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([HEADER, FIRST, row, LAST]) + "\n", encoding="utf-8")
+    rejected_csv = tmp_path / "rejected.csv"
+    result = audience.load_contacts(engine, "w", path, max_rejected_share=1.0, rejected_csv=rejected_csv)
+
+    assert [(p["row_number"], p["field"], p["reason"]) for p in result.problems] == [(3, field, reason)]
+    assert result.contact_ids == ["C1", "C9"]
+    loaded = storage.fetch_all(engine, "SELECT contact_id, email FROM contacts ORDER BY contact_id")
+    assert loaded == [
+        {"contact_id": "C1", "email": "alice@a1.example"},
+        {"contact_id": "C9", "email": "zoe@a1.example"},
+    ]
+    stored = storage.fetch_one(engine, "SELECT row_number, field, reason FROM quarantine WHERE wave_id = 'w'")
+    assert stored == {"row_number": 3, "field": field, "reason": reason}
+    rejected = pd.read_csv(rejected_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert rejected[["row_number", "field", "reason"]].values.tolist() == [["3", field, reason]]
+
+
+# (case id, file bytes, exact message fragment)
+BAD_FILES = [
+    ("empty-file", b"", "is empty: expected a header row with contact_id, email, name, account_id, account_name"),
+    ("blank-lines-only", b"\r\n\r\n  \r\n", "is empty"),
+    (
+        "missing-required-column",
+        b"contact_id,name,account_id,account_name\nC1,Al,A1,Acme\n",
+        "lacks required column(s) email (found: contact_id, name, account_id, account_name)",
+    ),
+    (
+        "latin-1-export",
+        (HEADER + "\nC1,jose@a1.example,Jos\xe9,A1,Acme,,no\n").encode("latin-1"),
+        "is not UTF-8, UTF-16 or Shift-JIS/CP932 text (byte 0xe9 on line 2, offset 84, cannot be read)",
+    ),
+    ("xlsx-renamed-to-csv", b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)), "is an Excel workbook, not CSV"),
+    ("column-twice", b"contact_id,email,name,account_id,account_name,Email\n", "has column(s) email more than once"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_an_unusable_file_stops_with_a_clear_error_and_loads_nothing(engine, tmp_path, content, message):
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(content)
+    with pytest.raises(audience.AudienceError) as error:
+        audience.load_contacts(engine, "w", path)
+    assert message in str(error.value)
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM contacts")["n"] == 0
+
+
+def test_too_many_bad_rows_stop_the_load_but_keep_the_quarantine(engine, tmp_path):
+    rows = [f"C{i},c{i}@a1.example,P{i},A1,Acme,,no" for i in range(1, 19)] + [
+        "C19,broken,P19,A1,Acme,,no",
+        "C20,,P20,A1,Acme,,no",
+    ]
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    with pytest.raises(audience.AudienceError) as error:
+        audience.load_contacts(engine, "w", path)  # the default threshold: 5%
+    assert "2 of 20 rows rejected (10.0%, above the 5% threshold)" in str(error.value)
+    assert "not a valid email address (1); email is empty (1)" in str(error.value)
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM contacts")["n"] == 0
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM quarantine")["n"] == 2
+    assert audience.load_contacts(engine, "w", path, max_rejected_share=0.1).loaded == 18  # at the threshold
+
+
+# --------------------------------------------------------------------------------------------
+# Check cases: each step's suite on a frame shaped as the step builds it.
+
+OPEN = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+CLOSE = OPEN + dt.timedelta(days=14)
+PILLARS = [{"id": "support", "scale": "1-5"}]
+LIMITS = CheckThresholds()
+
+
+def _responses(**changes: dict) -> pd.DataFrame:
+    """Twenty good responses (R01..R20); `changes` edits a row by contact id."""
+    rows = {
+        f"R{i:02d}": {
+            "score": i % 11,
+            "answered_at": OPEN + dt.timedelta(hours=i),
+            "comment": "ok",
+            "pillar_support": 4,
+        }
+        for i in range(1, 21)
+    }
+    for contact_id, values in changes.items():
+        rows.setdefault(contact_id, {"score": 8, "answered_at": OPEN, "comment": "", "pillar_support": 3})
+        rows[contact_id].update(values)
+    frame = pd.DataFrame([{"contact_id": k, **v} for k, v in rows.items()])
+    frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True)
+    frame["pillar_support"] = frame["pillar_support"].astype("Int64")
+    return frame
+
+
+def _check_responses(engine, frame, invited=None):
+    invited = invited or [f"R{i:02d}" for i in range(1, 21)]
+    suite = checks.responses_suite(PILLARS, invited, (OPEN, CLOSE), LIMITS)
+    return checks.run_check(engine, "w", "responses", "responses", frame, suite, "contact_id", 0.05)
+
+
+RESPONSE_CASES = [
+    ("score-11", {"R03": {"score": 11}}, "score is a whole number from 0 to 10"),
+    ("score-negative", {"R03": {"score": -1}}, "score is a whole number from 0 to 10"),
+    ("score-fraction", {"R03": {"score": 7.5}}, "score is a whole number from 0 to 10"),
+    (
+        "answered-after-close",
+        {"R03": {"answered_at": CLOSE + dt.timedelta(minutes=5)}},
+        "answered while the wave was open (2026-03-02 09:00 to 2026-03-16 09:00 UTC)",
+    ),
+    (
+        "answered-before-open",
+        {"R03": {"answered_at": OPEN - dt.timedelta(days=1)}},
+        "answered while the wave was open (2026-03-02 09:00 to 2026-03-16 09:00 UTC)",
+    ),
+    ("not-invited", {"X99": {"score": 3}}, "the respondent was invited to this wave"),
+    ("pillar-out-of-scale", {"R03": {"pillar_support": 6}}, "answer to 'support' within its 1-5 scale"),
+]
+
+
+@pytest.mark.parametrize(("changes", "rule"), [c[1:] for c in RESPONSE_CASES], ids=[c[0] for c in RESPONSE_CASES])
+def test_a_bad_response_is_set_aside_with_its_rule_and_the_others_count(engine, changes, rule):
+    frame = _responses(**changes)
+    result = _check_responses(engine, frame)
+    bad = next(iter(changes))
+    assert result.success and result.rejected == {bad: [rule]}
+    assert f"1 row(s) set aside: {rule}: 1 row(s) fail, e.g. {bad}" in result.summary
+    assert set(frame["contact_id"]) - set(result.rejected) == set(frame["contact_id"]) - {bad}
+
+
+def test_a_100kb_comment_is_a_warning_that_sets_nothing_aside(engine):
+    result = _check_responses(engine, _responses(R05={"comment": HUGE}))
+    assert result.success and result.rejected == {} and result.warnings == 1
+    assert "1 warning(s): comment at most 5000 characters: 1 row(s) fail, e.g. R05: 102400 characters" in result.summary
+
+
+def test_more_bad_responses_than_the_threshold_fail_the_check(engine):
+    frame = _responses(R01={"score": 11}, R02={"score": 12})  # 2 of 20 = 10% > 5%
+    with pytest.raises(checks.DataCheckFailed, match=r"responses suite FAILED 1 of 7 on 20 rows: score is a whole"):
+        _check_responses(engine, frame)
+    stored = storage.fetch_one(engine, "SELECT success, failed FROM check_results WHERE step = 'responses'")
+    assert stored == {"success": False, "failed": 1}
+
+
+def _sellers(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["Contact ID", "file_for", "Salesperson"])
+
+
+def _check(engine, step, frame, suite, key=None):
+    return checks.run_check(engine, "w", step, step, frame, suite, key)
+
+
+def _fails(engine, step, frame, suite, key, reason):
+    with pytest.raises(checks.DataCheckFailed) as failure:
+        _check(engine, step, frame, suite, key)
+    assert reason in str(failure.value)
+    stored = storage.fetch_one(engine, "SELECT success, summary FROM check_results WHERE step = :s", s=step)
+    assert not stored["success"] and reason in stored["summary"]
+    return str(failure.value)
+
+
+def test_a_drop_with_a_foreign_account_stops(engine):
+    good = [("C1", "ann@v.example", "ann@v.example"), ("C2", "bob@v.example", "bob@v.example")]
+    _check(engine, "files", _sellers(good), checks.seller_files_suite("Salesperson"), "Contact ID")
+    foreign = [*good, ("C3", "ann@v.example", "bob@v.example")]
+    message = _fails(
+        engine,
+        "files",
+        _sellers(foreign),
+        checks.seller_files_suite("Salesperson"),
+        "Contact ID",
+        "each salesperson's file holds only their own accounts: 1 row(s) fail, "
+        "e.g. C3: Salesperson=bob@v.example but file_for=ann@v.example",
+    )
+    assert "C1" not in message and "C2" not in message
+
+
+def test_a_drop_with_an_unexpected_column_or_a_missing_row_stops(engine):
+    sheet = pd.DataFrame({"Contact ID": ["C1", "C2"], "Score": [3, 9]})
+    _check(engine, "drop", sheet, checks.drop_suite(2, ["Contact ID", "Score"]))
+    _fails(
+        engine,
+        "drop",
+        sheet.assign(Notes="x"),
+        checks.drop_suite(2, ["Contact ID", "Score"]),
+        None,
+        "only the allowed columns",
+    )
+    _fails(
+        engine,
+        "drop",
+        sheet,
+        checks.drop_suite(3, ["Contact ID", "Score"]),
+        None,
+        "one row per response given by the cutoff (3): observed 2",
+    )
+
+
+def _followups(rows: list[tuple[str, str | None, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["contact_id", "owner", "owner_type"])
+
+
+def test_a_detractor_without_owner_stops_the_routing(engine):
+    frame = _followups([("C1", "ann@v.example", "sales"), ("C2", None, "cs")])
+    _fails(
+        engine,
+        "routing",
+        frame,
+        checks.routing_suite(["C1", "C2"]),
+        "contact_id",
+        "every detractor has an owner: 1 row(s) fail, e.g. C2: empty",
+    )
+
+
+def test_a_detractor_without_follow_up_or_followed_up_twice_stops_the_routing(engine):
+    one = _followups([("C1", "ann@v.example", "sales")])
+    _fails(
+        engine,
+        "routing",
+        one,
+        checks.routing_suite(["C1", "C2"]),
+        "contact_id",
+        "one follow-up per detractor (2): observed 1",
+    )
+    twice = _followups([("C1", "ann@v.example", "sales"), ("C1", "bob@v.example", "cs")])
+    _fails(
+        engine,
+        "routing",
+        twice,
+        checks.routing_suite(["C1", "C2"]),
+        "contact_id",
+        "no detractor followed up twice: 2 row(s) fail",
+    )
+    stray = _followups([("C1", "ann@v.example", "sales"), ("C7", "bob@v.example", "cs")])
+    _fails(
+        engine,
+        "routing",
+        stray,
+        checks.routing_suite(["C1", "C2"]),
+        "contact_id",
+        "follow-ups are for detractors: 1 row(s) fail, e.g. C7: C7",
+    )
+
+
+def _audience(n: int, **columns) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "contact_id": [f"C{i}" for i in range(n)],
+            "email": [f"c{i}@a.example" for i in range(n)],
+            "locale": "en",
+            "account_name": "Acme",
+            "owner": "seller@v.example",
+            "opted_out_before_snapshot": 0,
+            "bounced_before_snapshot": 0,
+        }
+    )
+    for column, values in columns.items():
+        frame[column] = values
+    return frame
+
+
+def test_an_empty_audience_stops_the_wave(engine):
+    _fails(
+        engine,
+        "audience",
+        _audience(0),
+        checks.audience_suite(0, None, LIMITS),
+        "contact_id",
+        "the audience is not empty: observed 0",
+    )
+
+
+def test_an_audience_halved_since_the_previous_wave_is_a_broken_extract(engine):
+    suite = checks.audience_suite(40, 100, LIMITS)
+    _fails(
+        engine,
+        "audience",
+        _audience(40),
+        suite,
+        "contact_id",
+        "the audience is within 50%-200% of the previous wave's 100 contacts (50-200); "
+        "a sudden change is a broken extract: observed 40",
+    )
+    _check(engine, "audience", _audience(60), checks.audience_suite(60, 100, LIMITS), "contact_id")
+
+
+def test_an_opted_out_contact_or_an_unknown_account_in_the_audience_stops_the_wave(engine):
+    opted_out = _audience(3, opted_out_before_snapshot=[0, 1, 0])
+    _fails(
+        engine,
+        "audience",
+        opted_out,
+        checks.audience_suite(3, None, LIMITS),
+        "contact_id",
+        "no contact opted out: 1 row(s) fail, e.g. C1: 1",
+    )
+    unknown = _audience(3, account_name=["Acme", None, "Acme"])
+    _fails(
+        engine,
+        "audience",
+        unknown,
+        checks.audience_suite(3, None, LIMITS),
+        "contact_id",
+        "the contact's account is known: 1 row(s) fail, e.g. C1: empty",
+    )
+
+
+def test_an_account_without_owner_is_only_a_warning(engine):
+    result = _check(
+        engine,
+        "audience",
+        _audience(3, owner=[None, "s@v.example", "s@v.example"]),
+        checks.audience_suite(3, None, LIMITS),
+        "contact_id",
+    )
+    assert result.success and result.warnings == 1
+    assert "1 warning(s): the account has a sales owner or CSM: 1 row(s) fail, e.g. C0: empty" in result.summary
+
+
+def _ledger(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["recipient", "status", "sent_at", "sent_to_suppressed"])
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
+    return frame
+
+
+def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stops_the_wave(engine):
+    at = OPEN + dt.timedelta(minutes=1)
+    window = (OPEN, CLOSE)
+    good = [("C1", "sent", at, 0), ("C2", "suppressed", None, 0), ("C3", "failed", None, 0)]
+    _check(engine, "invitation", _ledger(good), checks.outbox_suite(3, window), "recipient")
+    twice = [*good, ("C1", "sent", at, 0)]
+    _fails(
+        engine,
+        "invitation",
+        _ledger(twice),
+        checks.outbox_suite(3, window),
+        "recipient",
+        "no recipient twice: 2 row(s) fail",
+    )
+    pending = [*good[:2], ("C3", "pending", None, 0)]
+    _fails(
+        engine,
+        "invitation",
+        _ledger(pending),
+        checks.outbox_suite(3, window),
+        "recipient",
+        "every message sent, suppressed or failed: 1 row(s) fail, e.g. C3: pending",
+    )
+    late = [("C1", "sent", CLOSE + dt.timedelta(hours=1), 0), *good[1:]]
+    _fails(
+        engine,
+        "invitation",
+        _ledger(late),
+        checks.outbox_suite(3, window),
+        "recipient",
+        "sent inside the wave's window: not before 2026-03-02 09:00 and not after 2026-03-16 09:00 UTC: "
+        "1 row(s) fail, e.g. C1: 2026-03-16T10:00:00+00:00",
+    )
+    opted_out = [("C1", "sent", at, 1), *good[1:]]
+    _fails(
+        engine,
+        "invitation",
+        _ledger(opted_out),
+        checks.outbox_suite(3, window),
+        "recipient",
+        "nothing sent to a contact who had opted out or bounced: 1 row(s) fail, e.g. C1: 1",
+    )
+
+
+def test_flash_figures_out_of_range_or_inconsistent_stop_the_flash_email(engine):
+    good = pd.DataFrame([{"nps": 20.0, "count_gap": 0}])
+    _check(engine, "flash", good, checks.flash_suite(3, 1, 10))
+    _fails(
+        engine,
+        "flash",
+        good.assign(nps=25.0),
+        checks.flash_suite(3, 1, 10),
+        None,
+        "NPS equals (promoters - detractors) / responses = 20.0: 1 row(s) fail, e.g. 25.0",
+    )
+    _fails(
+        engine,
+        "flash",
+        good.assign(nps=120.0),
+        checks.flash_suite(3, 1, 10),
+        None,
+        "NPS between -100 and 100: 1 row(s) fail, e.g. 120.0",
+    )
+    _fails(
+        engine,
+        "flash",
+        good.assign(count_gap=2),
+        checks.flash_suite(3, 1, 10),
+        None,
+        "promoters, passives and detractors add up to the responses: 1 row(s) fail, e.g. 2",
+    )
+
+
+def test_an_action_item_without_owner_priority_or_due_date_stops_the_retrospective(engine):
+    items = pd.DataFrame(
+        {
+            "item_key": ["response-rate", "theme-pricing", "theme-support"],
+            "owner": ["ops@v.example", None, "ops@v.example"],
+            "priority": ["high", "medium", "urgent"],
+            "due_date": ["2026-04-01", "2026-04-01", None],
+        }
+    )
+    message = _fails(
+        engine,
+        "retrospective",
+        items,
+        checks.retrospective_suite(),
+        "item_key",
+        "every action item has an owner: 1 row(s) fail, e.g. theme-pricing: empty",
+    )
+    assert "priority is high, medium or low: 1 row(s) fail, e.g. theme-support: urgent" in message
+    assert "every action item has a due date: 1 row(s) fail, e.g. theme-support: empty" in message
+    assert "response-rate" not in message
