@@ -8,6 +8,7 @@ and the spread, after the one-off cost of importing Great Expectations and makin
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import statistics
 import sys
@@ -94,6 +95,7 @@ def main(contacts: int = 5000, repeats: int = 7) -> None:
     from include.nps import checks
     from include.nps.connections import nps_engine
 
+    logging.getLogger("include.nps.checks").setLevel(logging.ERROR)
     engine = nps_engine()
     started = time.perf_counter()
     import great_expectations  # noqa: F401
