@@ -188,3 +188,88 @@ def test_the_midwave_drop_holds_the_answers_given_by_its_cutoff(drop_wave, engin
         encoding="utf-8-sig"
     )
     assert "late" not in text and smtp.spool.messages() == []
+    # C2 changes their answer after the cutoff: a re-run of the drop still shows the answer as it
+    # stood at the cutoff, byte for byte.
+    manifest = (tmp_path / "share" / wave.wave_id / "midwave" / "manifest.json").read_bytes()
+    responses.record_response(engine, wave.wave_id, "C2", {"score": 2, "comment": "changed", "pillar_answers": {}})
+    pipeline.share_midwave_drop(wave.wave_id)
+    assert (tmp_path / "share" / wave.wave_id / "midwave" / "manifest.json").read_bytes() == manifest
+    assert "changed" not in (
+        tmp_path / "share" / wave.wave_id / "midwave" / f"{wave.wave_id}-midwave-all-accounts.csv"
+    ).read_text(encoding="utf-8-sig")
+
+
+def test_decisions_sales_return_are_read_back_and_win_over_the_routing_rule(drop_wave, smtp, chat, tmp_path, nps_home):
+    wave = drop_wave()
+    pipeline.share_midwave_drop(wave.wave_id)
+    midwave = tmp_path / "share" / wave.wave_id / "midwave"
+    returned = tmp_path / "share" / wave.wave_id / "returned"
+    returned.mkdir()
+    # Seller 1 takes C1 (the rule gives this small account to its CSM) in their own file.
+    own = _book((midwave / f"{wave.wave_id}-midwave-seller1-vendor-example.xlsx").read_bytes())
+    _decide(own, {"C1": "Sales "})
+    own.save(returned / "seller1.xlsx")
+    # Sales ops return the complete file: a value that is no decision, and a contact not in the wave.
+    complete = _book((midwave / f"{wave.wave_id}-midwave-all-accounts.xlsx").read_bytes())
+    _decide(complete, {"C5": "maybe"})
+    header = [c.value for c in complete["Responses"][1]]
+    complete["Responses"].append(
+        ["X9" if h == "Contact ID" else "cs" if h.startswith("Sales decision") else None for h in header]
+    )
+    complete.save(returned / "all.xlsx")
+    # Seller 2 sends their CSV back by email; CS ops save it in the wave's reports folder.
+    local = nps_home / "reports" / wave.wave_id / "returned"
+    local.mkdir(parents=True)
+    csv_text = "\ufeffContact ID;Sales decision (sales / cs)\r\nC3;cs\r\n"
+    (local / "seller2.csv").write_bytes(csv_text.encode("utf-8"))
+
+    pipeline.close_wave(wave.wave_id)
+    pipeline.share_postwave_drop(wave.wave_id)
+    pipeline.route_detractors(wave.wave_id)
+
+    owners = storage.fetch_all(
+        engine := pipeline.nps_engine(),
+        "SELECT contact_id, owner_type, owner, owner_source FROM followups ORDER BY contact_id",
+    )
+    assert owners == [
+        {"contact_id": "C1", "owner_type": "sales", "owner": SELLER_1, "owner_source": "sales_decision"},
+        {"contact_id": "C3", "owner_type": "cs", "owner": "csm@vendor.example", "owner_source": "sales_decision"},
+        {"contact_id": "C5", "owner_type": "cs", "owner": "csm@vendor.example", "owner_source": "rule"},
+    ]
+    rejected = storage.fetch_all(
+        engine,
+        "SELECT source, row_number, field, reason FROM quarantine WHERE source LIKE 'returned/%' ORDER BY row_number",
+    )
+    assert rejected == [
+        {
+            "source": "returned/all.xlsx",
+            "row_number": 6,
+            "field": "Sales decision (sales / cs)",
+            "reason": "the sales decision must be sales or cs",
+        },
+        {
+            "source": "returned/all.xlsx",
+            "row_number": 7,
+            "field": "contact_id",
+            "reason": "contact X9 has no response in this wave",
+        },
+    ]
+    # The post-wave drop shows the decisions already made.
+    postwave = _rows(
+        _book(
+            (tmp_path / "share" / wave.wave_id / "postwave" / f"{wave.wave_id}-postwave-all-accounts.xlsx").read_bytes()
+        )
+    )
+    assert {
+        r["Contact ID"]: r["Sales decision (sales / cs)"] for r in postwave if r["Sales decision (sales / cs)"]
+    } == {"C1": "sales", "C3": "cs"}
+
+
+def _decide(book, decisions: dict[str, str]) -> None:
+    sheet = book["Responses"]
+    header = [c.value for c in sheet[1]]
+    column = header.index("Sales decision (sales / cs)") + 1
+    for row in range(2, sheet.max_row + 1):
+        contact_id = sheet.cell(row=row, column=1).value
+        if contact_id in decisions:
+            sheet.cell(row=row, column=column, value=decisions[contact_id])

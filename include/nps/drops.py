@@ -77,10 +77,15 @@ def category(score: int) -> str:
 
 
 def drop_frame(
-    responses: pd.DataFrame, detractor_max: int, pillars: list[dict[str, Any]], cutoff: dt.datetime
+    responses: pd.DataFrame,
+    detractor_max: int,
+    pillars: list[dict[str, Any]],
+    cutoff: dt.datetime,
+    decisions: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """The sheet sales receives: one row per response answered by `cutoff`, customer text
-    neutralised, the proposed follow-up owner of each detractor, and an empty decision column."""
+    neutralised, the proposed follow-up owner of each detractor, and the decision column (filled
+    with the decisions sales already returned)."""
     import pandas as pd
 
     from include.nps.routing import choose_owner
@@ -98,7 +103,7 @@ def drop_frame(
     for pillar in pillars:
         columns[f"pillar_{pillar['id']}"] = f"{pillar['text']} ({pillar['scale']})"
     sheet = frame.reindex(columns=list(columns)).rename(columns=columns)
-    sheet[DECISION_HEADER] = ""
+    sheet[DECISION_HEADER] = frame["contact_id"].map(decisions or {}).fillna("").tolist()
     return sheet.map(neutralise)
 
 
@@ -171,10 +176,20 @@ def _fill_sheet(worksheet: Any, frame: pd.DataFrame) -> None:
         cell.fill = PatternFill("solid", fgColor=HEADER_FILL)
     worksheet.freeze_panes = "A2"
     worksheet.auto_filter.ref = worksheet.dimensions
+    _print_setup(worksheet)
     for index, column in enumerate(frame.columns, start=1):
         longest = max([len(str(column)), *(len(str(v)) for v in frame[column] if v is not None)])
         letter = worksheet.cell(row=1, column=index).column_letter
         worksheet.column_dimensions[letter].width = min(longest + 2, MAX_COLUMN_WIDTH)
+
+
+def _print_setup(worksheet: Any) -> None:
+    """Printed or saved as PDF: landscape, every column on the page's width, the header on each page."""
+    worksheet.page_setup.orientation = "landscape"
+    worksheet.page_setup.fitToWidth = 1
+    worksheet.page_setup.fitToHeight = 0
+    worksheet.sheet_properties.pageSetUpPr.fitToPage = True
+    worksheet.print_title_rows = "1:1"
 
 
 def _style_responses(worksheet: Any, sheet: pd.DataFrame) -> None:

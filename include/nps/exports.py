@@ -93,20 +93,52 @@ def read_table(path: str | Path, required: tuple[str, ...], optional: tuple[str,
     source = Path(path)
     if not source.is_file():
         raise ExportError(f"{source} does not exist")
-    text, encoding = decode(source.read_bytes(), str(source))
+    return parse_csv(source.read_bytes(), str(source), required, optional)
+
+
+def parse_csv(raw: bytes, name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
+    """`read_table` for bytes already read (from object storage, say)."""
+    text, encoding = decode(raw, name)
     if not text.strip():
-        raise ExportError(f"{source} is empty: expected a header row with {', '.join(required)}")
+        raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
     delimiter = sniff_delimiter(text.lstrip().splitlines()[0])
     try:
         records = list(csv.reader(io.StringIO(text.lstrip("\r\n"), newline=""), delimiter=delimiter))
     except csv.Error as exc:
-        raise ExportError(f"{source} is not a readable CSV file: {exc}") from exc
+        raise ExportError(f"{name} is not a readable CSV file: {exc}") from exc
+    return table_from_records(records, name, required, optional, encoding, delimiter)
+
+
+def parse_xlsx(raw: bytes, name: str, sheet: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
+    """A worksheet of a workbook as a Table, cells as text (empty cells as "")."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several types for a file that is not a workbook
+        raise ExportError(f"{name} is not a readable Excel workbook: {exc}") from exc
+    if sheet not in book.sheetnames:
+        raise ExportError(f"{name} has no sheet named {sheet!r} (found: {', '.join(book.sheetnames)})")
+    records = [["" if v is None else str(v) for v in row] for row in book[sheet].iter_rows(values_only=True)]
+    if not records:
+        raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
+    return table_from_records(records, name, required, optional, "xlsx", "")
+
+
+def table_from_records(
+    records: list[list[str]],
+    name: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    encoding: str,
+    delimiter: str,
+) -> Table:
     header = [column_key(h) for h in records[0]]
-    _check_header(source, header, required)
+    _check_header(name, header, required)
     return _frame(records[1:], header, required, optional, encoding, delimiter)
 
 
-def _check_header(source: Path, header: list[str], required: tuple[str, ...]) -> None:
+def _check_header(source: str, header: list[str], required: tuple[str, ...]) -> None:
     missing = [c for c in required if c not in header]
     if missing:
         found = ", ".join(h for h in header if h) or "nothing"

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from include.nps import (
     audience,
     checks,
+    decisions,
     drops,
     mailings,
     outbox,
@@ -141,7 +142,9 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     cutoff = waves.milestone_due(engine, wave_id, "midwave") if phase == "midwave" else wave.close_at
-    sheet = drops.drop_frame(wave_responses(engine, wave), wave.detractor_max, wave.pillar_questions, cutoff)
+    answers = responses.responses_frame(engine, wave_id, [p["id"] for p in wave.pillar_questions], as_of=cutoff)
+    decided = _sales_decisions(engine, wave, answers) if phase == "postwave" else {}
+    sheet = drops.drop_frame(answers, wave.detractor_max, wave.pillar_questions, cutoff, decided)
     answered = responses.count_answered(engine, wave_id, cutoff)
     suite = checks.drop_suite(answered, list(sheet.columns))
     checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite, row_key="Contact ID")
@@ -250,6 +253,31 @@ def _drop_mail(
     return personal
 
 
+def _sales_decisions(engine: Any, wave: waves.WaveParams, answers: Any) -> dict[str, str]:
+    """The decisions sales returned so far, read from the wave's `returned/` folders."""
+    return decisions.collect(engine, wave.wave_id, _returned_files(wave), set(answers["contact_id"]))
+
+
+def _returned_files(wave: waves.WaveParams) -> list[decisions.ReturnedFile]:
+    """Drop files sales sent back: in the drop location's `<wave>/returned/` (when drops are
+    stored) and in the wave's local reports folder `returned/` (CS ops save emailed ones there)."""
+    found = {
+        path.name: decisions.ReturnedFile(path.name, path.read_bytes())
+        for path in (reports_dir(wave.wave_id) / "returned").glob("*")
+        if path.suffix.lower() in decisions.SUFFIXES
+    }
+    if "storage" in wave.drop_channels:
+        from airflow.sdk import ObjectStoragePath
+
+        folder = ObjectStoragePath(wave.drop_location, conn_id=wave.drop_storage_conn_id or None)
+        folder = folder / wave.wave_id / "returned"
+        if folder.exists():
+            for path in folder.iterdir():
+                if path.suffix.lower() in decisions.SUFFIXES:
+                    found[path.name] = decisions.ReturnedFile(path.name, path.read_bytes())
+    return list(found.values())
+
+
 def share_midwave_drop(wave_id: str) -> dict[str, Any]:
     return share_drop(wave_id, "midwave")
 
@@ -284,7 +312,8 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     wave = waves.load_params(engine, wave_id)
     frame = wave_responses(engine, wave)
     fallback = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else "cs-ops"
-    routed = routing.route_detractors(engine, wave_id, frame, wave.detractor_max, fallback)
+    decided = _sales_decisions(engine, wave, frame)
+    routed = routing.route_detractors(engine, wave_id, frame, wave.detractor_max, fallback, decided)
     followups = routing.followups_frame(engine, wave_id)
     detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
     suite = checks.routing_suite(detractors)

@@ -161,15 +161,23 @@ def record_opt_out(engine: Engine, contact_id: str) -> None:
 
 
 def responses_frame(
-    engine: Engine, wave_id: str, pillar_ids: list[str] | None = None, with_quarantined: bool = False
+    engine: Engine,
+    wave_id: str,
+    pillar_ids: list[str] | None = None,
+    with_quarantined: bool = False,
+    as_of: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """The responses of a wave with their contact and account, one column per pillar answer;
-    those set aside by the responses check only `with_quarantined`."""
+    those set aside by the responses check only `with_quarantined`; `as_of` a time, the answers
+    as they stood then (an answer changed later shows its earlier revision)."""
     import pandas as pd
 
-    frame = storage.read_frame(
-        engine, storage.query("responses"), wave_id=wave_id, with_quarantined=int(with_quarantined)
-    )
+    if as_of is not None:
+        frame = storage.read_frame(engine, storage.query("responses_as_of"), wave_id=wave_id, cutoff=as_of)
+    else:
+        frame = storage.read_frame(
+            engine, storage.query("responses"), wave_id=wave_id, with_quarantined=int(with_quarantined)
+        )
     frame["score"] = frame["score"].astype("int64")
     answers = frame.pop("pillar_answers").map(json.loads).tolist()
     ids = pillar_ids if pillar_ids is not None else sorted({k for a in answers for k in a})

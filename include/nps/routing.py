@@ -2,7 +2,7 @@
 
 Rule (first depth): strategic and enterprise accounts are followed up by their salesperson,
 every other account by its CSM; when the chosen owner is missing, the other one takes it,
-and CS ops when neither is known.
+and CS ops when neither is known. A decision sales returned in their drop file wins.
 """
 
 from __future__ import annotations
@@ -34,12 +34,27 @@ def detractors(frame: pd.DataFrame, detractor_max: int) -> pd.DataFrame:
     return frame[frame["score"] <= detractor_max]
 
 
-def route_detractors(engine: Engine, wave_id: str, frame: pd.DataFrame, detractor_max: int, fallback: str) -> int:
-    """One follow-up row per detractor; an existing row (and its owner) is never replaced."""
+def route_detractors(
+    engine: Engine,
+    wave_id: str,
+    frame: pd.DataFrame,
+    detractor_max: int,
+    fallback: str,
+    decisions: dict[str, str] | None = None,
+) -> int:
+    """One follow-up row per detractor. A rule's owner is never replaced; a sales decision
+    (contact id: sales or cs) names the owner, also of a follow-up still open from an earlier run."""
+    decisions = decisions or {}
     now = storage.utcnow()
     rows = []
     for r in detractors(frame, detractor_max).itertuples():
-        owner_type, owner = choose_owner(r.tier, r.sales_owner, r.csm, fallback)
+        if r.contact_id in decisions:
+            owner_type = decisions[r.contact_id]
+            owner = (r.sales_owner if owner_type == "sales" else r.csm) or fallback
+            source = "sales_decision"
+        else:
+            owner_type, owner = choose_owner(r.tier, r.sales_owner, r.csm, fallback)
+            source = "rule"
         rows.append(
             {
                 "wave_id": wave_id,
@@ -48,6 +63,7 @@ def route_detractors(engine: Engine, wave_id: str, frame: pd.DataFrame, detracto
                 "score": int(r.score),
                 "owner_type": owner_type,
                 "owner": owner,
+                "owner_source": source,
                 "now": now,
             }
         )

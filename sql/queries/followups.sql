@@ -1,5 +1,5 @@
 SELECT
-    f.wave_id, f.contact_id, f.account_id, f.score, f.owner_type, f.owner, f.status,
+    f.wave_id, f.contact_id, f.account_id, f.score, f.owner_type, f.owner, f.owner_source, f.status,
     c.name AS contact_name, c.email, acc.name AS account_name, acc.vip, acc.csm, r.comment
 FROM followups f
 JOIN contacts c ON c.contact_id = f.contact_id
