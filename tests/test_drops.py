@@ -121,6 +121,8 @@ def test_the_sheet_opens_right_in_excel(drop_wave, smtp):
     assert rows["C1"]["Comment"] == "サポートの返答が遅いです。" and rows["C2"]["Comment"] == "המוצר מצוין"
     assert isinstance(rows["C1"]["Answered at (UTC)"], dt.datetime)
     assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == sheet.dimensions
+    assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.print_title_rows == "$1:$1"
     assert sheet.column_dimensions["H"].width > sheet.column_dimensions["F"].width
     highlighted = {
         sheet.cell(row=r, column=1).value
