@@ -1,6 +1,7 @@
 """NPS arithmetic, routing, the retrospective's items, drops and message rendering."""
 
 import datetime as dt
+from dataclasses import asdict
 
 import pandas as pd
 
@@ -15,11 +16,14 @@ def test_nps_is_promoters_minus_detractors():
     assert stats.nps(pd.Series([], dtype="int64"))["nps"] is None
 
 
-def test_direction_needs_a_real_change():
-    assert stats.direction(12.0, 4.0) == "up"
-    assert stats.direction(4.0, 12.0) == "down"
-    assert stats.direction(4.5, 4.0) == "stable"
-    assert stats.direction(4.0, None) == "new"
+def test_direction_needs_a_change_larger_than_chance():
+    def summary(promoters: int, passives: int, detractors: int) -> dict:
+        return {"interval": asdict(stats.nps_interval(promoters, passives, detractors))}
+
+    assert stats.nps_direction(summary(60, 30, 10), summary(30, 40, 30)) == "up"
+    assert stats.nps_direction(summary(30, 40, 30), summary(60, 30, 10)) == "down"
+    assert stats.nps_direction(summary(6, 3, 1), summary(5, 3, 2)) == "stable"  # +10 points on 10 answers
+    assert stats.nps_direction(summary(6, 3, 1), None) == "new"
 
 
 def test_score_bands():

@@ -354,25 +354,33 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
 
 
 def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
-    """This wave's NPS and pillars, the previous wave's, and the direction of each."""
+    """This wave's NPS and pillars, the previous wave's, and the direction of each: 'up' or
+    'down' only when the change is larger than chance (see `stats`)."""
+    pillar_ids = [p["id"] for p in wave.pillar_questions]
     current = stats.wave_summary(engine, wave.wave_id, wave.pillar_questions)
+    answers = responses.responses_frame(engine, wave.wave_id, pillar_ids)
     previous_id = waves.previous_wave_id(engine, wave.wave_id)
     previous = stats.wave_summary(engine, previous_id, wave.pillar_questions) if previous_id else None
+    earlier = responses.responses_frame(engine, previous_id, pillar_ids) if previous_id else None
     prev_pillars = (previous or {}).get("pillars", {})
+
+    def pillar_direction(pillar_id: str) -> str:
+        column = f"pillar_{pillar_id}"
+        return "new" if earlier is None else stats.mean_change(answers[column], earlier[column])
+
     return {
         "current": current,
         "previous": previous,
-        "nps_direction": stats.direction(current["nps"], (previous or {}).get("nps")),
+        "nps_direction": stats.nps_direction(current, previous),
         "pillar_rows": [
             {
                 "text": p["text"],
                 "translations": p.get("translations", {}),
                 "scale": p["scale"],
                 "score": current["pillars"].get(p["id"]),
+                "interval": stats.mean_interval(answers[f"pillar_{p['id']}"]),
                 "previous": prev_pillars.get(p["id"]),
-                "direction": stats.direction(
-                    current["pillars"].get(p["id"]), prev_pillars.get(p["id"]), 10.0 if p["scale"] == "1-5" else 5.0
-                ),
+                "direction": pillar_direction(p["id"]),
             }
             for p in wave.pillar_questions
         ],
@@ -464,6 +472,6 @@ def _score_of(frame: Any) -> Any:
 def _one_row(figures: dict[str, Any]) -> Any:
     import pandas as pd
 
-    row = {k: v for k, v in figures.items() if k not in ("pillars", "wave_id")}
+    row = {k: v for k, v in figures.items() if k not in ("pillars", "wave_id", "interval")}
     row["count_gap"] = figures["responses"] - figures["promoters"] - figures["passives"] - figures["detractors"]
     return pd.DataFrame([row])

@@ -1,7 +1,23 @@
-"""NPS arithmetic and a wave's headline figures."""
+"""NPS arithmetic, its uncertainty, and a wave's headline figures.
+
+Interval: the adjusted-Wald method recommended by Rocks (2016, "Interval Estimation for the Net
+Promoter Score", The American Statistician): add 3/4 to the promoters, 3/4 to the detractors and
+3 to n (pseudo-observations 0.75 / 1.5 / 0.75), then, with p and d the adjusted proportions,
+
+    NPS = p - d,    Var = (p + d - (p - d)^2) / n,    SE = sqrt(Var),    NPS +- z * SE
+
+(the variance of the difference of two proportions of one multinomial sample). When the
+respondents are more than 5% of a finite audience N, SE is multiplied by the finite-population
+correction sqrt((N - n) / (N - 1)). Two waves are independent samples: the change
+NPS1 - NPS2 has SE = sqrt(SE1^2 + SE2^2), and z = change / SE is compared with the normal
+distribution (two-sided). Figures are on the -1..1 scale inside, reported as points (x 100).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -11,7 +27,103 @@ from include.nps import audience, responses, storage
 if TYPE_CHECKING:
     import pandas as pd
 
-DIRECTION_THRESHOLD = 1.0  # points of NPS (or of a pillar mean x 10) below which a change is "stable"
+PSEUDO_PROMOTERS = PSEUDO_DETRACTORS = 0.75
+PSEUDO_N = 3.0
+FPC_ABOVE = 0.05  # sampling fraction above which the finite-population correction applies
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An NPS estimate in points with its interval, standard error and sample size."""
+
+    nps: float  # adjusted estimate, points
+    low: float
+    high: float
+    se: float  # points
+    n: int
+    corrected: bool  # finite-population correction applied
+
+
+@dataclass(frozen=True)
+class Change:
+    """The change between two waves' NPS, and whether it is larger than chance."""
+
+    change: float  # points, adjusted estimates
+    se: float
+    z: float
+    p_value: float
+    direction: str  # up, down or stable
+
+
+def fpc(n: int, population: int | None) -> float:
+    """Finite-population correction sqrt((N - n) / (N - 1)), or 1 for a small sampling fraction."""
+    if not population or population <= 1 or n / population <= FPC_ABOVE:
+        return 1.0
+    return math.sqrt(max(population - n, 0) / (population - 1))
+
+
+def wald_variance(promoter_share: float, detractor_share: float) -> float:
+    """Variance of one response's contribution to NPS: p + d - (p - d)^2 (the -1/0/+1 scores)."""
+    return promoter_share + detractor_share - (promoter_share - detractor_share) ** 2
+
+
+def nps_interval(
+    promoters: int, passives: int, detractors: int, population: int | None = None, confidence: float = 0.95
+) -> Interval:
+    """Adjusted-Wald interval (Rocks 2016), with the finite-population correction when the
+    respondents are a large share of `population`; bounds clipped to [-100, 100]."""
+    n = promoters + passives + detractors
+    n_adj = n + PSEUDO_N
+    p = (promoters + PSEUDO_PROMOTERS) / n_adj
+    d = (detractors + PSEUDO_DETRACTORS) / n_adj
+    correction = fpc(n, population)
+    se = math.sqrt(wald_variance(p, d) / n_adj) * correction
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    estimate = p - d
+    return Interval(
+        nps=round(100 * estimate, 1),
+        low=round(100 * max(-1.0, estimate - z * se), 1),
+        high=round(100 * min(1.0, estimate + z * se), 1),
+        se=round(100 * se, 2),
+        n=n,
+        corrected=correction < 1.0,
+    )
+
+
+def nps_change(current: Interval, previous: Interval, alpha: float = SIGNIFICANCE) -> Change:
+    """Wave-over-wave change with a two-sided z test: 'up' or 'down' only when p < alpha."""
+    change = current.nps - previous.nps
+    se = math.hypot(current.se, previous.se)
+    z = change / se if se else 0.0
+    p_value = 2 * (1 - NormalDist().cdf(abs(z)))
+    direction = ("up" if change > 0 else "down") if p_value < alpha else "stable"
+    return Change(round(change, 1), round(se, 2), round(z, 3), round(p_value, 4), direction)
+
+
+def mean_interval(values: pd.Series, confidence: float = 0.95) -> tuple[float, float, float, int] | None:
+    """(mean, low, high, n) of a rating question: mean +- z * sd / sqrt(n); None without answers."""
+    answered = values.dropna().astype(float)
+    n = len(answered)
+    if not n:
+        return None
+    mean = float(answered.mean())
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * float(answered.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    return round(mean, 2), round(mean - half, 2), round(mean + half, 2), n
+
+
+def mean_change(current: pd.Series, previous: pd.Series, alpha: float = SIGNIFICANCE) -> str:
+    """'up', 'down' or 'stable' for a rating question between two waves (Welch's z test), 'new'
+    when either wave has fewer than two answers."""
+    a, b = current.dropna().astype(float), previous.dropna().astype(float)
+    if len(a) < 2 or len(b) < 2:
+        return "new"
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    change = float(a.mean() - b.mean())
+    if se == 0:
+        return "stable" if change == 0 else ("up" if change > 0 else "down")
+    p_value = 2 * (1 - NormalDist().cdf(abs(change / se)))
+    return ("up" if change > 0 else "down") if p_value < alpha else "stable"
 
 
 def nps(scores: pd.Series) -> dict[str, Any]:
@@ -39,6 +151,8 @@ def wave_summary(engine: Engine, wave_id: str, pillars: list[dict[str, Any]]) ->
     summary["audience"] = audience.audience_counts(engine, wave_id).get("included", 0)
     summary["response_rate"] = round(100.0 * summary["responses"] / invited, 1) if invited else None
     summary["pillars"] = {p["id"]: _mean(frame[f"pillar_{p['id']}"]) for p in pillars}
+    counts = (summary["promoters"], summary["passives"], summary["detractors"])
+    summary["interval"] = asdict(nps_interval(*counts, population=int(invited))) if summary["responses"] else None
     return summary
 
 
@@ -46,14 +160,12 @@ def _mean(values: pd.Series) -> float | None:
     return round(float(values.mean()), 2) if values.notna().any() else None
 
 
-def direction(current: float | None, previous: float | None, scale: float = 1.0) -> str:
-    """'up', 'down', 'stable', or 'new' when there is nothing to compare with."""
-    if current is None or previous is None:
+def nps_direction(current: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    """'up' or 'down' when two wave summaries' NPS differ beyond chance, else 'stable'; 'new'
+    when there is nothing to compare with."""
+    if not previous or not current.get("interval") or not previous.get("interval"):
         return "new"
-    change = (current - previous) * scale
-    if abs(change) < DIRECTION_THRESHOLD:
-        return "stable"
-    return "up" if change > 0 else "down"
+    return nps_change(Interval(**current["interval"]), Interval(**previous["interval"])).direction
 
 
 def per_account(engine: Engine, wave_id: str) -> pd.DataFrame:
