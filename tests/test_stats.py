@@ -117,3 +117,38 @@ def test_a_change_read_backwards_has_the_opposite_direction(a, b, c, d, e, f):
     forward, backward = stats.nps_change(one, two), stats.nps_change(two, one)
     assert forward.p_value == backward.p_value
     assert {forward.direction, backward.direction} in ({"stable"}, {"up", "down"})
+
+
+def _invited() -> pd.DataFrame:
+    rows = [  # contact, account, region, tier, role, score (None: did not answer)
+        ("C1", "A1", "JP", "enterprise", "admin", 10),
+        ("C2", "A1", "JP", "enterprise", "user", 6),
+        ("C3", "A1", "JP", "enterprise", "user", None),
+        ("C4", "A2", "US", "smb", "admin", 9),
+        ("C5", "A3", "US", "smb", "admin", None),
+        ("C6", "A3", "US", "smb", "user", None),
+    ]
+    return pd.DataFrame(rows, columns=["contact_id", "account_id", "region", "tier", "role", "score"])
+
+
+def test_response_rate_and_nps_per_segment():
+    by_region = stats.segment_rates(_invited(), "region").to_dict("records")
+    assert by_region == [
+        {"region": "JP", "invited": 3, "responses": 2, "response_rate": 66.7, "nps": 0.0},
+        {"region": "US", "invited": 3, "responses": 1, "response_rate": 33.3, "nps": 100.0},
+    ]
+    by_role = {r["role"]: r for r in stats.segment_rates(_invited(), "role").to_dict("records")}
+    assert (by_role["admin"]["responses"], by_role["admin"]["invited"], by_role["user"]["nps"]) == (2, 3, -100.0)
+
+
+def test_account_coverage_and_account_level_nps():
+    assert stats.account_coverage(_invited()) == {
+        "accounts": 3,
+        "accounts_answering": 2,
+        "account_coverage": 66.7,
+        "mean_account_rate": 55.6,  # (2/3 + 1/1 + 0/2) / 3
+    }
+    # A1's contacts average 8 (a passive account), A2 averages 9 (a promoter): contact-level NPS is
+    # (2 - 1) / 3 = +33.3, account-level (1 - 0) / 2 = +50.
+    assert stats.nps(_invited()["score"].dropna())["nps"] == 33.3
+    assert stats.account_level_nps(_invited())["nps"] == 50.0

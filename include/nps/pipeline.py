@@ -393,6 +393,7 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     wave = waves.load_params(engine, wave_id)
     figures = flash_figures(engine, wave)
     accounts = stats.per_account(engine, wave_id)
+    invited = stats.invited_contacts(engine, wave_id)
     comments = retrospective.split_comments(wave_responses(engine, wave))
     owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
     items = retrospective.action_items(
@@ -407,6 +408,9 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
         "accounts": accounts.to_dict("records"),
         "comments": comments,
         "items": stored.to_dict("records"),
+        "segments": {segment: stats.segment_rates(invited, segment).to_dict("records") for segment in stats.SEGMENTS},
+        "coverage": stats.account_coverage(invited),
+        "account_nps": stats.account_level_nps(invited),
         "checks": checks.results_frame(engine, wave_id).to_dict("records"),
         "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),

@@ -168,6 +168,44 @@ def nps_direction(current: dict[str, Any], previous: dict[str, Any] | None) -> s
     return nps_change(Interval(**current["interval"]), Interval(**previous["interval"])).direction
 
 
+SEGMENTS = ("region", "tier", "role")
+
+
+def invited_contacts(engine: Engine, wave_id: str) -> pd.DataFrame:
+    """One row per invited contact: account, region, tier, role, and the score if they answered."""
+    return storage.read_frame(engine, storage.query("invited_contacts"), wave_id=wave_id)
+
+
+def segment_rates(invited: pd.DataFrame, segment: str) -> pd.DataFrame:
+    """Per value of `segment`: contacts invited, responses, response rate (%) and NPS."""
+    answered = invited.assign(answered=invited["score"].notna())
+    grouped = answered.groupby(segment, sort=True)
+    frame = grouped.agg(invited=("contact_id", "size"), responses=("answered", "sum")).reset_index()
+    frame["response_rate"] = (100.0 * frame["responses"] / frame["invited"]).round(1)
+    frame["nps"] = [nps(group["score"].dropna())["nps"] for _, group in grouped]
+    return frame
+
+
+def account_coverage(invited: pd.DataFrame) -> dict[str, Any]:
+    """Share of accounts with at least one response, and the mean of each account's own rate."""
+    per_account = invited.assign(answered=invited["score"].notna()).groupby("account_id")["answered"]
+    accounts = int(per_account.size().count())
+    return {
+        "accounts": accounts,
+        "accounts_answering": int(per_account.any().sum()),
+        "account_coverage": round(100.0 * per_account.any().mean(), 1) if accounts else None,
+        "mean_account_rate": round(100.0 * per_account.mean().mean(), 1) if accounts else None,
+    }
+
+
+def account_level_nps(invited: pd.DataFrame) -> dict[str, Any]:
+    """NPS counting each answering account once: its contacts' mean score, classified as a
+    score would be (9-10 promoter, 7-8 passive, 0-6 detractor). Large accounts with many
+    respondents weigh as much as small ones, which is how account managers read it."""
+    means = invited.dropna(subset=["score"]).groupby("account_id")["score"].mean()
+    return nps(means.apply(lambda m: 9 if m >= 9 else 7 if m >= 7 else 0))
+
+
 def per_account(engine: Engine, wave_id: str) -> pd.DataFrame:
     """Invited contacts, responses and response rate per account (silent accounts included)."""
     frame = storage.read_frame(engine, storage.query("account_response_rates"), wave_id=wave_id)
