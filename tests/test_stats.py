@@ -128,7 +128,14 @@ def _invited() -> pd.DataFrame:
         ("C5", "A3", "US", "smb", "admin", None),
         ("C6", "A3", "US", "smb", "user", None),
     ]
-    return pd.DataFrame(rows, columns=["contact_id", "account_id", "region", "tier", "role", "score"])
+    frame = pd.DataFrame(rows, columns=["contact_id", "account_id", "region", "tier", "role", "score"])
+    invited, reminded = "2026-03-02 09:00:00", "2026-03-08 09:00:00"
+    frame["invited_at"] = invited
+    frame["reminded_at"] = [None, reminded, reminded, None, reminded, reminded]
+    frame["answered_at"] = ["2026-03-02 10:15:00", "2026-03-08 14:05:00", None, "2026-03-03 10:40:00", None, None]
+    frame["bounced_at"] = [None, None, None, None, "2026-03-02 09:01:00", None]
+    frame["opted_out_at"] = [None, None, "2026-03-01 12:00:00", None, None, "2026-03-09 08:00:00"]
+    return frame
 
 
 def test_response_rate_and_nps_per_segment():
@@ -152,3 +159,16 @@ def test_account_coverage_and_account_level_nps():
     # (2 - 1) / 3 = +33.3, account-level (1 - 0) / 2 = +50.
     assert stats.nps(_invited()["score"].dropna())["nps"] == 33.3
     assert stats.account_level_nps(_invited())["nps"] == 50.0
+
+
+def test_the_survey_review_counts_bounces_opt_outs_hours_and_the_reminders_yield():
+    review = stats.collection_review(_invited())
+    assert review == {
+        "invited": 6,
+        "bounce_rate": 16.7,  # C5 bounced after the invitation
+        "opt_out_rate": 16.7,  # C6 opted out during the wave; C3 had before it
+        "answers_by_hour": {10: 2, 14: 1},
+        "reminded": 4,
+        "answered_after_reminder": 1,  # C2
+        "reminder_yield": 25.0,
+    }

@@ -411,6 +411,7 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
         "segments": {segment: stats.segment_rates(invited, segment).to_dict("records") for segment in stats.SEGMENTS},
         "coverage": stats.account_coverage(invited),
         "account_nps": stats.account_level_nps(invited),
+        "collection": stats.collection_review(invited),
         "checks": checks.results_frame(engine, wave_id).to_dict("records"),
         "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),
