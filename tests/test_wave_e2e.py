@@ -119,6 +119,12 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         checks = storage.fetch_all(engine, "SELECT step, success FROM check_results WHERE wave_id = :w", w=WAVE_ID)
         assert len(checks) >= 12 and all(c["success"] for c in checks)
         assert "retrospective" in sent and "cs-ops@vendor.example" in sent["retrospective"]
+        retro = next(m for m in smtp.spool.messages() if m["X-NPS-Kind"] == "retrospective")
+        text = retro.get_body(("plain",)).get_content()
+        assert "95% interval" in text and "adjusted Wald" in text
+        assert f"Data checks ({len(checks)} of {len(checks)} passed; quarantined contact rows: 3)" in text
+        assert "Tier: " in text and "Role: " in text and "Answers by hour of day (UTC)" in text
+        assert all(c["step"] in text for c in checks)
 
         # The same wave again: every step re-runs, nothing is sent twice.
         mail_before, posts_before = len(smtp.spool.messages()), len(chat.log)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 Expectation = tuple[str, dict[str, Any]]
 SENT_OR_SETTLED = ["sent", "suppressed", "failed"]
 EXAMPLES = 5
+HIDDEN_KWARGS = ("batch_id", "value_set", "description", "severity")  # shown otherwise, or too long
 
 
 class DataCheckFailed(RuntimeError):
@@ -287,7 +288,7 @@ def _failure(result: Any, row_key: str | None) -> dict[str, Any]:
         "expectation": config.type,
         "rule": config.description,
         "severity": getattr(config.severity, "value", str(config.severity)),
-        "kwargs": {k: _plain(v) for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")},
+        "kwargs": {k: _plain(v) for k, v in config.kwargs.items() if k not in HIDDEN_KWARGS},
         "observed": _plain(result.result.get("observed_value")),
         "unexpected_count": result.result.get("unexpected_count"),
         "rows": [str(entry.get(row_key)) for entry in indexed],
@@ -314,20 +315,18 @@ def _example(entry: dict[str, Any], row_key: str | None, config: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Numpy scalars and timestamps as plain JSON-able values; missing ones (NaN, NA) as None."""
-    if (isinstance(value, float) and math.isnan(value)) or value is pd_na():
+    """Numpy scalars and timestamps as plain JSON-able values; missing ones (NaN, NA, NaT) as None."""
+    import pandas as pd
+
+    if isinstance(value, list | tuple | dict):
+        return value
+    if value is None or pd.isna(value):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if hasattr(value, "item"):
         return value.item()
     return value
-
-
-def pd_na() -> Any:
-    import pandas as pd
-
-    return pd.NA
 
 
 def _exception_message(info: Any) -> str | None:
@@ -339,7 +338,7 @@ def _exception_message(info: Any) -> str | None:
 
 def describe(failure: dict[str, Any]) -> str:
     """One failure in plain words, then the expectation it comes from."""
-    args = ", ".join(f"{k}={v}" for k, v in failure["kwargs"].items() if k not in ("description", "severity"))
+    args = ", ".join(f"{k}={v}" for k, v in failure["kwargs"].items())
     source = f"[{failure['expectation']}({args})]"
     rule = failure.get("rule") or source
     if failure.get("error"):
