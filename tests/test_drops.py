@@ -275,3 +275,13 @@ def _decide(book, decisions: dict[str, str]) -> None:
         contact_id = sheet.cell(row=row, column=1).value
         if contact_id in decisions:
             sheet.cell(row=row, column=column, value=decisions[contact_id])
+
+
+def test_a_drop_with_no_answers_yet_is_checked_and_stored_empty(drop_wave, engine, tmp_path):
+    wave = drop_wave(drop_channels=["storage"], drop_formats=["csv"])
+    storage.execute(engine, "DELETE FROM response_history")
+    storage.execute(engine, "DELETE FROM responses")
+    summary = pipeline.share_midwave_drop(wave.wave_id)
+    assert summary["rows"] == 0 and summary["files"] == 1  # the complete file only, header row alone
+    checks = storage.fetch_all(engine, "SELECT step, success FROM check_results ORDER BY step")
+    assert checks == [{"step": "drop_midwave", "success": True}, {"step": "drop_midwave_files", "success": True}]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from include.nps import exports, storage
-from include.nps.drops import DECISION_HEADER, FORMULA_PREFIXES
+from include.nps.drops import DECISION_HEADER, unneutralise
 
 CHOICES = ("sales", "cs")
 DECISION_KEY = exports.column_key(DECISION_HEADER)
@@ -58,9 +58,8 @@ def parse(returned: ReturnedFile, known: set[str]) -> tuple[dict[str, tuple[str,
 
 
 def _text(value: str) -> str:
-    """A cell as typed: the apostrophe the drop put before formula-like text removed."""
-    value = value.strip()
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+    """A cell as typed, without surrounding spaces or the drop's anti-formula apostrophe."""
+    return unneutralise(value.strip())
 
 
 def collect(engine: Engine, wave_id: str, files: list[ReturnedFile], known: set[str]) -> dict[str, str]:

@@ -72,6 +72,11 @@ def neutralise(value: object) -> object:
     return value
 
 
+def unneutralise(value: str) -> str:
+    """The text as typed: the apostrophe `neutralise` put before formula-like text removed."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+
+
 def category(score: int) -> str:
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
@@ -124,7 +129,11 @@ def seller_rows(parts: Parts) -> pd.DataFrame:
     import pandas as pd
 
     frames = [rows.assign(file_for=audience) for audience, (rows, _) in parts.items() if audience != COMPLETE]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file_for", "Salesperson"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["Contact ID", "file_for", "Salesperson"])
+    )
 
 
 def build_drop(wave_id: str, phase: str, parts: Parts, cutoff: dt.datetime, formats: list[str]) -> list[DropFile]:

@@ -153,10 +153,7 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
         accounts = stats.per_account(engine, wave_id)
         silent = accounts[accounts["responses"] == 0]
     parts = drops.drop_parts(sheet, silent)
-    sellers = checks.seller_files_suite("Salesperson")
-    checks.run_check(
-        engine, wave_id, f"drop_{phase}_files", "salesperson_files", drops.seller_rows(parts), sellers, "Contact ID"
-    )
+    _check_seller_files(engine, wave_id, phase, parts)
     files = drops.build_drop(wave_id, phase, parts, cutoff, wave.drop_formats)
     parcels = _drop_parcels(wave, files) if "email" in wave.drop_channels else {}
     drops.check_recipients({address: parcel["why"] for address, parcel in parcels.items()}, wave.drop_allowed)
@@ -179,6 +176,16 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     if phase == "midwave":
         waves.mark_done(engine, wave_id, "midwave")
     return {"files": len(files), "rows": len(sheet), "location": links.get("folder"), **outcome.__dict__}
+
+
+def _check_seller_files(engine: Any, wave_id: str, phase: str, parts: drops.Parts) -> None:
+    """Each salesperson's file holds only the accounts they own, by the accounts table."""
+    owners = storage.fetch_all(engine, storage.query("response_account_owners"), wave_id=wave_id)
+    rows = drops.seller_rows(parts)
+    of_record = {o["contact_id"]: o["sales_owner"] for o in owners}
+    rows["owner_of_record"] = rows["Contact ID"].map(lambda cell: of_record.get(drops.unneutralise(cell)))
+    suite = checks.seller_files_suite("owner_of_record")
+    checks.run_check(engine, wave_id, f"drop_{phase}_files", "salesperson_files", rows, suite, "Contact ID")
 
 
 def _drop_parcels(wave: waves.WaveParams, files: list[drops.DropFile]) -> dict[str, dict[str, Any]]:
