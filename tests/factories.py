@@ -73,3 +73,23 @@ def planned_wave(engine, csv_path: Path, **kwargs) -> waves.WaveParams:
     wave = waves.WaveParams.from_params(wave_params(csv_path, **kwargs))
     waves.plan_wave(engine, wave)
     return wave
+
+
+def flash_figures(responded: bool = True) -> dict:
+    """The figures part of a flash-results email: NPS up, one pillar stable."""
+    return {
+        "current": {"nps": 12.5, "responses": 40},
+        "previous": {"nps": 4.0},
+        "nps_direction": "up",
+        "pillar_rows": [
+            {
+                "text": "Support?",
+                "translations": {"ja": "サポート?", "zh": "支持?", "he": "תמיכה?", "nb": "Støtte?"},
+                "scale": "1-5",
+                "score": 4.2,
+                "previous": 4.0,
+                "direction": "stable",
+            },
+        ],
+        "responded": responded,
+    }

@@ -13,6 +13,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from include.nps import i18n, messages
 from include.nps.outbox import CUSTOMER_KINDS
 from include.nps.storage import PROJECT_ROOT
+from tests.factories import flash_figures
 
 TRANSLATED = [locale for locale in i18n.SUPPORTED_LOCALES if locale != i18n.DEFAULT_LOCALE]
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
@@ -95,22 +96,6 @@ def test_the_browsers_preferred_language_wins(header, locale):
 
 
 def _context(kind: str) -> dict:
-    figures = {
-        "current": {"nps": 12.5, "responses": 40},
-        "previous": {"nps": 4.0},
-        "nps_direction": "up",
-        "pillar_rows": [
-            {
-                "text": "Support?",
-                "translations": {"ja": "サポート?"},
-                "scale": "1-5",
-                "score": 4.2,
-                "previous": 4.0,
-                "direction": "stable",
-            },
-        ],
-        "responded": True,
-    }
     return {
         "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
         "contact": {"name": "Ada"},
@@ -118,7 +103,7 @@ def _context(kind: str) -> dict:
         "score_urls": [(s, f"https://survey.example/s/t?score={s}") for s in range(11)],
         "survey_url": "https://survey.example/s/t",
         "unsubscribe_url": "https://survey.example/u/t",
-        **(figures if kind == "flash_results" else {}),
+        **(flash_figures() if kind == "flash_results" else {}),
     }
 
 

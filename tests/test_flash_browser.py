@@ -1,0 +1,54 @@
+"""The flash-results email as a mail client shows it: its HTML part rendered in Debian's Chromium
+in every language, for a respondent and for a non-respondent, at a mail client's 600 px width.
+
+Pictures are written to `var/screenshots/flash/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from include.nps import i18n, messages
+from include.nps.storage import PROJECT_ROOT
+from tests.factories import flash_figures
+
+pytestmark = pytest.mark.browser
+SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots" / "flash"
+MAIL_WIDTH = 600
+# What each language writes for the direction "up" and the pillar's question.
+UP = {"en": "up", "ja": "上昇", "zh": "上升", "he": "עלייה", "nb": "opp"}
+PILLAR = {"en": "Support?", "ja": "サポート?", "zh": "支持?", "he": "תמיכה?", "nb": "Støtte?"}
+
+
+def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
+    context = {
+        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
+        "contact": {"name": "Ada"},
+        "survey_url": "https://survey.example/s/t",
+        "unsubscribe_url": "https://survey.example/u/t",
+        **flash_figures(responded),
+    }
+    return messages.render_email("flash_results", locale, "ada@example.com", context)
+
+
+@pytest.mark.parametrize("locale", sorted(i18n.SUPPORTED_LOCALES))
+def test_the_flash_email_reads_right_in_every_language(browser, locale):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": MAIL_WIDTH, "height": 900})
+    texts = {}
+    for responded in (True, False):
+        page.set_content(_flash(locale, responded).html)
+        body = page.inner_text("body")
+        texts[responded] = body
+        assert "+12" in body and "Ada" in body and PILLAR[locale] in body
+        assert UP[locale] in body, f"{locale}: the NPS direction is not written in the reader's language"
+        direction = page.evaluate("getComputedStyle(document.querySelector('[dir]')).direction")
+        assert direction == i18n.direction(locale)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= MAIL_WIDTH, f"{locale}: the email is {width}px wide, wider than a mail client's pane"
+        who = "respondent" if responded else "non-respondent"
+        page.screenshot(path=SCREENSHOTS / f"flash-{locale}-{who}.png", full_page=True)
+    assert texts[True] != texts[False]  # thanks for answering vs an invitation to answer next time
+    page.close()
