@@ -354,7 +354,7 @@ def describe(failure: dict[str, Any]) -> str:
 def rejectable(failures: list[dict[str, Any]], rows: int, max_share: float | None) -> dict[str, list[str]]:
     """The rows to set aside when every blocking failure is about single rows and they are few
     enough (at most `max_share` of `rows`); else {} and the check fails."""
-    blocking = [f for f in failures if f["severity"] == "critical"]
+    blocking = _blocking(failures)
     if max_share is None or not blocking or any(not f["rows"] for f in blocking):
         return {}
     rejected: dict[str, list[str]] = {}
@@ -384,7 +384,7 @@ def run_check(
     evaluated, failures = validate(frame, suite_name, expectations, row_key)
     duration_ms = round((time.perf_counter() - started) * 1000)
     rejected = rejectable(failures, len(frame), max_rejected_share)
-    blocking = [f for f in failures if f["severity"] == "critical"]
+    blocking = _blocking(failures)
     success = not blocking or bool(rejected)
     result = CheckResult(
         step=step,
@@ -414,8 +414,8 @@ def _summary(
     rejected: dict[str, list[str]],
     success: bool,
 ) -> str:
-    blocking = [f for f in failures if f["severity"] == "critical"]
-    warnings = [f for f in failures if f["severity"] != "critical"]
+    blocking = _blocking(failures)
+    warnings = [f for f in failures if f not in blocking]
     if not success:
         head = f"{step}: {suite} suite FAILED {len(blocking)} of {evaluated} on {rows} rows: "
         return head + "; ".join(map(describe, blocking + warnings))
@@ -427,9 +427,13 @@ def _summary(
     return head
 
 
+def _blocking(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failures that stop a wave (critical severity); the others are warnings."""
+    return [f for f in failures if f["severity"] == "critical"]
+
+
 def _store(engine: Engine, wave_id: str, result: CheckResult) -> None:
-    for failure in result.failures:
-        failure["rows"] = failure["rows"][: EXAMPLES * 4]
+    details = [{**failure, "rows": failure["rows"][: EXAMPLES * 4]} for failure in result.failures]
     storage.execute(
         engine,
         storage.query("upsert_check_result"),
@@ -443,7 +447,7 @@ def _store(engine: Engine, wave_id: str, result: CheckResult) -> None:
             "warnings": result.warnings,
             "duration_ms": result.duration_ms,
             "summary": result.summary,
-            "details": storage.dumps(result.failures),
+            "details": storage.dumps(details),
             "now": storage.utcnow(),
         },
     )

@@ -211,10 +211,7 @@ def _store_drop(wave: waves.WaveParams, phase: str, cutoff: Any, files: list[dro
     (local / "manifest.json").write_bytes(manifest)
     links = {"folder": str(local)}
     if "storage" in wave.drop_channels:
-        from airflow.sdk import ObjectStoragePath
-
-        root = ObjectStoragePath(wave.drop_location, conn_id=wave.drop_storage_conn_id or None)
-        folder = root / wave.wave_id / phase
+        folder = _drop_root(wave) / phase
         folder.mkdir(parents=True, exist_ok=True)
         for f in files:
             (folder / f.name).write_bytes(f.content)
@@ -222,6 +219,13 @@ def _store_drop(wave: waves.WaveParams, phase: str, cutoff: Any, files: list[dro
         (folder / "manifest.json").write_bytes(manifest)
         links["folder"] = str(folder)
     return links
+
+
+def _drop_root(wave: waves.WaveParams) -> Any:
+    """The wave's folder in the drop location (`ObjectStoragePath`: a local folder, S3 or GCS)."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(wave.drop_location, conn_id=wave.drop_storage_conn_id or None) / wave.wave_id
 
 
 def _drop_mail(
@@ -274,10 +278,7 @@ def _returned_files(wave: waves.WaveParams) -> list[decisions.ReturnedFile]:
         if path.suffix.lower() in decisions.SUFFIXES
     }
     if "storage" in wave.drop_channels:
-        from airflow.sdk import ObjectStoragePath
-
-        folder = ObjectStoragePath(wave.drop_location, conn_id=wave.drop_storage_conn_id or None)
-        folder = folder / wave.wave_id / "returned"
+        folder = _drop_root(wave) / "returned"
         if folder.exists():
             for path in folder.iterdir():
                 if path.suffix.lower() in decisions.SUFFIXES:

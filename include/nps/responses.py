@@ -140,16 +140,16 @@ def count_answered(engine: Engine, wave_id: str, until: dt.datetime) -> int:
 
 def set_aside(engine: Engine, wave_id: str, rejected: dict[str, list[str]]) -> None:
     """Mark the responses the check rejected (with why) and clear the mark on all others, so a
-    re-run of the check leaves exactly its own verdict."""
-    storage.execute(engine, "UPDATE responses SET quarantine_reason = NULL WHERE wave_id = :w", {"w": wave_id})
-    storage.execute(
-        engine,
-        "UPDATE responses SET quarantine_reason = :reason WHERE wave_id = :w AND contact_id = :c",
-        [
-            {"w": wave_id, "c": contact_id, "reason": "; ".join(reasons)[:1000]}
-            for contact_id, reasons in rejected.items()
-        ],
-    )
+    re-run of the check leaves exactly its own verdict (one transaction: never half of each)."""
+    marks = [
+        {"w": wave_id, "c": contact_id, "reason": "; ".join(reasons)[:1000]} for contact_id, reasons in rejected.items()
+    ]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE responses SET quarantine_reason = NULL WHERE wave_id = :w"), {"w": wave_id})
+        if marks:
+            conn.execute(
+                text("UPDATE responses SET quarantine_reason = :reason WHERE wave_id = :w AND contact_id = :c"), marks
+            )
 
 
 def record_opt_out(engine: Engine, contact_id: str) -> None:
