@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The airflow-init service. It runs on every `docker compose up`, before the long-running services,
+# which wait for it to exit 0. It runs as root (to own the shared volumes) through the image's
+# entrypoint, which first waits until the metadata DB answers.
+set -euo pipefail
+
+echo "1/4 Airflow metadata DB: migrating"
+airflow db migrate
+
+# Done once here: the survey form and the tasks then find the schema up to date. Their own
+# migrate-on-connect has nothing left to do, so parallel workers never race to create tables.
+echo "2/4 NPS DB: applying sql/migrations through the nps_db connection"
+python -c 'from include.nps.connections import nps_engine; nps_engine()'
+
+echo "3/4 Airflow login: the passwords file gets AIRFLOW_ADMIN_PASSWORD"
+python /opt/airflow/deploy/simple_auth_passwords.py
+
+auth_dir="$(dirname "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE}")"
+echo "4/4 Shared volumes: owned by ${AIRFLOW_UID}:0"
+chown -R "${AIRFLOW_UID}:0" /opt/airflow/logs /opt/airflow/var "${auth_dir}"
+chmod 0700 "${auth_dir}"
