@@ -41,6 +41,7 @@ from airflow.sdk import Param, TriggerRule, chain, dag, task, task_group
 from include.nps.pillars import DEFAULT_PILLARS
 
 WAIT_TIMEOUT = dt.timedelta(days=120)
+WAIT_RETRY_DELAY = dt.timedelta(seconds=10)
 PARALLEL_SENDS = 4  # mapped send tasks of one mailing running at once, per wave
 OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
 
@@ -51,6 +52,10 @@ def wait_for(milestone: str) -> DateTimeSensorAsync:
         task_id=f"wait_for_{milestone}",
         target_time=f"{{{{ ti.xcom_pull(task_ids='plan_wave')['milestones']['{milestone}'] }}}}",
         timeout=WAIT_TIMEOUT.total_seconds(),
+        # A wait that is retried (for example after Airflow's race between a deferral's exit and
+        # a trigger firing seconds later) only has to defer again: no backoff.
+        retry_delay=WAIT_RETRY_DELAY,
+        retry_exponential_backoff=False,
     )
 
 

@@ -1,0 +1,162 @@
+"""The real Airflow processes (api-server, scheduler, dag-processor, triggerer) on LocalExecutor and a
+PostgreSQL metadata DB, each a child process of the test with its own log file, driven through the
+REST API exactly as a user would (a token from the login endpoint, then /api/v2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from include.nps.devservers import free_port
+from include.nps.storage import PROJECT_ROOT
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "e2e-admin-password"  # a throwaway cluster on loopback
+AIRFLOW = Path(sys.executable).with_name("airflow")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(every)
+    raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+
+
+class AirflowCluster:
+    """Airflow as a deployment runs it, on loopback; `stop()` ends every process it started."""
+
+    def __init__(self, home: Path, metadata_url: str, extra_env: dict[str, str]) -> None:
+        self.home = home
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.processes: dict[str, subprocess.Popen] = {}
+        passwords = home / "passwords.json"
+        home.mkdir(parents=True, exist_ok=True)
+        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": "e2e-api-secret",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "e2e-jwt-secret",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "GX_ANALYTICS_ENABLED": "False",
+            **extra_env,
+        }
+        self._token: str | None = None
+
+    # processes
+
+    def migrate(self) -> None:
+        """`airflow db migrate` against the metadata DB, as the init service of a deployment does."""
+        subprocess.run([str(AIRFLOW), "db", "migrate"], env=self.env, check=True, capture_output=True)  # noqa: S603
+
+    def start(self, *components: str) -> None:
+        for name in components or COMPONENTS:
+            log = (self.home / f"{name}.log").open("ab")
+            self.processes[name] = subprocess.Popen(  # noqa: S603
+                [str(AIRFLOW), name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        if "api-server" in (components or COMPONENTS):
+            wait_until(self._api_up, 120, "the api-server answering on /api/v2/version")
+
+    def stop(self, *components: str, timeout: float = 30) -> None:
+        """SIGTERM each process group (its children too), SIGKILL what is left after `timeout` s."""
+        names = [n for n in (components or list(self.processes)) if n in self.processes]
+        for name in names:
+            self._signal(self.processes[name], signal.SIGTERM)
+        for name in names:
+            process = self.processes.pop(name)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(process, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def running(self, name: str) -> bool:
+        return name in self.processes and self.processes[name].poll() is None
+
+    @staticmethod
+    def _signal(process: subprocess.Popen, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.home / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    # REST API
+
+    def _api_up(self) -> bool:
+        try:
+            return requests.get(f"{self.base_url}/api/v2/version", timeout=5).ok
+        except requests.ConnectionError:
+            return False
+
+    def token(self) -> str:
+        """An access token from the login endpoint, with the admin's user name and password."""
+        if self._token is None:
+            response = requests.post(
+                f"{self.base_url}/auth/token",
+                json={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
+                timeout=30,
+            )
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500})
+        response.raise_for_status()
+        return response.json()["task_instances"]
+
+    def failed_task_logs(self, dag_id: str, run_id: str) -> str:
+        """The Airflow log of every failed task instance of the run, for the test's failure output."""
+        parts = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] != "failed":
+                continue
+            path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{max(ti['try_number'], 1)}"
+            response = self.api("GET", path, params={"map_index": ti["map_index"], "full_content": True})
+            lines = [_log_line(event) for event in response.json().get("content", [])] if response.ok else []
+            parts.append(f"--- {ti['task_id']}[{ti['map_index']}] ---\n" + "\n".join(lines or [response.text]))
+        return "\n".join(parts)
+
+
+def _log_line(event: Any) -> str:
+    if isinstance(event, dict):
+        keys = ("timestamp", "level", "event", "error_detail")
+        return " ".join(str(event[key]) for key in keys if key in event)
+    return str(event)
