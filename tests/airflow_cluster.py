@@ -67,6 +67,9 @@ class AirflowCluster:
             "AIRFLOW__API_AUTH__JWT_SECRET": "e2e-jwt-secret",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # The scheduler's and triggerer's log servers, on free ports rather than 8793 and 8794.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "PYTHONPATH": str(PROJECT_ROOT),
             "GX_ANALYTICS_ENABLED": "False",
             **extra_env,
