@@ -347,10 +347,10 @@ def milestone_override(name: str, when: str) -> Param:
 )
 def nps_wave() -> None:
     @task
-    def plan_wave(params: dict | None = None) -> dict:
+    def plan_wave(params: dict | None = None, dag_run=None) -> dict:
         from include.nps import pipeline
 
-        return pipeline.plan_wave(dict(params))
+        return pipeline.plan_wave(dict(params), (dag_run.dag_id, dag_run.run_id))
 
     plan = plan_wave()
     chain(

@@ -146,6 +146,8 @@ def test_a_wave_triggered_through_the_rest_api_survives_a_scheduler_and_triggere
     assert set(states.values()) == {"success"}, states
     assert restarted["while_down"] == "deferred" and restarted["after"] == "success", restarted
     assert people.errors == []
+    recorded = storage.fetch_one(engine, "SELECT dag_id, run_id FROM waves WHERE wave_id = :w", w=WAVE_ID)
+    assert recorded == {"dag_id": DAG_ID, "run_id": run_id}  # what the dashboard and alerts link to
     _assert_what_customers_and_sales_received(engine, smtp, cluster_env["chat"], people)
     print(f"\nphases: {phases.report()}; restarted during {restarted['wait']}")
     print(_task_timeline(cluster.task_instances(DAG_ID, run_id), conf))

@@ -56,9 +56,9 @@ FOLLOWUP_KINDS = {
 }
 
 
-def plan_wave(params: dict[str, Any]) -> dict[str, Any]:
+def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None) -> dict[str, Any]:
     wave = waves.WaveParams.from_params(params)
-    milestones = waves.plan_wave(nps_engine(), wave)
+    milestones = waves.plan_wave(nps_engine(), wave, run)
     return {"wave_id": wave.wave_id, "milestones": milestones}
 
 

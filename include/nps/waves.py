@@ -153,11 +153,10 @@ def parse_time(value: Any) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def plan_wave(engine: Engine, params: WaveParams) -> dict[str, str]:
-    """Store the wave and its milestones; return the milestones as ISO strings.
-
-    Re-planning a wave that already exists keeps its status and completed milestones.
-    """
+def plan_wave(engine: Engine, params: WaveParams, run: tuple[str, str] | None = None) -> dict[str, str]:
+    """Store the wave, the Airflow `(dag_id, run_id)` running it, and its milestones; return the
+    milestones as ISO strings. Re-planning a wave that already exists keeps its status and
+    completed milestones (and the run that last planned it)."""
     milestones = calendar.plan_milestones(params.open_at, params.close_at, params.country, params.overrides)
     now = storage.utcnow()
     storage.execute(
@@ -172,6 +171,8 @@ def plan_wave(engine: Engine, params: WaveParams) -> dict[str, str]:
             "open_at": params.open_at,
             "close_at": params.close_at,
             "now": now,
+            "dag_id": run[0] if run else None,
+            "run_id": run[1] if run else None,
         },
     )
     storage.execute(
