@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean bench bench-checks i18n
+.PHONY: demo test lint airflow survey clean bench bench-checks bench-dashboard i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: $(BIN)/.installed
 
 bench-checks: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_checks 5000 7
+
+bench-dashboard: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_dashboard 300 200
 
 # Re-extract the translatable text of the templates and update every locale's catalog.
 i18n: $(BIN)/.installed

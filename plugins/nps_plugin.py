@@ -1,7 +1,8 @@
-"""The NPS program's Airflow plugin: business-day macros for templates.
+"""The NPS program's Airflow plugin: business-day macros for templates, and the wave dashboard.
 
 `{{ macros.nps_plugin.add_business_days(dag_run.start_date, 3, "JP") }}` is the moment three
-business days later in Japan. (The wave dashboard joins this plugin later.)
+business days later in Japan. The dashboard is served by Airflow's API server at `/nps/` (behind
+Airflow's login) and listed as "NPS waves" in the UI's navigation.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def is_business_day(day: dt.date | dt.datetime, country: str = "US") -> bool:
     return calendar.is_business_day(day.date() if isinstance(day, dt.datetime) else day, country)
 
 
+def _dashboard() -> dict:
+    from include.nps.dashboard_app import URL_PREFIX, create_app
+
+    return {"app": create_app(), "url_prefix": URL_PREFIX, "name": "NPS wave dashboard"}
+
+
 class NpsPlugin(AirflowPlugin):
     name = "nps_plugin"
     macros = [add_business_days, is_business_day]  # noqa: RUF012 - Airflow's plugin interface
+    fastapi_apps = [_dashboard()]  # noqa: RUF012
+    external_views = [  # noqa: RUF012
+        {"name": "NPS waves", "href": "/nps/", "destination": "nav", "url_route": "nps-waves", "icon": None}
+    ]

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, bindparam, create_engine, event, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,8 +110,13 @@ def execute(engine: Engine, sql: str, rows: list[dict] | dict | None = None) -> 
 
 
 def fetch_all(engine: Engine, sql: str, **params: Any) -> list[dict]:
+    """Rows as dicts; a list or tuple parameter fills an `IN :name` with one value per item."""
+    statement = text(sql)
+    lists = [name for name, value in params.items() if isinstance(value, list | tuple)]
+    if lists:
+        statement = statement.bindparams(*(bindparam(name, expanding=True) for name in lists))
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+        return [dict(row._mapping) for row in conn.execute(statement, params)]
 
 
 def fetch_one(engine: Engine, sql: str, **params: Any) -> dict | None:
