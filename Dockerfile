@@ -4,6 +4,13 @@
 # requirements.txt (tests/test_deployment.py checks it). The survey form runs from this image too.
 FROM apache/airflow:3.3.2-python3.11
 
+# The flash-results chart draws Japanese and Chinese text with Noto Sans CJK.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+USER airflow
+
 COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 # Naming apache-airflow at the image's own version (AIRFLOW_VERSION is set by the official image)
 # keeps pip from upgrading or downgrading Airflow while it installs our pins.

@@ -6,13 +6,15 @@ Pictures are written to `var/screenshots/flash/`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import pytest
 
-from include.nps import i18n, messages
+from include.nps import charts, i18n, messages
 from include.nps.storage import PROJECT_ROOT
 from tests.factories import flash_figures
+from tests.test_charts import SPLIT, TREND
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots" / "flash"
@@ -28,9 +30,16 @@ def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
         "contact": {"name": "Ada"},
         "survey_url": "https://survey.example/s/t",
         "unsubscribe_url": "https://survey.example/u/t",
+        "chart_cid": charts.CONTENT_ID,
         **flash_figures(responded),
     }
     return messages.render_email("flash_results", locale, "ada@example.com", context)
+
+
+def _as_a_mail_client_shows_it(html: str, locale: str) -> str:
+    """The inline chart (a cid: part in the email) given to the browser as a data: URL."""
+    png = base64.b64encode(charts.flash_chart(TREND, SPLIT, locale)).decode()
+    return html.replace(f"cid:{charts.CONTENT_ID}", f"data:image/png;base64,{png}")
 
 
 @pytest.mark.parametrize("locale", sorted(i18n.SUPPORTED_LOCALES))
@@ -39,13 +48,15 @@ def test_the_flash_email_reads_right_in_every_language(browser, locale):
     page = browser.new_page(viewport={"width": MAIL_WIDTH, "height": 900})
     texts = {}
     for responded in (True, False):
-        page.set_content(_flash(locale, responded).html)
+        page.set_content(_as_a_mail_client_shows_it(_flash(locale, responded).html, locale))
         body = page.inner_text("body")
         texts[responded] = body
         assert "+12" in body and "Ada" in body and PILLAR[locale] in body
         assert UP[locale] in body, f"{locale}: the NPS direction is not written in the reader's language"
         direction = page.evaluate("getComputedStyle(document.querySelector('[dir]')).direction")
         assert direction == i18n.direction(locale)
+        chart = page.locator("img").evaluate("i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]")
+        assert chart[0] and chart[1] == charts.WIDTH_PX * charts.SCALE and chart[2] <= charts.WIDTH_PX
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= MAIL_WIDTH, f"{locale}: the email is {width}px wide, wider than a mail client's pane"
         who = "respondent" if responded else "non-respondent"

@@ -92,6 +92,11 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         for kind in ("invitation", "flash_results"):
             assert set(sent[kind]) == reachable and max(sent[kind].values()) == 1, kind
         assert set(sent["preannouncement"]) == reachable | {UNSUBSCRIBER}
+        # The flash results show their chart inline, as an image part of the HTML.
+        flash = next(m for m in smtp.spool.messages() if m["X-NPS-Kind"] == "flash_results")
+        chart = next(part for part in flash.walk() if part.get_content_type() == "image/png")
+        html = flash.get_body(preferencelist=("html",)).get_content()
+        assert f"cid:{chart['Content-ID'].strip('<>')}" in html and chart.get_content()[:4] == b"\x89PNG"
         # Flash results reach non-respondents too; reminders go only to people who had not answered.
         assert reachable - set(scores) and (reachable - set(scores)) <= set(sent["flash_results"])
         assert sent["reminder"] and all(_answered_after_reminder(engine, e) for e in sent["reminder"] if e in scores)

@@ -93,6 +93,7 @@ def deliver_to_contacts(
         links = survey_links(wave, contact["contact_id"])
         context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
         email = messages.render_email(kind, contact["locale"], row["address"], context)
+        email.inline_images = context.get("inline_images", [])
         email.headers = {
             "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

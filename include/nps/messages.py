@@ -28,6 +28,7 @@ class Attachment:
     filename: str
     content: bytes
     mime_type: str = ""
+    content_id: str = ""  # an image the HTML part shows inline as <img src="cid:...">
 
     def __post_init__(self) -> None:
         if not self.mime_type:
@@ -42,6 +43,7 @@ class RenderedEmail:
     html: str
     headers: dict[str, str] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    inline_images: list[Attachment] = field(default_factory=list)
 
 
 @cache
@@ -107,6 +109,13 @@ def build_mime(email: RenderedEmail, sender: str, msg_id: str) -> EmailMessage:
         message[name] = value
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
+    if email.inline_images:
+        html_part = message.get_payload()[-1]
+        for image in email.inline_images:
+            maintype, subtype = image.mime_type.split("/", 1)
+            html_part.add_related(
+                image.content, maintype, subtype, cid=f"<{image.content_id}>", filename=image.filename
+            )
     for attachment in email.attachments:
         maintype, subtype = attachment.mime_type.split("/", 1)
         message.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)

@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from include.nps import (
     audience,
+    charts,
     checks,
     decisions,
     drops,
+    i18n,
     mailings,
     outbox,
     responses,
@@ -356,9 +358,23 @@ def _check_flash_figures(engine: Any, figures: dict[str, Any]) -> None:
 
 
 def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
+    """Each contact's flash figures, with the chart drawn once per language."""
     figures = flash_figures(engine, wave)
     respondents = set(wave_responses(engine, wave)["contact_id"])
-    return lambda contact: {**figures, "responded": contact["contact_id"] in respondents}
+    trend = [charts.WavePoint(name, nps) for name, nps in stats.nps_trend(engine, wave.wave_id)]
+    split = {group: figures["current"][group] for group in ("promoters", "passives", "detractors")}
+
+    @functools.cache
+    def chart(locale: str) -> Attachment:
+        png = charts.flash_chart(trend, split, locale)
+        return Attachment("nps-chart.png", png, "image/png", content_id=charts.CONTENT_ID)
+
+    def context(contact: dict[str, Any]) -> dict[str, Any]:
+        image = chart(i18n.normalize_locale(contact.get("locale")))
+        responded = contact["contact_id"] in respondents
+        return {**figures, "responded": responded, "chart_cid": charts.CONTENT_ID, "inline_images": [image]}
+
+    return context
 
 
 def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:

@@ -168,6 +168,21 @@ def nps_direction(current: dict[str, Any], previous: dict[str, Any] | None) -> s
     return nps_change(Interval(**current["interval"]), Interval(**previous["interval"])).direction
 
 
+def nps_trend(engine: Engine, wave_id: str, last: int = 6) -> list[tuple[str, float]]:
+    """(wave name, NPS) of the program's last `last` waves up to this one, oldest first."""
+    waves = storage.fetch_all(engine, storage.query("program_trend"), wave_id=wave_id, limit=last)
+    if not waves:
+        return []
+    counts = storage.fetch_all(engine, storage.query("dashboard_responses"), wave_ids=[w["wave_id"] for w in waves])
+    by_wave = {c["wave_id"]: c for c in counts}
+
+    def score(wave: str) -> float:
+        found = by_wave.get(wave)
+        return round(100.0 * (found["promoters"] - found["detractors"]) / found["responses"], 1) if found else 0.0
+
+    return [(w["name"], score(w["wave_id"])) for w in reversed(waves)]
+
+
 SEGMENTS = ("region", "tier", "role")
 
 
