@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from include.nps import (
+    alerts,
     audience,
     charts,
     checks,
@@ -124,10 +125,12 @@ def send_mailing_chunk(wave_id: str, kind: str, chunk: int) -> dict[str, int]:
 
 @fails_fast
 def check_mailing(wave_id: str, kind: str) -> dict[str, int]:
-    """Every recipient has exactly one settled row: audience = sent + suppressed + failed."""
+    """Every recipient has exactly one settled row: audience = sent + suppressed + failed. Then
+    the alerts that never fail the wave: late milestones, and a low response after the reminder."""
     engine = nps_engine()
     _check_outbox(engine, wave_id, kind, len(_mailing_recipients(engine, wave_id, kind)))
     waves.mark_done(engine, wave_id, MASS_MAILINGS[kind])
+    alerts.after_mailing_check(engine, wave_id, kind)  # late milestones; low response after the reminder
     return outbox.counts(engine, wave_id, kind).get(kind, {})
 
 
