@@ -253,6 +253,15 @@ def milestone_override(name: str, when: str) -> Param:
             title="Contact frequency (days)",
             description="Contacts invited by another wave within this many days are left out.",
         ),
+        "share_quotes": Param(
+            False,
+            type="boolean",
+            title="Quote promoters in the flash results",
+            description=(
+                "Up to two promoter comments per language, anonymised (names, addresses and numbers removed). "
+                "Only when your customers agreed to it."
+            ),
+        ),
         "chunk_size": Param(
             500,
             type="integer",

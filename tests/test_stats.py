@@ -172,3 +172,11 @@ def test_the_survey_review_counts_bounces_opt_outs_hours_and_the_reminders_yield
         "answered_after_reminder": 1,  # C2
         "reminder_yield": 25.0,
     }
+
+
+def test_a_change_between_two_censuses_is_real_however_small():
+    everyone_then = stats.nps_interval(10, 10, 20, population=40)  # every contact answered
+    everyone_now = stats.nps_interval(11, 10, 19, population=40)
+    assert everyone_then.se == everyone_now.se == 0
+    assert stats.nps_change(everyone_now, everyone_then).direction == "up"
+    assert stats.nps_change(everyone_then, everyone_then).direction == "stable"

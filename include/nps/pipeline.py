@@ -18,6 +18,7 @@ from include.nps import (
     checks,
     decisions,
     drops,
+    flash_content,
     i18n,
     mailings,
     outbox,
@@ -372,12 +373,27 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
         png = charts.flash_chart(trend, split, locale)
         return Attachment("nps-chart.png", png, "image/png", content_id=charts.CONTENT_ID)
 
+    we_did = flash_content.done_items(engine, waves.previous_wave_id(engine, wave.wave_id))
+    quotes = _quotes(engine, wave) if wave.share_quotes else {}
+
     def context(contact: dict[str, Any]) -> dict[str, Any]:
-        image = chart(i18n.normalize_locale(contact.get("locale")))
-        responded = contact["contact_id"] in respondents
-        return {**figures, "responded": responded, "chart_cid": charts.CONTENT_ID, "inline_images": [image]}
+        locale = i18n.normalize_locale(contact.get("locale"))
+        return {
+            **figures,
+            "responded": contact["contact_id"] in respondents,
+            "chart_cid": charts.CONTENT_ID,
+            "inline_images": [chart(locale)],
+            "we_did": [flash_content.note_in(item, locale) for item in we_did],
+            "quotes": quotes.get(locale, []),
+        }
 
     return context
+
+
+def _quotes(engine: Any, wave: waves.WaveParams) -> dict[str, list[str]]:
+    """Anonymised promoter quotes per language; no name of the wave's audience shows."""
+    names = flash_content.names_in(audience.audience_frame(engine, wave.wave_id))
+    return flash_content.quotes_by_locale(wave_responses(engine, wave), names)
 
 
 def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:

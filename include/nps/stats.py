@@ -92,10 +92,12 @@ def nps_interval(
 
 
 def nps_change(current: Interval, previous: Interval, alpha: float = SIGNIFICANCE) -> Change:
-    """Wave-over-wave change with a two-sided z test: 'up' or 'down' only when p < alpha."""
+    """Wave-over-wave change with a two-sided z test: 'up' or 'down' only when p < alpha. When
+    both waves heard from their whole audience (no sampling error left), any change is real."""
     change = current.nps - previous.nps
     se = math.hypot(current.se, previous.se)
-    z = change / se if se else 0.0
+    exact = math.copysign(math.inf, change) if change else 0.0
+    z = change / se if se else exact
     p_value = 2 * (1 - NormalDist().cdf(abs(z)))
     direction = ("up" if change > 0 else "down") if p_value < alpha else "stable"
     return Change(round(change, 1), round(se, 2), round(z, 3), round(p_value, 4), direction)
@@ -257,3 +259,23 @@ def _empty() -> pd.Series:
     import pandas as pd
 
     return pd.Series([], dtype="int64")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion successes / n (Wilson 1927), on the 0..1 scale; None
+    when n is 0. With p = successes / n and z the normal quantile,
+
+        centre = (p + z^2 / 2n) / (1 + z^2 / n),  half = z / (1 + z^2 / n) * sqrt(p(1 - p) / n + z^2 / 4n^2)
+
+    Unlike p +- z * sqrt(p(1 - p) / n) it stays inside [0, 1] and is not empty at 0 or n successes,
+    which is what small groups (an incentive variant's few follow-ups) need."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -64,6 +64,7 @@ class WaveParams:
     executive_sender: str
     detractor_max: int = 6
     frequency_days: int = 90
+    share_quotes: bool = False
     chunk_size: int = 500
     drop_channels: list[str] = field(default_factory=lambda: ["email"])
     drop_formats: list[str] = field(default_factory=lambda: ["xlsx"])
@@ -103,6 +104,7 @@ class WaveParams:
                 executive_sender=params["executive_sender"],
                 detractor_max=int(params.get("detractor_max", 6)),
                 frequency_days=int(params.get("frequency_days", 90)),
+                share_quotes=params.get("share_quotes") in (True, "true", "True", 1),
                 chunk_size=int(params.get("chunk_size", 500)),
                 drop_channels=list(params.get("drop_channels") or ["email"]),
                 drop_formats=list(params.get("drop_formats") or ["xlsx"]),

@@ -1,0 +1,86 @@
+"""What the flash results say beyond the figures: a few anonymised quotes from promoters (when the
+program allows it) and "you told us, we did": the previous wave's action items that were done.
+
+Quotes are chosen per reader's language (from respondents who wrote in it), between
+`QUOTE_MIN_CHARS` and `QUOTE_MAX_CHARS`, with every e-mail address, web address, phone number
+and known person or account name replaced by `REDACTED`. A done action item shows only when it
+carries the note customers may read (`public_note`, one text per language).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from include.nps import i18n, storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+QUOTES_PER_EMAIL = 2
+QUOTE_MIN_CHARS, QUOTE_MAX_CHARS = 20, 280
+REDACTED = "[…]"
+PATTERNS = [
+    re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail addresses
+    re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE),  # web addresses
+    re.compile(r"\+?\d[\d\s().-]{6,}\d"),  # phone numbers
+]
+
+
+def anonymise(text: str, names: list[str]) -> str:
+    """`text` with addresses, phone numbers and the given names (longest first) redacted."""
+    for pattern in PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    for name in sorted({n.strip() for n in names if n and len(n.strip()) > 1}, key=len, reverse=True):
+        text = re.sub(re.escape(name), REDACTED, text, flags=re.IGNORECASE)
+    return " ".join(text.split())
+
+
+def quotes_by_locale(answers: pd.DataFrame, names: list[str]) -> dict[str, list[str]]:
+    """Up to `QUOTES_PER_EMAIL` anonymised promoter comments per language, highest score and
+    earliest answer first."""
+    commented = answers[(answers["score"] >= 9) & answers["comment"].fillna("").str.strip().astype(bool)]
+    commented = commented.assign(language=commented["locale"].map(i18n.normalize_locale))
+    chosen: dict[str, list[str]] = {}
+    for row in commented.sort_values(["score", "answered_at"], ascending=[False, True]).itertuples():
+        quote = anonymise(str(row.comment), names)
+        picked = chosen.setdefault(row.language, [])
+        if QUOTE_MIN_CHARS <= len(quote) <= QUOTE_MAX_CHARS and len(picked) < QUOTES_PER_EMAIL:
+            picked.append(quote)
+    return {language: quotes for language, quotes in chosen.items() if quotes}
+
+
+def names_in(frame: pd.DataFrame) -> list[str]:
+    """The person and account names of `frame` (an audience or answers) a quote must not reveal."""
+    columns = [c for c in ("name", "contact_name", "account_name") if c in frame]
+    return sorted({str(v) for c in columns for v in frame[c].dropna()})
+
+
+def done_items(engine: Engine, wave_id: str | None) -> list[dict[str, Any]]:
+    """The wave's action items that are done and carry a note for customers, highest priority first."""
+    if wave_id is None:
+        return []
+    rows = storage.fetch_all(engine, storage.query("done_action_items"), wave_id=wave_id)
+    return [{**row, "public_note": json.loads(row["public_note"])} for row in rows]
+
+
+def note_in(item: dict[str, Any], locale: str) -> str:
+    """The item's note in `locale`, else in English, else in any language it has."""
+    notes = item["public_note"]
+    return notes.get(locale) or notes.get(i18n.DEFAULT_LOCALE) or next(iter(notes.values()), "")
+
+
+def complete_action_item(engine: Engine, wave_id: str, item_key: str, public_note: dict[str, str]) -> bool:
+    """Mark an action item done with what customers are told was done (a text per language)."""
+    unknown = set(public_note) - set(i18n.SUPPORTED_LOCALES)
+    if unknown or not any(text.strip() for text in public_note.values()):
+        raise ValueError(f"public_note needs a text in {', '.join(i18n.SUPPORTED_LOCALES)}; got {sorted(public_note)}")
+    done = storage.execute(
+        engine,
+        storage.query("complete_action_item"),
+        {"w": wave_id, "k": item_key, "note": storage.dumps(public_note), "now": storage.utcnow()},
+    )
+    return done == 1

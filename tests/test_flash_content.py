@@ -1,0 +1,107 @@
+"""What the flash results say beyond the figures: anonymised quotes, and "you told us, we did".
+Then two consecutive waves of one program through the pipeline's own steps: the second wave's
+flash emails show the right directions and the first wave's completed action items."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from include.nps import flash_content, outbox, pipeline, storage, waves
+from tests.factories import contact, wave_params, write_csv
+
+OPEN_1 = dt.datetime(2026, 6, 1, 9, tzinfo=dt.UTC)
+OPEN_2 = dt.datetime(2026, 9, 1, 9, tzinfo=dt.UTC)
+PROMOTER_COMMENT = "Setup took a day and Person C07 (c07@a3.example, +1 555 010 9999) was great"
+
+
+def test_a_quote_reveals_no_address_number_or_name():
+    quote = flash_content.anonymise(PROMOTER_COMMENT + " see https://acme.example/x", ["person c07", "A1 Inc"])
+    assert quote == "Setup took a day and […] ([…], […]) was great see […]"
+
+
+def test_quotes_are_chosen_per_language_from_promoters_only():
+    answers = pd.DataFrame(
+        {
+            "score": [10, 9, 3, 10, 10, 10],
+            "comment": ["Great support team, thanks!", "Very easy to use every day", "Too slow for us, sorry",
+                        "short", "とても使いやすいサービスです。助かっています", "Reliable and quick answers too"],
+            "locale": ["en", "en-US", "en", "en", "ja-JP", "en"],
+            "answered_at": pd.to_datetime(["2026-06-02", "2026-06-03", "2026-06-02", "2026-06-02", "2026-06-04",
+                                           "2026-06-05"]),
+        }
+    )  # fmt: skip
+    quotes = flash_content.quotes_by_locale(answers, [])
+    assert quotes == {
+        "en": ["Great support team, thanks!", "Reliable and quick answers too"],  # 10s first, then earliest
+        "ja": ["とても使いやすいサービスです。助かっています"],
+    }
+
+
+def test_a_done_item_needs_a_note_in_a_supported_language(engine, tmp_path):
+    with pytest.raises(ValueError, match="public_note needs a text"):
+        flash_content.complete_action_item(engine, "w", "k", {"xx": "Hello"})
+    with pytest.raises(ValueError, match="public_note needs a text"):
+        flash_content.complete_action_item(engine, "w", "k", {"en": "  "})
+
+
+def _run_wave(engine, csv_path, name: str, opened: dt.datetime, scores: dict[str, int], comments: dict[str, str]):
+    """A wave through the pipeline's steps: audience, invitations sent, answers, close."""
+    params = wave_params(csv_path, name=name, start=opened, frequency_days=0, share_quotes=True)
+    params["cs_ops_recipients"] = ["csops@vendor.example"]
+    wave_id = pipeline.plan_wave(params)["wave_id"]
+    pipeline.build_audience(wave_id)
+    wave = waves.load_params(engine, wave_id)
+    recipients = storage.fetch_all(engine, "SELECT contact_id, email FROM wave_audience WHERE wave_id = :w", w=wave_id)
+    outbox.enqueue(engine, wave_id, "invitation", [(r["contact_id"], r["email"]) for r in recipients])
+    storage.execute(
+        engine, "UPDATE outbox SET status = 'sent', sent_at = :t WHERE wave_id = :w", {"t": opened, "w": wave_id}
+    )
+    waves.set_status(engine, wave_id, "open")
+    answered = opened + dt.timedelta(days=1)
+    rows = [
+        {"wave_id": wave_id, "contact_id": c, "score": s, "comment": comments.get(c), "pillar_answers": "{}"}
+        for c, s in scores.items()
+    ]
+    storage.execute(engine, storage.query("upsert_response"), [{**r, "now": answered} for r in rows])
+    pipeline.close_wave(wave_id)
+    return wave
+
+
+def test_the_second_waves_flash_shows_its_directions_and_the_first_waves_completed_items(
+    engine, smtp, tmp_path, monkeypatch
+):
+    rows = [contact(f"C{i:02d}", account=f"A{i % 4}") for i in range(1, 41)]
+    for row in rows[::5]:
+        row["locale"] = "ja"
+    csv_path = write_csv(tmp_path / "contacts.csv", rows)
+    first_scores = {f"C{i:02d}": (3 if i % 2 else 8) for i in range(1, 41)}  # 20 detractors, 20 passives: -50
+    first = _run_wave(engine, csv_path, "Q2", OPEN_1, first_scores, {"C01": "Support is far too slow"})
+    pipeline.run_retrospective(first.wave_id)
+    items = storage.fetch_all(engine, "SELECT item_key FROM action_items WHERE wave_id = :w", w=first.wave_id)
+    assert "review-cons" in {i["item_key"] for i in items}
+    note = {"en": "Support now answers within 4 hours", "ja": "サポートは4時間以内に回答します"}
+    assert flash_content.complete_action_item(engine, first.wave_id, "review-cons", note)
+
+    second_scores = {f"C{i:02d}": (10 if i % 4 else 7) for i in range(1, 41)}  # 30 promoters, 10 passives: +75
+    comments = {"C02": PROMOTER_COMMENT, "C06": "サポートがとても速くなりました。ありがとうございます。"}
+    second = _run_wave(engine, csv_path, "Q3", OPEN_2, second_scores, comments)
+    monkeypatch.setattr(storage, "utcnow", lambda: second.close_at + dt.timedelta(days=3))
+    for chunk in pipeline.prepare_mailing(second.wave_id, "flash_results"):
+        pipeline.send_mailing_chunk(second.wave_id, "flash_results", chunk)
+
+    flash = {m["To"]: m for m in smtp.spool.messages() if m["X-NPS-Kind"] == "flash_results"}
+    assert len(flash) == 40
+    english, japanese = (_text(flash[to]) for to in ("c02@a2.example", "c01@a1.example"))
+    assert "Net Promoter Score: +75 (up; -50 last time)" in english
+    assert "You told us, we did:\n- Support now answers within 4 hours" in english
+    assert "Setup took a day and […] ([…], […]) was great" in english and "C07" not in english
+    assert "サポートは4時間以内に回答します" in japanese and "上昇" in japanese
+    assert "サポートがとても速くなりました。ありがとうございます。" in japanese
+    assert "Setup took a day" not in japanese  # quotes stay in the reader's language
+
+
+def _text(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
