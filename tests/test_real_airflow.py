@@ -194,11 +194,9 @@ def _restart_while_waiting(cluster: AirflowCluster, run_id: str, conf: dict) -> 
     while_down = _task_state(cluster, run_id, task_id)  # its moment has passed and nobody woke it
     cluster.start("scheduler", "triggerer")
     after = wait_until(
-        lambda: (
-            (state := _task_state(cluster, run_id, task_id)) not in (None, "deferred", "scheduled", "queued") and state
-        ),
+        lambda: (state := _task_state(cluster, run_id, task_id)) in ("success", "failed") and state,
         180,
-        f"{task_id} resumed after the restart",
+        f"{task_id} finished after the restart",
     )
     return {"wait": task_id, "while_down": while_down, "after": after}
 
