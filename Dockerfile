@@ -24,5 +24,6 @@ COPY --chown=airflow:0 plugins /opt/airflow/plugins
 COPY --chown=airflow:0 include /opt/airflow/include
 COPY --chown=airflow:0 sql /opt/airflow/sql
 COPY --chown=airflow:0 calendar /opt/airflow/calendar
+COPY --chown=airflow:0 rules /opt/airflow/rules
 COPY --chown=airflow:0 deploy/airflow-init.sh deploy/simple_auth_passwords.py /opt/airflow/deploy/
 ENV PYTHONPATH=/opt/airflow

@@ -1,4 +1,5 @@
-"""Delivery channels: SMTP email and chat webhooks, through Airflow connections.
+"""Delivery channels, through Airflow connections: SMTP email, chat webhooks (Slack-compatible
+JSON over HTTP; Slack through the Slack provider; Microsoft Teams) and CRM tasks over HTTP.
 
 A transport sends one payload and says how it failed: `PermanentFailure` (never retried: the
 address is rejected, the payload refused) or `TransientFailure` (retried later with backoff).
@@ -91,3 +92,131 @@ class ChatTransport(AbstractContextManager):
             raise TransientFailure(f"chat webhook answered {response.status_code}")
         if response.status_code >= 400:
             raise PermanentFailure(f"chat webhook refused the message: {response.status_code} {response.text[:200]}")
+
+
+def http_failure(service: str, status: int, body: str) -> Exception:
+    """The failure an HTTP answer stands for: 408, 425, 429 and 5xx may pass when tried again
+    (TransientFailure); any other 4xx never will (PermanentFailure, recorded and not retried)."""
+    if status in (408, 425, 429) or status >= 500:
+        return TransientFailure(f"{service} answered {status}")
+    return PermanentFailure(f"{service} refused the request: {status} {body[:200]}")
+
+
+class SlackWebhookTransport(AbstractContextManager):
+    """A Slack incoming webhook through the Slack provider (`slackwebhook` connection: the webhook
+    URL as its password, or the host plus the token path). The ledger owns retries: the client's
+    own retry on a dropped connection is off, as it could post twice."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+
+    def __enter__(self) -> SlackWebhookTransport:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        self._hook = SlackWebhookHook(slack_webhook_conn_id=self.conn_id, timeout=30, retry_handlers=[])
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    def send(self, payload: dict) -> None:
+        try:
+            response = self._hook.client.send_dict(payload)
+        except OSError as exc:  # URLError, timeouts, refused connections
+            raise TransientFailure(f"Slack webhook {self.conn_id} unreachable: {exc}") from exc
+        if response.status_code >= 300:
+            raise http_failure(f"Slack webhook {self.conn_id}", response.status_code, str(response.body))
+
+
+class TeamsTransport(AbstractContextManager):
+    """A Microsoft Teams incoming webhook (a Workflows or connector URL) through an HTTP
+    connection, posting Adaptive Card messages. A legacy connector reports some failures as a 200
+    whose body names the error; those are failures too."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+
+    def __enter__(self) -> TeamsTransport:
+        from airflow.providers.http.hooks.http import HttpHook
+
+        self._hook = HttpHook(method="POST", http_conn_id=self.conn_id)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    def send(self, payload: dict) -> None:
+        import requests
+
+        service = f"Teams webhook {self.conn_id}"
+        try:
+            response = self._hook.run(json=payload, extra_options={"check_response": False, "timeout": 30})
+        except requests.RequestException as exc:
+            raise TransientFailure(f"{service} unreachable: {exc}") from exc
+        if response.status_code >= 300:
+            raise http_failure(service, response.status_code, response.text)
+        if "delivery failed" in response.text.lower():  # legacy connectors: 200 "Webhook message delivery failed ..."
+            status = 429 if "429" in response.text else 400
+            raise http_failure(service, status, response.text)
+
+
+class CrmTransport(AbstractContextManager):
+    """Opens a task in the CRM: a JSON POST to `endpoint` of an HTTP connection (base URL, and the
+    credentials as login/password or an Authorization header in the extras). The payload is
+    {"body": ..., "idempotency_key": ...}; the task id the CRM returns (at `task_id_path`, dotted,
+    list positions as numbers) is put in the payload's "Message-ID", which the ledger keeps."""
+
+    def __init__(self, conn_id: str, endpoint: str, task_id_path: str) -> None:
+        self.conn_id, self.endpoint, self.task_id_path = conn_id, endpoint, task_id_path
+
+    def __enter__(self) -> CrmTransport:
+        from airflow.providers.http.hooks.http import HttpHook
+
+        self._hook = HttpHook(method="POST", http_conn_id=self.conn_id)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    def send(self, payload: dict) -> None:
+        import requests
+
+        service = f"CRM {self.conn_id}"
+        headers = {"Idempotency-Key": payload["idempotency_key"], "Accept": "application/json"}
+        try:
+            response = self._hook.run(
+                self.endpoint,
+                json=payload["body"],
+                headers=headers,
+                extra_options={"check_response": False, "timeout": 30},
+            )
+        except requests.RequestException as exc:
+            raise TransientFailure(f"{service} unreachable: {exc}") from exc
+        if response.status_code >= 300:
+            raise http_failure(service, response.status_code, response.text)
+        task_id = _at_path(_json_or_none(response), self.task_id_path)
+        if task_id in (None, ""):
+            raise PermanentFailure(
+                f"{service} answered {response.status_code} without a task id at {self.task_id_path!r} "
+                f"(the task may exist; not retried): {response.text[:200]}"
+            )
+        payload["Message-ID"] = str(task_id)
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _at_path(document: Any, path: str) -> Any:
+    """The value at a dotted path (`data.records.0.Gsid`) of a JSON document, or None."""
+    for part in path.split("."):
+        if isinstance(document, list) and part.isdigit() and int(part) < len(document):
+            document = document[int(part)]
+        elif isinstance(document, dict) and part in document:
+            document = document[part]
+        else:
+            return None
+    return document

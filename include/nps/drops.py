@@ -101,7 +101,9 @@ def drop_frame(
     frame["answered_at"] = frame["answered_at"].dt.tz_localize(None).dt.floor("s")
     frame["category"] = frame["score"].map(category)
     frame["proposed_owner"] = [
-        choose_owner(r.tier, r.sales_owner, r.csm, "cs-ops")[0] if r.score <= detractor_max else ""
+        choose_owner(r.tier, r.sales_owner, r.csm, "cs-ops", score=r.score, vip=bool(r.vip))[0]
+        if r.score <= detractor_max
+        else ""
         for r in frame.itertuples()
     ]
     columns = dict(DROP_COLUMNS)

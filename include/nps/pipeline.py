@@ -322,12 +322,24 @@ def close_wave(wave_id: str) -> dict[str, Any]:
 
 @fails_fast
 def route_detractors(wave_id: str) -> dict[str, Any]:
+    """One follow-up per detractor by the routing rules (`rules/routing.yaml`; a sales decision
+    wins), then the chat alert of each, skipping those the real-time alerts already sent."""
+    from include.nps import routing_rules
+
+    try:
+        rules = routing_rules.load()  # checked before anyone is routed: a broken file fails at once
+    except routing_rules.RulesError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     frame = wave_responses(engine, wave)
     fallback = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else "cs-ops"
     decided = _sales_decisions(engine, wave, frame)
-    routed = routing.route_detractors(engine, wave_id, frame, wave.detractor_max, fallback, decided)
+    routed = routing.route_detractors(
+        engine, wave_id, frame, wave.detractor_max, fallback, decided, rules=rules, country=wave.country
+    )
     followups = routing.followups_frame(engine, wave_id)
     detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
     suite = checks.routing_suite(detractors)
@@ -475,7 +487,8 @@ SEND_WINDOWS = {  # kind: the milestones it must be sent after and before (None:
     "invitation": ("open_at", "close_at"),
     "reminder": ("open_at", "close_at"),
     "flash_results": ("close_at", None),
-    **{kind: ("close_at", None) for kind in FOLLOWUP_KINDS.values()},
+    # Band emails go out in real time (nps_responses) while the wave is open, and at close.
+    **{kind: ("open_at", None) for kind in FOLLOWUP_KINDS.values()},
 }
 
 
