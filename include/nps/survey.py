@@ -8,6 +8,10 @@ Guards, in the order a request meets them: a per-address rate limit, the signed 
 404, expired -> 410), the request's type and size (415, 413), the wave still open (410), a
 per-invitation limit on submissions (429), the CSRF token (403), the answer itself (422). A
 refused answer comes back in the form with what the respondent typed, and a clear message.
+
+The same app serves the internal follow-up form (`/followup/<signed link>`, English): the owner of
+a detractor's follow-up claims it, logs each call, records the root cause and closes the loop
+(`include/nps/followups.py`). Same guards: signed link, CSRF token, size and type of the body.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.nps import i18n, messages, responses, storage, tokens
+from include.nps import followups, i18n, messages, responses, storage, tokens
 from include.nps.ratelimit import SlidingWindowLimit
 from include.nps.responses import ResponseRejected
 
@@ -38,6 +42,8 @@ STATUS_FOR_ERROR = {
     "csrf": 403,
     "rate_limited": 429,
 }
+FOLLOWUP_ACTOR_COOKIE = "nps_followup_actor"
+FOLLOWUP_ACTOR_COOKIE_AGE = 180 * 24 * 3600
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -88,7 +94,7 @@ def create_app(engine: Engine, settings: FormSettings | None = None) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         address = request.client.host if request.client else "unknown"
-        wait = per_address.hit(address) if request.url.path.startswith(("/s/", "/u/")) else None
+        wait = per_address.hit(address) if request.url.path.startswith(("/s/", "/u/", "/followup/")) else None
         if wait is None:
             response = await call_next(request)
         else:
@@ -186,6 +192,45 @@ def create_app(engine: Engine, settings: FormSettings | None = None) -> FastAPI:
         responses.record_opt_out(engine, invitation.contact_id)
         return _page("unsubscribed", locale, {})
 
+    @app.get("/assets/followup.css")
+    def followup_stylesheet() -> Response:
+        css = (messages.TEMPLATES_DIR / "survey" / "followup.css").read_bytes()
+        return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/followup/{token}", response_class=HTMLResponse)
+    def show_followup(token: str, request: Request, done: str | None = None) -> HTMLResponse:
+        link = _invitation("followup", token)
+        actor = request.cookies.get(FOLLOWUP_ACTOR_COOKIE)
+        return _followup_page(engine, token, link, actor, done=done if done in followups.ACTIONS else None)
+
+    @app.post("/followup/{token}", response_class=HTMLResponse)
+    async def act_on_followup(token: str, request: Request) -> Response:
+        link = _invitation("followup", token)
+        form = await _read_form(request, settings.max_body_bytes)
+        actor = form.get("actor") or request.cookies.get(FOLLOWUP_ACTOR_COOKIE)
+        if not _csrf_ok(request, token, form, settings):
+            error = followups.FollowupError("csrf", "CSRF token missing or expired")
+            return _followup_page(engine, token, link, actor, form, error, status=403)
+        try:
+            action = followups.perform(
+                engine, link.wave_id, link.contact_id, form, followups.load_rules(), storage.utcnow()
+            )
+        except followups.FollowupNotFound as exc:
+            raise Refused("invalid", 404) from exc
+        except followups.FollowupError as exc:
+            return _followup_page(engine, token, link, actor, form, exc, status=exc.status)
+        response = RedirectResponse(f"/followup/{token}?done={action}", status_code=303)
+        response.set_cookie(
+            FOLLOWUP_ACTOR_COOKIE,
+            " ".join(form.get("actor", "").split())[: followups.MAX_ACTOR],
+            max_age=FOLLOWUP_ACTOR_COOKIE_AGE,
+            path="/followup/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
     return app
 
 
@@ -276,6 +321,34 @@ def _form(
     response = _page("form", ctx.contact["locale"], context, STATUS_FOR_ERROR.get(error or "", 200))
     response.headers.update(headers or {})
     return response
+
+
+def _followup_page(
+    engine: Engine,
+    token: str,
+    link: tokens.Invitation,
+    actor: str | None,
+    typed: dict[str, str] | None = None,
+    error: followups.FollowupError | None = None,
+    status: int = 200,
+    done: str | None = None,
+) -> HTMLResponse:
+    """The follow-up form: the customer, the call log, the current claim and what can be done now."""
+    now = storage.utcnow()
+    try:
+        card = followups.card(engine, link.wave_id, link.contact_id, followups.load_rules(), now)
+    except followups.FollowupNotFound as exc:
+        raise Refused("invalid", 404) from exc
+    context = {
+        **card,
+        "token": token,
+        "csrf_token": tokens.csrf_token(token),
+        "actor": actor or card["f"]["owner"],
+        "typed": {"outcome": "", "note": "", "root_cause": "", "root_cause_other": "", "recovered": ""} | (typed or {}),
+        "error": {"code": error.code, "details": error.details} if error else None,
+        "done": done,
+    }
+    return _page("followup", i18n.DEFAULT_LOCALE, context, status)
 
 
 def _locale_of(engine: Engine, contact_id: str) -> str:
