@@ -130,9 +130,9 @@ def milestone_override(name: str, when: str) -> Param:
         # One alert per task try that finally fails (a failed data check included); none per retry.
         "on_failure_callback": alerts.task_failed,
     },
-    # Late milestones are watched by each mailing's check task. Airflow's deadline alert for the
-    # whole run, `deadline=alerts.wave_deadline()`, waits for apache/airflow#73428: in Airflow 3.3.2
-    # dag.test() (the demo, the end-to-end tests) crashes when a run of a DAG with a deadline succeeds.
+    # A run still going a day after its wave's retrospective was due alerts (Airflow's deadline
+    # alerts, with the plugin's WaveRetrospective reference); each mailing's check watches milestones.
+    deadline=alerts.wave_deadline(),
     render_template_as_native_obj=False,
     params={
         "wave_name": Param(

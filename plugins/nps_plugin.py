@@ -11,6 +11,8 @@ import datetime as dt
 
 from airflow.plugins_manager import AirflowPlugin
 
+from include.nps.deadlines import WaveRetrospective
+
 
 def add_business_days(moment: dt.datetime | str, days: int, country: str = "US") -> dt.datetime:
     """`moment` moved by `days` business days of `country`, keeping the time of day."""
@@ -37,6 +39,7 @@ class NpsPlugin(AirflowPlugin):
     name = "nps_plugin"
     macros = [add_business_days, is_business_day]  # noqa: RUF012 - Airflow's plugin interface
     fastapi_apps = [_dashboard()]  # noqa: RUF012
+    deadline_references = [WaveRetrospective]  # noqa: RUF012 - nps_wave's deadline: its retrospective
     external_views = [  # noqa: RUF012
         {"name": "NPS waves", "href": "/nps/", "destination": "nav", "url_route": "nps-waves", "icon": None}
     ]

@@ -141,8 +141,9 @@ def test_the_wave_deadline_survives_serialization_with_an_importable_callback():
     dag = DAG("deadline_check", schedule=None, deadline=alerts.wave_deadline())
     (stored,) = DagSerialization.serialize_dag(dag)["deadline"]  # as the DAG processor stores it
     assert stored["name"] == "wave_overdue"
-    assert stored["reference"] == {"reference_type": "DagRunQueuedAtDeadline"}
-    assert stored["interval"]["__data__"] == dt.timedelta(days=90).total_seconds()
+    assert stored["reference"]["reference_type"] == "WaveRetrospective"
+    assert stored["reference"]["__class_path"] == "include.nps.deadlines.WaveRetrospective"
+    assert stored["interval"]["__data__"] == alerts.WAVE_DEADLINE_GRACE.total_seconds()
     assert stored["callback"]["__data__"]["path"] == "include.nps.alerts.wave_overdue"
     assert inspect.iscoroutinefunction(alerts.wave_overdue)  # it runs in the triggerer
 
@@ -361,3 +362,17 @@ def test_the_alerts_after_a_mailing_check_never_fail_the_wave(engine, previous_w
 
     assert "NPS_LOW_RESPONSE_RATIO='sixty percent' is not a number: using 0.6" in caplog.text
     assert f"response-rate comparison of {wave.wave_id} failed" in caplog.text
+
+
+def test_a_waves_deadline_is_its_own_retrospective_from_the_form_values():
+    from include.nps.deadlines import retrospective_due
+
+    conf = {"open_at": "2026-12-21T09:00:00Z", "close_at": "2026-12-23T09:00:00Z", "country": "NO"}
+    # flash results 3 business days of Norway after close (24, 28, 29 December: Christmas and the
+    # weekend off), the retrospective one business day later
+    assert retrospective_due(conf) == dt.datetime(2026, 12, 30, 9, tzinfo=dt.UTC)
+    assert retrospective_due({**conf, "retrospective_at": "2027-01-04T10:00:00Z"}) == dt.datetime(
+        2027, 1, 4, 10, tzinfo=dt.UTC
+    )
+    assert retrospective_due({"open_at": "not a time", "close_at": "2026-12-23"}) is None
+    assert retrospective_due({}) is None

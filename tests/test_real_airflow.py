@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from include.nps import audience, storage
+from include.nps import alerts, audience, storage
 from include.nps.demo import wave_conf
 from include.nps.devservers import ChatSink, SmtpServer, SurveyServer
 from include.nps.simulate import Respondents, form_settings, write_population
@@ -130,6 +130,9 @@ def test_a_wave_triggered_through_the_rest_api_survives_a_scheduler_and_triggere
         assert triggered.status_code == 200, triggered.text
         run_id = triggered.json()["dag_run_id"]
         broken_run_id = _trigger_a_wave_with_a_broken_file(cluster, tmp_path)
+        # Airflow's deadline alert for the run: a day after the wave's own retrospective milestone.
+        due = dt.datetime.fromisoformat(conf["retrospective_at"]) + alerts.WAVE_DEADLINE_GRACE
+        assert wait_until(lambda: _deadline_of(cluster_env["metadata_url"], run_id), 30, "the run's deadline") == due
 
         try:
             restarted = _restart_while_waiting(cluster, run_id, conf)
@@ -210,6 +213,17 @@ def _task_timeline(task_instances: list[dict], conf: dict) -> str:
         f"  {ti['task_id']:<40}{ti['map_index']:>3}  {at(ti['start_date']):6.1f} -> {at(ti['end_date']):6.1f} s"
         for ti in rows
     )
+
+
+def _deadline_of(metadata_url: str, run_id: str) -> dt.datetime | None:
+    engine = create_engine(metadata_url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT d.deadline_time FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id WHERE r.run_id = :r"),
+            {"r": run_id},
+        ).scalar()
+    engine.dispose()
+    return found.astimezone(dt.UTC) if found else None
 
 
 def _task_state(cluster: AirflowCluster, run_id: str, task_id: str) -> str | None:

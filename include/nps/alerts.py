@@ -41,9 +41,9 @@ SMTP_CONN_ID = "nps_smtp"
 DEFAULT_SENDER = "NPS alerts <nps-alerts@localhost>"
 DEFAULT_GRACE_HOURS = 8.0  # a milestone planned at 09:00 and not done by 17:00 missed its business day
 DEFAULT_LOW_RESPONSE_RATIO = 0.6  # of the previous wave's rate at the same point of its window
-# A wave's run lasts from its trigger (often days before the pre-announcement) to the retrospective,
-# a few weeks: one still running this long after it was queued is stuck.
-WAVE_DEADLINE = dt.timedelta(days=90)
+# A wave's run ends with its retrospective: one still running a business day's worth of hours after
+# the retrospective was due has a milestone (flash results, the retrospective) that did not happen.
+WAVE_DEADLINE_GRACE = dt.timedelta(hours=24)
 REASON_LINES = 6
 REASON_CHARS = 1500
 
@@ -403,16 +403,17 @@ def _announce_milestones(
     return deliver(engine, claimed, "milestones", context, settings.emails, settings)
 
 
-def wave_deadline(interval: dt.timedelta = WAVE_DEADLINE) -> Any:
-    """Airflow's deadline alert for a wave's run: not finished `interval` after it was queued, the
-    scheduler has the triggerer await `wave_overdue`. Built-in references are per DAG (queued at,
-    logical date, a fixed time), not per wave, so the milestones themselves are checked by the
-    callback (and by the mailings' check tasks)."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+def wave_deadline(grace: dt.timedelta = WAVE_DEADLINE_GRACE) -> Any:
+    """Airflow's deadline alert for a wave's run: still running `grace` after the wave's own
+    retrospective was due (`deadlines.WaveRetrospective`, evaluated when the run is created), the
+    scheduler has the triggerer await `wave_overdue`, which names the late milestones."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert
+
+    from include.nps.deadlines import WaveRetrospective
 
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=interval,
+        reference=WaveRetrospective(),
+        interval=grace,
         callback=AsyncCallback(wave_overdue),
         name="wave_overdue",
     )

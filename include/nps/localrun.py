@@ -49,5 +49,9 @@ def load_dag(dag_id: str = "nps_wave") -> Any:
 
 
 def run_wave(conf: dict[str, Any]) -> Any:
-    """Run one whole wave under `dag.test()`; return the DagRun."""
-    return load_dag().test(run_conf=conf)
+    """Run one whole wave under `dag.test()`; return the DagRun. The run's deadline alert is left
+    out: in Airflow 3.3.2 `dag.test()` fails when a run of a DAG with a deadline succeeds
+    (apache/airflow#73428); the scheduler, which evaluates deadlines, is not part of `dag.test()`."""
+    dag = load_dag()
+    dag.deadline = None
+    return dag.test(run_conf=conf)
