@@ -82,8 +82,10 @@ def test_the_second_waves_flash_shows_its_directions_and_the_first_waves_complet
     pipeline.run_retrospective(first.wave_id)
     items = storage.fetch_all(engine, "SELECT item_key FROM action_items WHERE wave_id = :w", w=first.wave_id)
     assert "review-cons" in {i["item_key"] for i in items}
-    note = {"en": "Support now answers within 4 hours", "ja": "サポートは4時間以内に回答します"}
-    assert flash_content.complete_action_item(engine, first.wave_id, "review-cons", note)
+    notes = ["--note", "en=Support now answers within 4 hours", "--note", "ja=サポートは4時間以内に回答します"]
+    flash_content.main([first.wave_id, "review-cons", *notes])  # what CS ops run once it is done
+    with pytest.raises(SystemExit, match="no action item 'nope'"):
+        flash_content.main([first.wave_id, "nope", "--note", "en=Done"])
 
     second_scores = {f"C{i:02d}": (10 if i % 4 else 7) for i in range(1, 41)}  # 30 promoters, 10 passives: +75
     comments = {"C02": PROMOTER_COMMENT, "C06": "サポートがとても速くなりました。ありがとうございます。"}

@@ -84,3 +84,25 @@ def complete_action_item(engine: Engine, wave_id: str, item_key: str, public_not
         {"w": wave_id, "k": item_key, "note": storage.dumps(public_note), "now": storage.utcnow()},
     )
     return done == 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m include.nps.flash_content WAVE ITEM --note en="..." --note ja="..."`: mark an
+    action item done with what the next wave's flash results tell customers."""
+    import argparse
+
+    from include.nps.connections import nps_engine
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("wave_id")
+    parser.add_argument("item_key")
+    parser.add_argument("--note", action="append", required=True, metavar="LOCALE=TEXT")
+    args = parser.parse_args(argv)
+    notes = dict(note.split("=", 1) for note in args.note)
+    if not complete_action_item(nps_engine(), args.wave_id, args.item_key, notes):
+        raise SystemExit(f"no action item {args.item_key!r} in wave {args.wave_id!r}")
+    print(f"{args.wave_id} / {args.item_key}: done; customers will read it in {', '.join(sorted(notes))}")
+
+
+if __name__ == "__main__":
+    main()
