@@ -115,10 +115,12 @@ def send_internal(
     attachments: list[Attachment] | None = None,
     template: str | None = None,
     personal: Callable[[str], tuple[dict[str, Any], list[Attachment]]] | None = None,
+    inline_images: list[Attachment] | None = None,
 ) -> outbox.Outcome:
     """Send `kind` (in English, from the `template` emails, by default named as the kind) to colleagues.
 
-    `personal(address)` adds each recipient's own context and attachments to the shared ones."""
+    `personal(address)` adds each recipient's own context and attachments to the shared ones;
+    `inline_images` are shown in the HTML part (`<img src="cid:...">`)."""
     outbox.enqueue(engine, wave.wave_id, kind, [(address, address) for address in recipients])
 
     def render(row: dict[str, Any]) -> Any:
@@ -126,6 +128,7 @@ def send_internal(
         full_context = {"wave": wave_context(wave), "recipient": row["address"], **context, **own_context}
         email = messages.render_email(template or kind, i18n.DEFAULT_LOCALE, row["address"], full_context)
         email.attachments = [*(attachments or []), *own_attachments]
+        email.inline_images = list(inline_images or [])
         email.headers = trace_headers(wave.wave_id, kind)
         msg_id = messages.message_id(wave.sender, wave.wave_id, kind, row["address"])
         return messages.build_mime(email, wave.sender, msg_id)

@@ -444,38 +444,86 @@ def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
 
 @fails_fast
 def run_retrospective(wave_id: str) -> dict[str, Any]:
+    """What customers said (every comment split into pros, cons and suggestions, each linked to a
+    theme; themes ranked by the detractors raising them), how the survey itself went, and action
+    items: stored, checked, opened as tracker issues when `nps_tracker` is set, then reported to
+    CS ops by email and in `reports/<wave>/retrospective.html`. See `retrospective`, `classifier`
+    and `tracker`."""
+    from include.nps import classifier, messages, tracker
+
+    try:  # a broken themes file, classifier setting or tracker connection stops before anything
+        themes = classifier.load_themes()
+        sorter = classifier.classifier_from_setting(themes)
+        target = tracker.settings()
+    except (classifier.ThemesError, classifier.ClassifierSettingError, tracker.TrackerSettingsError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     figures = flash_figures(engine, wave)
     accounts = stats.per_account(engine, wave_id)
     invited = stats.invited_contacts(engine, wave_id)
-    comments = retrospective.split_comments(wave_responses(engine, wave))
+    collection = stats.collection_review(invited)
+    parts = retrospective.classify_comments(wave_responses(engine, wave), sorter)
+    ranking = retrospective.rank_themes(parts, themes, figures["current"]["detractors"])
     owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
+    comments = retrospective.by_kind(parts)
     items = retrospective.action_items(
-        figures["current"], figures["previous"], accounts, comments, wave.pillar_questions, owner
+        figures["current"],
+        figures["previous"],
+        accounts,
+        comments,
+        wave.pillar_questions,
+        owner,
+        themes=themes,
+        ranking=ranking,
+        collection=collection,
+        nps_direction=figures["nps_direction"],
     )
     retrospective.store_action_items(engine, wave_id, items, storage.utcnow(), wave.country)
-    stored = retrospective.action_items_frame(engine, wave_id)
+    stored = retrospective.action_items_frame(engine, wave_id, items)
     suite = checks.retrospective_suite()
     checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, suite, row_key="item_key")
+    if target:  # a transient tracker failure fails the task here; its retry opens only what is left
+        tracker.open_issues(engine, target, mailings.wave_context(wave), stored.to_dict("records"), parts)
+        stored = retrospective.action_items_frame(engine, wave_id, items)
+    chart = retrospective.themes_chart(ranking)
     context = {
         "figures": figures,
         "accounts": accounts.to_dict("records"),
+        "themes": ranking,
+        "theme_names": {theme.id: theme.name for theme in themes.themes},
         "comments": comments,
         "items": stored.to_dict("records"),
+        "tracker": target.address if target else None,
         "segments": {segment: stats.segment_rates(invited, segment).to_dict("records") for segment in stats.SEGMENTS},
         "coverage": stats.account_coverage(invited),
         "account_nps": stats.account_level_nps(invited),
-        "collection": stats.collection_review(invited),
+        "collection": collection,
         "checks": checks.results_frame(engine, wave_id).to_dict("records"),
         "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),
     }
+    file_context = {**context, "wave": mailings.wave_context(wave), "chart_src": retrospective.data_url(chart)}
+    report = reports_dir(wave_id) / "retrospective.html"
+    retrospective.write_report(report, messages.render("email/retrospective.html", file_context))
+    images = [Attachment("themes.png", chart, "image/png", content_id=retrospective.CHART_CONTENT_ID)] if chart else []
+    context["chart_src"] = f"cid:{retrospective.CHART_CONTENT_ID}" if chart else None
     with SmtpTransport() as transport:
-        outcome = mailings.send_internal(engine, wave, "retrospective", wave.cs_ops_recipients, context, transport)
+        outcome = mailings.send_internal(
+            engine, wave, "retrospective", wave.cs_ops_recipients, context, transport, inline_images=images
+        )
     waves.set_status(engine, wave_id, "done")
     waves.mark_done(engine, wave_id, "retrospective")
-    return {"action_items": len(stored), **outcome.__dict__}
+    linked = int(stored["tracker_issue"].notna().sum())
+    return {
+        "action_items": len(stored),
+        "themes": len(ranking),
+        "tracker_issues": linked,
+        "report": str(report),
+        **outcome.__dict__,
+    }
 
 
 def wave_responses(engine: Any, wave: waves.WaveParams) -> Any:
