@@ -11,7 +11,7 @@ work, for CS ops and the account teams:
    channel (`nps_slack`) tagging the account's CSM, and to Teams (`nps_teams`); VIP accounts also
    to the escalation channel (`nps_slack_vip`), scores 0-1 also to the executive
    (`nps_slack_executive`); a follow-up task in the CRM (`nps_crm`) for each detractor;
-3. **send_band_emails** (one task per wave): the score-band email (9-10, 7-8, 2-6, 0-1 from the
+3. **send_band_emails** (one task per wave, after the alerts): the score-band email (9-10, 7-8, 2-6, 0-1 from the
    executive) once the answer has been left alone for `NPS_BAND_EMAIL_DELAY_MINUTES` (default 5).
 
 Every message is a row of the wave's ledger keyed (wave, kind, contact) before it is sent, so a
@@ -74,8 +74,9 @@ def nps_responses() -> None:
         return realtime.send_band_emails(nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"]))
 
     batches = check_new_responses()
-    alert_new_responses.expand(batch=batches)
-    send_band_emails.expand(batch=batches)
+    # Band emails only once the alerts went out: a response whose band email is settled is no
+    # longer picked up, so its alerts must not be left behind.
+    alert_new_responses.expand(batch=batches) >> send_band_emails.expand(batch=batches)
 
 
 nps_responses()

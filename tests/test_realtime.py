@@ -14,7 +14,7 @@ import pytest
 import requests
 from werkzeug import Response
 
-from include.nps import audience, outbox, realtime, responses, routing, routing_rules, storage, tokens, waves
+from include.nps import audience, followups, outbox, realtime, responses, routing, routing_rules, storage, tokens, waves
 from include.nps.delivery import PermanentFailure, TransientFailure, http_failure
 from include.nps.devservers import SurveyServer
 from tests.factories import contact, planned_wave, write_csv
@@ -128,12 +128,14 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
     realtime.process_new_responses(engine, now + dt.timedelta(minutes=11))
 
     due = due_text("everyone-else", now)
+    form = followups.followup_url(WAVE_ID, "C1", now)  # the owner's link to record the call
     assert posts(hooks, SLACK["nps_slack"]) == [
         {
             "text": "*Detractor 3/10* from Person C1 at <https://crm.example.com/accounts/A1|A1 Inc>\n"
             "> &lt;!channel&gt; *bold* &lt;script&gt;\n"
             "CSM: <@U0CSM>\n"
-            f"Follow-up: CS, <@U0CSM>, first contact by {due} · escalation to cs-leads@vendor.example\n"
+            f"Follow-up: CS, <@U0CSM>, first contact by {due} · escalation to cs-leads@vendor.example"
+            f" · <{form}|Record the call>\n"
             "Wave: W1"
         }
     ]
@@ -180,7 +182,8 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
                                 "type": "Action.OpenUrl",
                                 "title": "Open the account",
                                 "url": "https://crm.example.com/accounts/A1",
-                            }
+                            },
+                            {"type": "Action.OpenUrl", "title": "Record the call", "url": form},
                         ],
                         "msteams": {
                             "width": "Full",
@@ -208,6 +211,7 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
         f"First contact due: {due}.\n"
         "Escalation: cs-leads@vendor.example.\n"
         "Account: https://crm.example.com/accounts/A1\n"
+        f"Record the call: {form}\n"
         "Reference: nps:test-w1:C1",
         "WhatId": "A1",
         "ActivityDate": due[:10],
@@ -296,7 +300,8 @@ def test_a_vip_score_of_0_escalates_and_reaches_the_executive(engine, wave, hook
     due = due_text("critical-sales-led", now)
     tail = (
         "\n> We are leaving.\nCSM: <@U0CSM>\n"
-        f"Follow-up: sales, <@U0SELL>, first contact by {due} · escalation to cs-leads@vendor.example\nWave: W1"
+        f"Follow-up: sales, <@U0SELL>, first contact by {due} · escalation to cs-leads@vendor.example"
+        f" · <{followups.followup_url(WAVE_ID, 'C2', now)}|Record the call>\nWave: W1"
     )
     post = f"*Detractor 0/10* from {BJORK} at <https://crm.example.com/accounts/A2|A2 Inc>"
     assert posts(hooks, SLACK["nps_slack_vip"]) == [{"text": f":rotating_light: *VIP escalation* · {post}{tail}"}]

@@ -345,8 +345,18 @@ def alert_context(
         "owner": owner,
         "mentions": list({p.email: p for p in mentioned}.values()),
         "account_url": settings.account_url(row["account_id"]),
+        "followup_url": _followup_url(wave.wave_id, followup),
         "channel": "program",
     }
+
+
+def _followup_url(wave_id: str, followup: dict[str, Any] | None) -> str | None:
+    """The owner's signed link to the follow-up form, the same for every alert of one follow-up."""
+    if not followup:
+        return None
+    from include.nps import followups
+
+    return followups.followup_url(wave_id, followup["contact_id"], storage.as_utc(followup["created_at"]))
 
 
 @dataclass(frozen=True)
