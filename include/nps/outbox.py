@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from include.nps import storage
 from include.nps.delivery import PermanentFailure, TransientFailure, Transport
@@ -90,8 +90,9 @@ def deliver(
 ) -> Outcome:
     """Send every pending message of `kind` (of one chunk, when given), recording each outcome.
 
-    Only one task works a chunk at a time, so rows it finds still `sending` are its own
-    interrupted attempt's."""
+    Rows are claimed one by one before their send, so tasks working the same kind at once (the
+    real-time DAG and the wave's close) never send a message twice. A row found still `sending`
+    when a task starts is an interrupted attempt's: recorded as failed, never sent again."""
     scope = {"wave_id": wave_id, "kind": kind, "chunk": chunk}
     storage.execute(engine, storage.query("fail_interrupted_sends"), scope)
     suppressed = 0
@@ -114,15 +115,17 @@ def deliver(
 
 
 def _claim_batch(engine: Engine, scope: dict[str, Any]) -> list[dict]:
-    wave_id, kind = scope["wave_id"], scope["kind"]
+    """The next pending rows this task claimed (`sending`): a row another task claimed between
+    the read and the claim is left to it, so two tasks on one kind never send the same message."""
     rows = storage.fetch_all(engine, storage.query("pending_messages"), **scope, limit=BATCH_SIZE)
-    storage.execute(
-        engine,
-        "UPDATE outbox SET status = 'sending', attempts = attempts + 1 "
-        "WHERE wave_id = :wave_id AND kind = :kind AND recipient = :recipient AND status = 'pending'",
-        [{"wave_id": wave_id, "kind": kind, "recipient": row["recipient"]} for row in rows],
-    )
-    return rows
+    claim = text(storage.query("claim_message"))
+    claimed = []
+    with engine.begin() as conn:
+        for row in rows:
+            key = {"wave_id": scope["wave_id"], "kind": scope["kind"], "recipient": row["recipient"]}
+            if conn.execute(claim, key).rowcount == 1:
+                claimed.append(row)
+    return claimed
 
 
 def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) -> dict:
