@@ -177,6 +177,10 @@ def test_the_survey_review_counts_bounces_opt_outs_hours_and_the_reminders_yield
 def test_a_change_between_two_censuses_is_real_however_small():
     everyone_then = stats.nps_interval(10, 10, 20, population=40)  # every contact answered
     everyone_now = stats.nps_interval(11, 10, 19, population=40)
-    assert everyone_then.se == everyone_now.se == 0
+    assert (everyone_then.nps, everyone_then.low, everyone_then.high, everyone_then.se) == (-25.0, -25.0, -25.0, 0)
+    assert everyone_now.nps == -20.0
     assert stats.nps_change(everyone_now, everyone_then).direction == "up"
     assert stats.nps_change(everyone_then, everyone_then).direction == "stable"
+    # The same NPS from two audiences of different sizes is no change (no pseudo-counts left in).
+    small, large = stats.nps_interval(6, 0, 4, population=10), stats.nps_interval(12, 0, 8, population=20)
+    assert small.nps == large.nps == 20.0 and stats.nps_change(large, small).direction == "stable"

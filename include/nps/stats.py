@@ -72,12 +72,16 @@ def nps_interval(
     promoters: int, passives: int, detractors: int, population: int | None = None, confidence: float = 0.95
 ) -> Interval:
     """Adjusted-Wald interval (Rocks 2016), with the finite-population correction when the
-    respondents are a large share of `population`; bounds clipped to [-100, 100]."""
+    respondents are a large share of `population`; bounds clipped to [-100, 100]. When every
+    contact of `population` answered, the NPS itself with no error."""
     n = promoters + passives + detractors
     n_adj = n + PSEUDO_N
     p = (promoters + PSEUDO_PROMOTERS) / n_adj
     d = (detractors + PSEUDO_DETRACTORS) / n_adj
     correction = fpc(n, population)
+    if n and correction == 0:  # everyone answered: the NPS is known, no estimate or error left
+        exact = round(100 * (promoters - detractors) / n, 1)
+        return Interval(nps=exact, low=exact, high=exact, se=0.0, n=n, corrected=True)
     se = math.sqrt(wald_variance(p, d) / n_adj) * correction
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     estimate = p - d
