@@ -377,6 +377,28 @@ def test_the_close_time_band_emails_accept_those_sent_in_real_time(engine, wave,
     assert len(smtp.spool.messages()) == 1
 
 
+def test_an_answer_changed_after_its_real_time_email_gets_no_second_one_and_the_close_passes(
+    engine, wave, hooks, smtp
+):
+    """C1 answers 3 (alert, follow-up, detractor email), then changes to 9 before the close: the
+    close routes and emails nobody twice and its checks accept the real-time follow-up and email."""
+    from include.nps import pipeline
+
+    answer_all(hooks)
+    answer(engine, "C1", 3, "Slow")
+    now = dt.datetime.now(dt.UTC)
+    realtime.process_new_responses(engine, now + dt.timedelta(minutes=6))
+    answer(engine, "C1", 9, "Fixed now, thanks")
+    waves.set_status(engine, WAVE_ID, "closed")
+    pipeline.route_detractors(WAVE_ID)
+    pipeline.send_followups(WAVE_ID)
+
+    assert [m["X-NPS-Kind"] for m in smtp.spool.messages()] == ["followup_detractor"]
+    routing_check = storage.fetch_one(engine, "SELECT success FROM check_results WHERE step = 'routing'")
+    assert routing_check["success"]
+    assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM followups")["n"] == 1  # the loop stays open
+
+
 def test_the_dag_checks_alerts_and_emails_an_open_wave(airflow_db, engine, wave, hooks, smtp, monkeypatch):
     from include.nps.localrun import load_dag
 

@@ -342,28 +342,45 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     )
     followups = routing.followups_frame(engine, wave_id)
     detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
-    suite = checks.routing_suite(detractors)
+    suite = checks.routing_suite(detractors, _changed_since_routed(engine, wave, detractors, followups))
     checks.run_check(engine, wave_id, "routing", "routing", followups, suite, row_key="contact_id")
     with ChatTransport() as transport:
         outcome = routing.alert_detractors(engine, wave_id, transport)
     return {"detractors": routed, "alerts": outcome.__dict__}
 
 
+def _changed_since_routed(engine: Any, wave: waves.WaveParams, detractors: list[str], followups: Any) -> list[str]:
+    """Follow-ups opened in real time for a detractor's answer that has changed band since."""
+    earlier = storage.fetch_all(
+        engine, storage.query("ever_detractors"), wave_id=wave.wave_id, detractor_max=wave.detractor_max
+    )
+    return sorted({r["contact_id"] for r in earlier} & set(followups["contact_id"]) - set(detractors))
+
+
 @fails_fast
 def send_followups(wave_id: str) -> dict[str, Any]:
-    """The score-band email to every respondent: 9-10, 7-8, 2-6, and 0-1 from an executive."""
+    """The score-band email to every respondent: 9-10, 7-8, 2-6, and 0-1 from an executive. One
+    per respondent: one sent in real time stands, also when the answer changed band since."""
     engine = nps_engine()
     wave = waves.load_params(engine, wave_id)
     frame = wave_responses(engine, wave)
     frame["band"] = frame["score"].map(responses.band)
+    earlier = {
+        r["contact_id"]: r["kind"]
+        for r in storage.fetch_all(
+            engine, storage.query("band_emails"), wave_id=wave_id, kinds=list(FOLLOWUP_KINDS.values())
+        )
+    }
     sent: dict[str, Any] = {}
     with SmtpTransport() as transport:
         for band, kind in FOLLOWUP_KINDS.items():
-            contacts = _contacts(frame[frame["band"] == band])
+            due = frame[(frame["band"] == band) & frame["contact_id"].map(lambda c, k=kind: earlier.get(c, k) == k)]
+            contacts = _contacts(due)
             sender = wave.executive_sender if band == "critical" else None
             extra = _score_of(frame)
             sent[kind] = mailings.send_to_contacts(engine, wave, kind, contacts, transport, extra, sender).__dict__
-            _check_outbox(engine, wave_id, kind, len(contacts))
+            kept = {c for c, k in earlier.items() if k == kind} - set(due["contact_id"])  # an earlier answer's
+            _check_outbox(engine, wave_id, kind, len(contacts) + len(kept))
     return sent
 
 
