@@ -29,6 +29,8 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, chain, dag, task
 
+from include.nps import alerts
+
 
 @dag(
     dag_id="nps_followups",
@@ -41,6 +43,7 @@ from airflow.sdk import Param, TriggerRule, chain, dag, task
     default_args={
         "owner": "cs-ops",
         "retries": 2,
+        "on_failure_callback": alerts.task_failed,
         "retry_delay": dt.timedelta(minutes=5),
     },
     params={

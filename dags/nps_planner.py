@@ -28,6 +28,8 @@ import datetime as dt
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import TriggerRule, chain, dag, task
 
+from include.nps import alerts
+
 WAVE_DAG_ID = "nps_wave"
 
 
@@ -42,6 +44,7 @@ WAVE_DAG_ID = "nps_wave"
     default_args={
         "owner": "cs-ops",
         "retries": 2,
+        "on_failure_callback": alerts.task_failed,
         "retry_delay": dt.timedelta(minutes=1),
     },
 )

@@ -270,6 +270,8 @@ def test_the_report_is_emailed_once_per_month_and_kept_as_html(march, smtp):
     assert closed_loop.report_due(march, t(1, 6, 4)) is None  # March went out: the April runs skip it
     assert closed_loop.report_due(march, t(1, 6, 5)) == "2026-04"
     assert closed_loop.report_due(march, t(2, 6, 4), "2026-03") == "2026-03"  # asked for again in the form
+    with pytest.raises(closed_loop.ReportError, match="2026-04 has not ended yet"):
+        closed_loop.report_due(march, t(1, 6, 4), "2026-04")  # a partial month would take its place
     with pytest.raises(closed_loop.ReportError, match="no management recipients"):
         closed_loop.send(march, report, [], "nps@vendor.example", transport)
     assert closed_loop.management_recipients("a@x.example; b@x.example\nA@x.example") == ["a@x.example", "b@x.example"]

@@ -489,24 +489,28 @@ def _with_crm_tasks(engine, w: str, tasks: dict[str, str]) -> None:
 
 def test_crm_task_statuses_move_followups_forward_only(engine, tmp_path, httpserver, monkeypatch):
     """`GET /crm/tasks/<id>` answers `{"id": ..., "status": ...}` (404: no such task)."""
-    wave = seed_wave(engine, tmp_path, ["K1", "K2", "K3", "K4", "K5", "K6"])
+    wave = seed_wave(engine, tmp_path, ["K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8"])
     w = wave.wave_id
-    for contact_id in ("K1", "K2", "K3", "K4", "K5", "K6"):
+    for contact_id in ("K1", "K2", "K3", "K4", "K5", "K6", "K7", "K8"):
         open_followup(engine, w, contact_id, T0)
     followups.log_attempt(engine, w, "K2", "ana", "tried", at(1), RULES)
     followups.log_attempt(engine, w, "K3", "ana", "reached", at(1), RULES)
     followups.log_attempt(engine, w, "K6", "ana", "tried", at(1), RULES)
-    _with_crm_tasks(engine, w, {f"K{i}": f"T-{i}" for i in range(1, 7)})
+    _with_crm_tasks(engine, w, {f"K{i}": f"T-{i}" for i in range(1, 9)})
     statuses = {"T-1": "In Progress", "T-2": "Completed", "T-3": "Not Started", "T-5": "Escalated", "T-6": "Deferred"}
     for task_id, status in statuses.items():
         httpserver.expect_request(f"/crm/tasks/{task_id}", method="GET").respond_with_json(
             {"id": task_id, "status": status}
         )
     httpserver.expect_request("/crm/tasks/T-4", method="GET").respond_with_data("not found", status=404)
+    httpserver.expect_request("/crm/tasks/T-7", method="GET").respond_with_data("bad id", status=400)
+    httpserver.expect_request("/crm/tasks/T-8", method="GET").respond_with_data("<html>maintenance</html>")
     monkeypatch.setenv("AIRFLOW_CONN_NPS_CRM", json.dumps({"conn_type": "http", "host": httpserver.url_for("/crm")}))
 
     counts = followups.run_crm_sync()
-    assert counts == {"checked": 6, "moved": 3, "unchanged": 1, "unknown_status": 1, "missing_task": 1, "conflicts": 0}
+    # T-7 refused and T-8 not JSON: those two are skipped, the others still synced
+    expected = {"checked": 8, "moved": 3, "unchanged": 1, "unknown_status": 1, "missing_task": 1, "refused": 2}
+    assert counts == {**expected, "conflicts": 0}
     got = {c: state(engine, w, c)["status"] for c in ("K1", "K2", "K3", "K4", "K5", "K6")}
     assert got == {
         "K1": "contacting",  # open -> In Progress
@@ -519,7 +523,7 @@ def test_crm_task_statuses_move_followups_forward_only(engine, tmp_path, httpser
     assert log_of(engine, w, "K2")[-1] == (2, "crm_sync", "Completed", "contacting", "closed")
     assert state(engine, w, "K2")["recovered"] is None and state(engine, w, "K3")["crm_status"] == "Not Started"
     again = followups.run_crm_sync()  # nothing moves twice; the closed one is no longer asked about
-    assert again["moved"] == 0 and again["checked"] == 5
+    assert again["moved"] == 0 and again["checked"] == 7
 
 
 def test_the_crm_sync_is_skipped_without_a_connection_or_a_task_column(engine, tmp_path, monkeypatch):

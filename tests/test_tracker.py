@@ -155,7 +155,7 @@ def test_github_issues_carry_every_field_and_fence_customer_text(engine, wave, h
         "title": "[NPS W1] Act on what detractors say about Pricing and value",
         "body": "raised by 3 of 7 detractor\\(s\\) \\(43% of them\\); 3 con\\(s\\), 0 suggestion\\(s\\), 0 pro\\(s\\)\n"
         "\n"
-        "**Risk:** high · **Owner:** pricing@vendor\\.example · **Due:** 2026-03-13\n"
+        "**Risk:** high · **Owner:** pricing\\@vendor\\.example · **Due:** 2026-03-13\n"
         "\n"
         "**Checkpoints**\n"
         "- [ ] 2026-03-09: plan agreed\n"

@@ -358,7 +358,8 @@ def report_due(engine: Engine, run_after: dt.datetime, requested: str | None = N
     `run_after` until its report went out; None when there is nothing to do. A missed first of
     the month is thus caught up by the next day's run."""
     if requested:
-        month_bounds(requested)
+        if month_bounds(requested)[1] > run_after:
+            raise ReportError(f"{requested.strip()} has not ended yet: its report can be made from its last day on")
         return requested.strip()
     month = previous_month(run_after)
     return None if report_sent(engine, month) else month

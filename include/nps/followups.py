@@ -805,13 +805,26 @@ def sync_crm(
     (`crm_status_map`), forward only along allowed moves (a CRM that lags behind the call log
     changes nothing). `fetch_status(task_id)` is the task's status, None when the CRM has no
     such task. Skipped when the follow-ups have no `crm_task_id` column (migration 008)."""
-    counts = {"checked": 0, "moved": 0, "unchanged": 0, "unknown_status": 0, "missing_task": 0, "conflicts": 0}
+    counts = {
+        "checked": 0,
+        "moved": 0,
+        "unchanged": 0,
+        "unknown_status": 0,
+        "missing_task": 0,
+        "refused": 0,
+        "conflicts": 0,
+    }
     if not has_column(engine, "followups", "crm_task_id"):
         log.info("followups.crm_task_id does not exist yet: nothing to sync")
         return counts
     for row in storage.fetch_all(engine, storage.query("followups_with_crm_task")):
         counts["checked"] += 1
-        crm_status = fetch_status(str(row["crm_task_id"]))
+        try:
+            crm_status = fetch_status(str(row["crm_task_id"]))
+        except PermanentFailure as exc:  # this task only: the others are still synced
+            counts["refused"] += 1
+            log.warning("CRM task %s not synced: %s", row["crm_task_id"], exc)
+            continue
         if crm_status is None:
             counts["missing_task"] += 1
             continue
@@ -880,7 +893,10 @@ def crm_status_fetcher(conn_id: str = "nps_crm") -> Callable[[str], str | None]:
             raise TransientFailure(f"CRM answered {response.status_code} for task {task_id}")
         if response.status_code >= 400:
             raise PermanentFailure(f"CRM refused task {task_id}: {response.status_code} {response.text[:200]}")
-        status = response.json().get("status")
+        try:
+            status = response.json().get("status")
+        except (ValueError, AttributeError) as exc:
+            raise PermanentFailure(f"CRM answered task {task_id} with no JSON object: {response.text[:200]}") from exc
         return str(status) if status is not None else None
 
     return fetch

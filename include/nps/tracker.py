@@ -49,7 +49,7 @@ FLAVOURS = ("jira", "github")
 EXTRA_FIELDS = ("flavour", "project", "repo", "issue_type", "labels", "assignees", "headers")
 REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
 JIRA_SPECIAL = frozenset("\\[]{}*_-+^~|!#?")
-MARKDOWN_SPECIAL = frozenset("\\`*_{}[]<>()#+-.!|~")
+MARKDOWN_SPECIAL = frozenset("\\`*_{}[]<>()#+-.!|~@")  # @ too: no mention of a person or team
 SUMMARY_CHARS = 250
 TIMEOUT_S = 30
 

@@ -47,3 +47,6 @@ CREATE TABLE followup_events (
     FOREIGN KEY (wave_id, contact_id) REFERENCES followups (wave_id, contact_id)
 );
 CREATE INDEX followup_events_at ON followup_events (event_at);
+
+-- Follow-ups opened before tracking began are not escalated now by the first SLA sweep.
+UPDATE followups SET escalated_at = created_at WHERE escalated_at IS NULL;
