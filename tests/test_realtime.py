@@ -377,9 +377,7 @@ def test_the_close_time_band_emails_accept_those_sent_in_real_time(engine, wave,
     assert len(smtp.spool.messages()) == 1
 
 
-def test_an_answer_changed_after_its_real_time_email_gets_no_second_one_and_the_close_passes(
-    engine, wave, hooks, smtp
-):
+def test_an_answer_changed_after_its_real_time_email_gets_no_second_one_and_the_close_passes(engine, wave, hooks, smtp):
     """C1 answers 3 (alert, follow-up, detractor email), then changes to 9 before the close: the
     close routes and emails nobody twice and its checks accept the real-time follow-up and email."""
     from include.nps import pipeline
