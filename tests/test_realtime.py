@@ -397,6 +397,19 @@ def test_an_answer_changed_after_its_real_time_email_gets_no_second_one_and_the_
     assert storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM followups")["n"] == 1  # the loop stays open
 
 
+def test_a_detractor_answering_just_before_the_close_gets_the_real_time_channels_at_close(engine, wave, hooks, smtp):
+    from include.nps import pipeline
+
+    answer_all(hooks)
+    answer(engine, "C2", 1, "Too late for the last run")  # VIP, critical: nps_responses never saw it
+    waves.set_status(engine, WAVE_ID, "closed")
+    pipeline.route_detractors(WAVE_ID)
+    pipeline.route_detractors(WAVE_ID)  # a re-run posts nothing twice
+    for path in (*SLACK.values(), TEAMS, CRM):
+        assert len(posts(hooks, path)) == 1, path
+    assert storage.fetch_one(engine, "SELECT crm_task_id FROM followups WHERE contact_id = 'C2'")["crm_task_id"]
+
+
 def test_the_dag_checks_alerts_and_emails_an_open_wave(airflow_db, engine, wave, hooks, smtp, monkeypatch):
     from include.nps.localrun import load_dag
 

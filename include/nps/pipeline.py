@@ -22,6 +22,7 @@ from include.nps import (
     i18n,
     mailings,
     outbox,
+    realtime,
     responses,
     retrospective,
     routing,
@@ -344,9 +345,12 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
     suite = checks.routing_suite(detractors, _changed_since_routed(engine, wave, detractors, followups))
     checks.run_check(engine, wave_id, "routing", "routing", followups, suite, row_key="contact_id")
+    # What the real-time runs had no time for (answers of the last minutes, a paused DAG): Slack,
+    # Teams, VIP and executive posts and CRM tasks, each once.
+    late = realtime.alert_new_responses(engine, wave_id, storage.utcnow())
     with ChatTransport() as transport:
         outcome = routing.alert_detractors(engine, wave_id, transport)
-    return {"detractors": routed, "alerts": outcome.__dict__}
+    return {"detractors": routed, "realtime": late, "alerts": outcome.__dict__}
 
 
 def _changed_since_routed(engine: Any, wave: waves.WaveParams, detractors: list[str], followups: Any) -> list[str]:

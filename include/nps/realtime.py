@@ -240,7 +240,8 @@ def teams_message(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_responses(engine: Engine, wave_id: str | None, cutoff: dt.datetime) -> list[dict[str, Any]]:
-    """Responses of open waves (one wave, when given) answered by `cutoff` that still need work."""
+    """Responses of open waves (of one wave, when given, also closed) answered by `cutoff` that
+    still need work."""
     rows = storage.fetch_all(
         engine, storage.query("realtime_responses"), wave_id=wave_id, cutoff=cutoff, kinds=list(REALTIME_KINDS)
     )

@@ -1,6 +1,7 @@
 -- Responses of open waves that still need real-time work: no score-band email settled yet (sent,
 -- suppressed or failed), or a real-time message still pending a retry. Answers given by :cutoff
--- only, so every response handled was first checked. One wave when :wave_id is given.
+-- only, so every response handled was first checked. One wave when :wave_id is given, also once
+-- closed (its close handles what the real-time runs had no time for).
 SELECT
     r.wave_id, r.contact_id, c.name AS contact_name, c.email, c.locale, c.role,
     r.score, r.comment, r.pillar_answers, r.answered_at, r.updated_at,
@@ -10,7 +11,7 @@ FROM responses r
 JOIN waves w ON w.wave_id = r.wave_id
 JOIN contacts c ON c.contact_id = r.contact_id
 JOIN accounts acc ON acc.account_id = c.account_id
-WHERE w.status = 'open'
+WHERE (w.status = 'open' OR r.wave_id = :wave_id)
   AND (:wave_id IS NULL OR r.wave_id = :wave_id)
   AND r.quarantine_reason IS NULL
   AND r.updated_at <= :cutoff
