@@ -19,7 +19,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from include.nps import stats
+from include.nps import calendar, stats
 
 
 def test_wald_variance_reproduces_the_published_example():
@@ -168,9 +168,24 @@ def test_the_survey_review_counts_bounces_opt_outs_hours_and_the_reminders_yield
         "bounce_rate": 16.7,  # C5 bounced after the invitation
         "opt_out_rate": 16.7,  # C6 opted out during the wave; C3 had before it
         "answers_by_hour": {10: 2, 14: 1},
+        "timezone": "UTC",
         "reminded": 4,
         "answered_after_reminder": 1,  # C2
         "reminder_yield": 25.0,
+    }
+    in_tokyo = stats.collection_review(_invited(), calendar.country_timezone("JP"))["answers_by_hour"]
+    assert in_tokyo == {19: 2, 23: 1}  # the same answers, at Tokyo's hour (UTC+9)
+
+
+def test_each_country_has_its_main_time_zone():
+    zones = {c: calendar.country_timezone(c) for c in ("US", "JP", "NO", "IL", "CN", "no")}
+    assert zones == {
+        "US": "America/New_York",
+        "JP": "Asia/Tokyo",
+        "NO": "Europe/Oslo",
+        "IL": "Asia/Jerusalem",
+        "CN": "Asia/Shanghai",
+        "no": "Europe/Oslo",
     }
 
 

@@ -31,6 +31,17 @@ class CalendarError(ValueError):
 
 
 @cache
+def country_timezone(country: str) -> str:
+    """The country's main time zone (the first the tz database lists for it, e.g. America/New_York
+    for US), UTC when it lists none."""
+    from importlib.resources import files
+
+    table = files("tzdata").joinpath("zoneinfo/zone.tab").read_text(encoding="utf-8")
+    rows = (line.split("\t") for line in table.splitlines() if line and not line.startswith("#"))
+    return next((row[2] for row in rows if row[0] == country.upper()), "UTC")
+
+
+@cache
 def country_holidays(country: str) -> holidays.HolidayBase:
     try:
         return holidays.country_holidays(country)

@@ -227,9 +227,10 @@ def account_level_nps(invited: pd.DataFrame) -> dict[str, Any]:
     return nps(means.apply(lambda m: 9 if m >= 9 else 7 if m >= 7 else 0))
 
 
-def collection_review(invited: pd.DataFrame) -> dict[str, Any]:
+def collection_review(invited: pd.DataFrame, timezone: str = "UTC") -> dict[str, Any]:
     """How the survey itself went: bounces and opt-outs since the invitations, answers by hour
-    of day (UTC), and what the reminder brought (answers after it, among the reminded)."""
+    of day (in `timezone`, the wave country's), and what the reminder brought (answers after it,
+    among the reminded)."""
     import pandas as pd
 
     n = len(invited)
@@ -240,12 +241,13 @@ def collection_review(invited: pd.DataFrame) -> dict[str, Any]:
     opted_out = pd.to_datetime(invited["opted_out_at"], utc=True, format="mixed") >= invited_at
     reminded = reminded_at.notna()
     after_reminder = reminded & (answered_at >= reminded_at)
-    hours = answered_at.dropna().dt.hour.value_counts().sort_index()
+    hours = answered_at.dropna().dt.tz_convert(timezone).dt.hour.value_counts().sort_index()
     return {
         "invited": n,
         "bounce_rate": round(100.0 * bounced.sum() / n, 1) if n else None,
         "opt_out_rate": round(100.0 * opted_out.sum() / n, 1) if n else None,
         "answers_by_hour": {int(hour): int(count) for hour, count in hours.items()},
+        "timezone": timezone,
         "reminded": int(reminded.sum()),
         "answered_after_reminder": int(after_reminder.sum()),
         "reminder_yield": round(100.0 * after_reminder.sum() / reminded.sum(), 1) if reminded.any() else None,
