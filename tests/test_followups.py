@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from include.nps import audience, followups, storage, tokens
-from include.nps.delivery import SmtpTransport
+from include.nps.delivery import SmtpTransport, TransientFailure
 from include.nps.devservers import SurveyServer
 from include.nps.followups import AlreadyClaimed, IllegalTransition, InvalidInput, StaleFollowup
 from include.nps.storage import PROJECT_ROOT
@@ -300,6 +300,14 @@ def test_broken_rules_are_refused_with_every_problem(tmp_path):
         followups.load_rules(twice)
 
 
+def test_a_crm_status_no_stays_a_status_not_a_boolean(tmp_path):
+    rules = tmp_path / "followups.yaml"
+    shipped = (PROJECT_ROOT / "rules" / "followups.yaml").read_text(encoding="utf-8")
+    rules.write_text(shipped + "  No: unreachable\n  yes: reached\n", encoding="utf-8")
+    crm_status_map = followups.load_rules(rules).crm_status_map
+    assert (crm_status_map["no"], crm_status_map["yes"]) == ("unreachable", "reached")
+
+
 # --- the internal follow-up form, over HTTP -----------------------------------------------------
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -524,6 +532,14 @@ def test_crm_task_statuses_move_followups_forward_only(engine, tmp_path, httpser
     assert state(engine, w, "K2")["recovered"] is None and state(engine, w, "K3")["crm_status"] == "Not Started"
     again = followups.run_crm_sync()  # nothing moves twice; the closed one is no longer asked about
     assert again["moved"] == 0 and again["checked"] == 7
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 503])
+def test_a_crm_answer_worth_retrying_is_a_transient_failure(httpserver, monkeypatch, status):
+    httpserver.expect_request("/crm/tasks/T-1", method="GET").respond_with_data("busy", status=status)
+    monkeypatch.setenv("AIRFLOW_CONN_NPS_CRM", json.dumps({"conn_type": "http", "host": httpserver.url_for("/crm")}))
+    with pytest.raises(TransientFailure, match=f"CRM answered {status} for task T-1"):
+        followups.crm_status_fetcher()("T-1")
 
 
 def test_the_crm_sync_is_skipped_without_a_connection_or_a_task_column(engine, tmp_path, monkeypatch):

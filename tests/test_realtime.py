@@ -15,7 +15,7 @@ import requests
 from werkzeug import Response
 
 from include.nps import audience, followups, outbox, realtime, responses, routing, routing_rules, storage, tokens, waves
-from include.nps.delivery import PermanentFailure, TransientFailure, http_failure
+from include.nps.delivery import ChatTransport, PermanentFailure, TransientFailure, http_failure
 from include.nps.devservers import SurveyServer
 from tests.factories import contact, planned_wave, write_csv
 
@@ -448,7 +448,18 @@ def test_customer_text_can_neither_mention_nor_format_nor_link(text, slack, team
 @pytest.mark.parametrize(
     ("status", "failure"),
     [(500, TransientFailure), (503, TransientFailure), (429, TransientFailure), (408, TransientFailure),
-     (400, PermanentFailure), (403, PermanentFailure), (404, PermanentFailure), (410, PermanentFailure)],
+     (425, TransientFailure), (400, PermanentFailure), (403, PermanentFailure), (404, PermanentFailure),
+     (410, PermanentFailure)],
 )  # fmt: skip
-def test_5xx_and_429_are_retried_other_4xx_are_final(status, failure):
+def test_5xx_408_425_and_429_are_retried_other_4xx_are_final(status, failure):
     assert type(http_failure("webhook", status, "")) is failure
+
+
+@pytest.mark.parametrize(
+    ("status", "failure"), [(408, TransientFailure), (425, TransientFailure), (403, PermanentFailure)]
+)
+def test_the_chat_webhook_retries_what_every_http_channel_retries(httpserver, monkeypatch, status, failure):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=status)
+    monkeypatch.setenv("AIRFLOW_CONN_NPS_CHAT", json.dumps({"conn_type": "http", "host": httpserver.url_for("/hook")}))
+    with pytest.raises(failure), ChatTransport() as transport:
+        transport.send({"text": "hello"})

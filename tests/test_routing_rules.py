@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from include.nps import routing, routing_rules
+from include.nps import routing, routing_rules, rulefiles
 from include.nps.routing_rules import Facts, RulesError
 
 UTC = dt.UTC
@@ -207,7 +207,7 @@ BAD_FILES = [
 def test_a_broken_rules_file_names_file_rule_field_and_reason(tmp_path, monkeypatch, text, expected):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test.yaml").write_text(text, encoding="utf-8")
-    monkeypatch.setattr(routing_rules, "_display", lambda path: path.name)
+    monkeypatch.setattr(rulefiles, "display_path", lambda path: path.name)
     with pytest.raises(RulesError) as raised:
         routing_rules.load(tmp_path / "test.yaml")
     message = str(raised.value)
@@ -220,7 +220,7 @@ def test_yaml_norway_stays_a_country_code():
     text += "  - {name: d, default: true, then: {owner_type: sales, owner: account_owner}}\n"
     import yaml
 
-    rules = routing_rules.parse(yaml.load(text, Loader=routing_rules._RulesLoader), "t")  # noqa: S506
+    rules = routing_rules.parse(yaml.load(text, Loader=rulefiles.StrictLoader), "t")  # noqa: S506
     assert rules.match(Facts(score=3, region="NO")).name == "n"
 
 

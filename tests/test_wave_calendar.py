@@ -227,7 +227,7 @@ BAD_FILES = [
     (
         "wave-not-a-mapping",
         "waves:\n  - 2027-Q1\n",
-        ["{file}: wave 1: must be a mapping of fields, not a text ('2027-Q1')"],
+        ["{file}: wave 1: must be a mapping of fields, not '2027-Q1'"],
     ),
     (
         "bad-recipient-emails",

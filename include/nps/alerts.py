@@ -206,17 +206,13 @@ def _attempt(delivery: Delivery, channel: str, send: Any) -> None:
 
 def _chat_configured(delivery: Delivery) -> bool:
     """Whether the alerts chat connection exists (a connection that cannot be read is an error)."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from include.nps.connections import connection_defined
 
     try:
-        BaseHook.get_connection(CHAT_CONN_ID)
-    except AirflowNotFoundException:
-        return False
+        return connection_defined(CHAT_CONN_ID)
     except Exception as exc:
         delivery.errors.append(f"chat: cannot read connection {CHAT_CONN_ID}: {exc}"[:500])
         return False
-    return True
 
 
 def _post_chat(text: str) -> None:

@@ -27,7 +27,6 @@ the `CommentClassifier` methods (`split` may reuse `sentences`).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import itertools
 import os
@@ -35,13 +34,11 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from include.nps import i18n, storage
+from include.nps import i18n, rulefiles, storage
+from include.nps.rulefiles import kind_of
 
 THEMES_ENV = "NPS_THEMES"
 CLASSIFIER_ENV = "NPS_COMMENT_CLASSIFIER"
@@ -296,84 +293,19 @@ def classifier_from_setting(themes: Themes, setting: str | None = None) -> Comme
 def themes_path(setting: str | None = None) -> Path:
     """`setting`, else `NPS_THEMES`, else the shipped `rules/themes.yaml` (relative paths are from
     the project's folder)."""
-    chosen = (setting or "").strip() or os.environ.get(THEMES_ENV, "").strip()
-    if not chosen:
-        return DEFAULT_THEMES
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else storage.PROJECT_ROOT / path
+    return rulefiles.resolve_path(setting, THEMES_ENV, DEFAULT_THEMES)
 
 
 def load_themes(path: Path | str | None = None) -> Themes:
     """The themes of `path` (default: `themes_path()`), checked; read again when the file changes."""
-    chosen = themes_path(str(path) if path else None)
-    try:
-        stamp = chosen.stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    return _load(str(chosen), stamp)
-
-
-@lru_cache(maxsize=8)
-def _load(path: str, _stamp: int) -> Themes:
-    where = _display(Path(path))
-    return parse(_read(Path(path), where), where)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(storage.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML where only true/false are booleans (a `no:` language key stays text) and a key
-    given twice in one mapping is an error, not silently the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (first on line {seen[key]})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _read(path: Path, where: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ThemesError([f"{where}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ThemesError([f"{where}: cannot be read: {exc}"]) from None
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ThemesError([f"{where}: {at}not valid YAML: {reason}"]) from None
-    except yaml.YAMLError as exc:
-        raise ThemesError([f"{where}: not valid YAML: {exc}"]) from None
+    return rulefiles.load_checked(themes_path(str(path) if path else None), parse, ThemesError)
 
 
 def parse(data: Any, where: str = "themes") -> Themes:
     """Check the file's content and build the themes; ThemesError lists every problem found."""
     if not isinstance(data, Mapping):
-        raise ThemesError([f"{where}: expected a mapping with version, risk, themes and cues, got {_kind(data)}"])
-    problems = _unknown(data, TOP_LEVEL, where, "")
+        raise ThemesError([f"{where}: expected a mapping with version, risk, themes and cues, got {kind_of(data)}"])
+    problems = rulefiles.unknown_fields(data, TOP_LEVEL, where, "")
     version = data.get("version")
     if version not in VERSIONS or isinstance(version, bool):
         problems.append(f"{where}: version: must be {' or '.join(map(str, VERSIONS))}, got {version!r}")
@@ -395,16 +327,16 @@ def _risk(raw: Any, where: str, problems: list[str]) -> dict[str, RiskRule]:
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: risk: expected high and medium, each with min_detractors and min_share")
         return rules
-    problems += _unknown(raw, ("high", "medium"), where, "risk.")
+    problems += rulefiles.unknown_fields(raw, ("high", "medium"), where, "risk.")
     for level in ("high", "medium"):
         given = raw.get(level)
         if given is None:
             continue
         label = f"{where}: risk.{level}"
         if not isinstance(given, Mapping):
-            problems.append(f"{label}: expected min_detractors and min_share, got {_kind(given)}")
+            problems.append(f"{label}: expected min_detractors and min_share, got {kind_of(given)}")
             continue
-        problems += _unknown(given, RISK_FIELDS, where, f"risk.{level}.")
+        problems += rulefiles.unknown_fields(given, RISK_FIELDS, where, f"risk.{level}.")
         count = given.get("min_detractors", rules[level].min_detractors)
         share = given.get("min_share", rules[level].min_share)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
@@ -422,7 +354,7 @@ def _risk(raw: Any, where: str, problems: list[str]) -> dict[str, RiskRule]:
 
 def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
     if not isinstance(raw, list) or not raw:
-        problems.append(f"{where}: themes: expected a list of themes (id, name, keywords), got {_kind(raw)}")
+        problems.append(f"{where}: themes: expected a list of themes (id, name, keywords), got {kind_of(raw)}")
         return []
     themes: list[Theme] = []
     ids: dict[str, int] = {}
@@ -430,12 +362,12 @@ def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
     for number, entry in enumerate(raw, start=1):
         if not isinstance(entry, Mapping):
             problems.append(
-                f"{where}: theme {number}: expected a mapping with id, name and keywords, got {_kind(entry)}"
+                f"{where}: theme {number}: expected a mapping with id, name and keywords, got {kind_of(entry)}"
             )
             continue
         theme_id = entry.get("id")
         label = f"{where}: theme {number}" + (f" {theme_id!r}" if isinstance(theme_id, str) else "")
-        problems += _unknown(entry, THEME_FIELDS, label, "")
+        problems += rulefiles.unknown_fields(entry, THEME_FIELDS, label, "")
         if not isinstance(theme_id, str) or not THEME_ID.match(theme_id):
             problems.append(f"{label}: id: expected lowercase letters, digits, - or _ (at most 48), got {theme_id!r}")
         elif theme_id in ids:
@@ -444,7 +376,7 @@ def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
             ids[theme_id] = number
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            problems.append(f"{label}: name: expected a name of 1 to 100 characters, got {_kind(name)}")
+            problems.append(f"{label}: name: expected a name of 1 to 100 characters, got {kind_of(name)}")
         owner = entry.get("owner")
         if owner is not None and not (isinstance(owner, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", owner.strip())):
             problems.append(f"{label}: owner: expected an email address, got {owner!r}")
@@ -465,9 +397,9 @@ def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
 
 def _cues(raw: Any, where: str, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
     if not isinstance(raw, Mapping):
-        problems.append(f"{where}: cues: expected suggestion, negative, positive and contrast, got {_kind(raw)}")
+        problems.append(f"{where}: cues: expected suggestion, negative, positive and contrast, got {kind_of(raw)}")
         return {}
-    problems += _unknown(raw, CUES, where, "cues.")
+    problems += rulefiles.unknown_fields(raw, CUES, where, "cues.")
     for cue in REQUIRED_CUES:
         if cue not in raw:
             problems.append(f"{where}: cues.{cue}: missing; give its words per language")
@@ -477,7 +409,7 @@ def _cues(raw: Any, where: str, problems: list[str]) -> dict[str, dict[str, tupl
 def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
     """{language: normalised terms} of one `language: [terms]` mapping."""
     if not isinstance(raw, Mapping):
-        problems.append(f"{label}: expected lists of words per language (en, ja, zh, he, nb), got {_kind(raw)}")
+        problems.append(f"{label}: expected lists of words per language (en, ja, zh, he, nb), got {kind_of(raw)}")
         return {}
     lexicon: dict[str, tuple[str, ...]] = {}
     for language, terms in raw.items():
@@ -487,7 +419,7 @@ def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, 
             problems.append(f"{label}.{language}: unknown language; {close}")
             continue
         if not isinstance(terms, list):
-            problems.append(f"{label}.{language}: expected a list of words, got {_kind(terms)}")
+            problems.append(f"{label}.{language}: expected a list of words, got {kind_of(terms)}")
             continue
         checked = [_term(term, language, f"{label}.{language}[{i}]", problems) for i, term in enumerate(terms, 1)]
         lexicon[language] = tuple(dict.fromkeys(term for term in checked if term))
@@ -496,7 +428,7 @@ def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, 
 
 def _term(term: Any, language: str, label: str, problems: list[str]) -> str | None:
     if not isinstance(term, str):
-        problems.append(f"{label}: expected a word or phrase, got {_kind(term)} {term!r}; put it in quotes")
+        problems.append(f"{label}: expected a word or phrase, got {kind_of(term)}; put it in quotes")
         return None
     folded = normalize(term).strip()
     if not any(char.isalnum() for char in folded):
@@ -509,27 +441,3 @@ def _term(term: Any, language: str, label: str, problems: list[str]) -> str | No
         problems.append(f"{label}: {term!r}: {language} words match anywhere in the text already; drop the *")
         return None
     return folded
-
-
-def _unknown(data: Mapping, known: tuple[str, ...], label: str, prefix: str) -> list[str]:
-    problems = []
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
-            problems.append(f"{label}: {prefix}{key}: unknown field{hint}")
-    return problems
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    return f"{value!r}"

@@ -41,6 +41,7 @@ from sqlalchemy import Engine
 from include.nps import messages, outbox, storage
 from include.nps.delivery import Transport
 from include.nps.followups import IN_PROGRESS, Rules
+from include.nps.responses import band
 from include.nps.stats import wilson_interval
 
 REPORT_KIND = "closed_loop_report"
@@ -294,9 +295,9 @@ def came_back(engine: Engine, end: dt.datetime) -> dict[str, Any]:
         if score is None:
             continue
         pair["answered"] += 1
-        band = "promoters" if score >= 9 else "passives" if score >= 7 else "detractors"
-        pair[band] += 1
-        if score >= 7:
+        group = band(score)
+        pair["detractors" if group == "critical" else f"{group}s"] += 1
+        if group in ("promoter", "passive"):
             people.append({**_who(row), "score": row["score"], "next_score": score, "next_wave": row["next_wave_name"]})
     for pair in pairs.values():
         pair["came_back"] = pair["promoters"] + pair["passives"]

@@ -67,6 +67,12 @@ def _airflow_connection(conn_id: str):
         return None
 
 
+def connection_defined(conn_id: str) -> bool:
+    """Is the Airflow connection defined (UI, secrets backend or AIRFLOW_CONN_* variable)? One that
+    cannot be read raises."""
+    return _airflow_connection(conn_id) is not None
+
+
 @cache
 def engine_for(url: str) -> Engine:
     engine = storage.make_engine(url)

@@ -88,16 +88,21 @@ class ChatTransport(AbstractContextManager):
             response = self._hook.run(json=payload, extra_options={"check_response": False, "timeout": 30})
         except requests.RequestException as exc:
             raise TransientFailure(f"chat webhook unreachable: {exc}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
+        if retryable_status(response.status_code):
             raise TransientFailure(f"chat webhook answered {response.status_code}")
         if response.status_code >= 400:
             raise PermanentFailure(f"chat webhook refused the message: {response.status_code} {response.text[:200]}")
 
 
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP answer with `status` may pass when tried again: 408, 425, 429 and 5xx."""
+    return status in (408, 425, 429) or status >= 500
+
+
 def http_failure(service: str, status: int, body: str) -> Exception:
     """The failure an HTTP answer stands for: 408, 425, 429 and 5xx may pass when tried again
     (TransientFailure); any other 4xx never will (PermanentFailure, recorded and not retried)."""
-    if status in (408, 425, 429) or status >= 500:
+    if retryable_status(status):
         return TransientFailure(f"{service} answered {status}")
     return PermanentFailure(f"{service} refused the request: {status} {body[:200]}")
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -41,10 +40,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Engine, inspect, text
 
-from include.nps import calendar, messages, outbox, storage, tokens, waves
+from include.nps import calendar, messages, outbox, rulefiles, storage, tokens, waves
 from include.nps.connections import survey_base_url
 from include.nps.delivery import PermanentFailure, Transport
 
@@ -171,11 +169,7 @@ TOP_LEVEL = {
 
 def rules_path() -> Path:
     """`NPS_FOLLOWUP_RULES` (relative to the project folder when not absolute), else the shipped file."""
-    chosen = os.environ.get(RULES_ENV, "").strip()
-    if not chosen:
-        return DEFAULT_RULES
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else storage.PROJECT_ROOT / path
+    return rulefiles.resolve_path(None, RULES_ENV, DEFAULT_RULES)
 
 
 def load_rules(path: Path | None = None) -> Rules:
@@ -188,22 +182,9 @@ def load_rules(path: Path | None = None) -> Rules:
     return _load_rules(path, stamp)
 
 
-class _RulesLoader(yaml.SafeLoader):
-    """Safe YAML where a key given twice in one mapping is an error, not silently the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
-        if twice := sorted({str(k) for k in keys if keys.count(k) > 1}):
-            raise yaml.constructor.ConstructorError(None, None, f"{twice} given twice", node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
 @cache
 def _load_rules(path: Path, _stamp: int) -> Rules:
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_RulesLoader)  # noqa: S506 (a SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise FollowupRulesError(path, [f"not valid YAML: {exc}"]) from None
+    data = rulefiles.read_yaml(path, lambda problems: FollowupRulesError(path, problems))
     return parse_rules(data, path)
 
 
@@ -869,14 +850,14 @@ def _key(row: dict[str, Any]) -> dict[str, str]:
 def crm_status_fetcher(conn_id: str = "nps_crm") -> Callable[[str], str | None]:
     """`GET <connection host>/tasks/<task id>` -> `{"id": ..., "status": "In Progress"}` through the
     Airflow HTTP connection `conn_id` (auth and headers from the connection); 404 -> None.
-    Network errors, 429 and 5xx raise TransientFailure (the task retries); any other refusal
+    Network errors, 408, 425, 429 and 5xx raise TransientFailure (the task retries); any other refusal
     (401, 403, ...) raises PermanentFailure: the connection needs fixing."""
     from urllib.parse import quote
 
     import requests
     from airflow.providers.http.hooks.http import HttpHook
 
-    from include.nps.delivery import TransientFailure
+    from include.nps.delivery import TransientFailure, retryable_status
 
     hook = HttpHook(method="GET", http_conn_id=conn_id)
 
@@ -889,7 +870,7 @@ def crm_status_fetcher(conn_id: str = "nps_crm") -> Callable[[str], str | None]:
             raise TransientFailure(f"CRM unreachable: {exc}") from exc
         if response.status_code == 404:
             return None
-        if response.status_code == 429 or response.status_code >= 500:
+        if retryable_status(response.status_code):
             raise TransientFailure(f"CRM answered {response.status_code} for task {task_id}")
         if response.status_code >= 400:
             raise PermanentFailure(f"CRM refused task {task_id}: {response.status_code} {response.text[:200]}")
@@ -915,14 +896,9 @@ def run_sla_sweep() -> dict[str, Any]:
 
 def run_crm_sync(conn_id: str = "nps_crm") -> dict[str, Any]:
     """Sync from the CRM behind `conn_id`; skipped (and said so) when that connection is not set."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from include.nps.connections import connection_defined, nps_engine
 
-    from include.nps.connections import nps_engine
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
+    if not connection_defined(conn_id):
         log.info("no %s connection: CRM status sync skipped", conn_id)
         return {"skipped": f"no {conn_id} connection"}
     return sync_crm(nps_engine(), crm_status_fetcher(conn_id), load_rules(), storage.utcnow())

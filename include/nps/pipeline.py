@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from include.nps import (
     alerts,
     audience,
+    calendar,
     charts,
     checks,
     decisions,
@@ -51,14 +52,6 @@ def fails_fast(step: F) -> F:
             raise AirflowFailException(str(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
-
-
-FOLLOWUP_KINDS = {
-    "promoter": "followup_promoter",
-    "passive": "followup_passive",
-    "detractor": "followup_detractor",
-    "critical": "followup_critical",
-}
 
 
 def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -372,12 +365,12 @@ def send_followups(wave_id: str) -> dict[str, Any]:
     earlier = {
         r["contact_id"]: r["kind"]
         for r in storage.fetch_all(
-            engine, storage.query("band_emails"), wave_id=wave_id, kinds=list(FOLLOWUP_KINDS.values())
+            engine, storage.query("band_emails"), wave_id=wave_id, kinds=list(responses.BAND_KINDS.values())
         )
     }
     sent: dict[str, Any] = {}
     with SmtpTransport() as transport:
-        for band, kind in FOLLOWUP_KINDS.items():
+        for band, kind in responses.BAND_KINDS.items():
             due = frame[(frame["band"] == band) & frame["contact_id"].map(lambda c, k=kind: earlier.get(c, k) == k)]
             contacts = _contacts(due)
             sender = wave.executive_sender if band == "critical" else None
@@ -485,7 +478,7 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     figures = flash_figures(engine, wave)
     accounts = stats.per_account(engine, wave_id)
     invited = stats.invited_contacts(engine, wave_id)
-    collection = stats.collection_review(invited)
+    collection = stats.collection_review(invited, calendar.country_timezone(wave.country))
     parts = retrospective.classify_comments(wave_responses(engine, wave), sorter)
     ranking = retrospective.rank_themes(parts, themes, figures["current"]["detractors"])
     owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
@@ -557,7 +550,7 @@ SEND_WINDOWS = {  # kind: the milestones it must be sent after and before (None:
     "reminder": ("open_at", "close_at"),
     "flash_results": ("close_at", None),
     # Band emails go out in real time (nps_responses) while the wave is open, and at close.
-    **{kind: ("open_at", None) for kind in FOLLOWUP_KINDS.values()},
+    **{kind: ("open_at", None) for kind in responses.BAND_KINDS.values()},
 }
 
 

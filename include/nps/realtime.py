@@ -48,8 +48,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import Engine
 
 from include.nps import crm, decisions, messages, outbox, routing, routing_rules, storage, waves
+from include.nps.connections import connection_defined
 from include.nps.delivery import PermanentFailure, Transport
-from include.nps.responses import band
+from include.nps.responses import BAND_KINDS, band
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,6 @@ RESPONSE_ALERT = "response_alert"
 TEAMS_ALERT = "teams_alert"
 VIP_ESCALATION = "vip_escalation"
 EXECUTIVE_ALERT = "executive_alert"
-BAND_KINDS = {
-    "promoter": "followup_promoter",
-    "passive": "followup_passive",
-    "detractor": "followup_detractor",
-    "critical": "followup_critical",
-}
 ALERT_KINDS = (DETRACTOR_ALERT, RESPONSE_ALERT, TEAMS_ALERT, VIP_ESCALATION, EXECUTIVE_ALERT, crm.KIND)
 REALTIME_KINDS = (*ALERT_KINDS, *BAND_KINDS.values())
 DEFAULT_DELAY_MINUTES = 5.0
@@ -199,7 +194,7 @@ def slack_quote(value: Any) -> str:
 def teams_text(value: Any) -> str:
     """Customer text for a Teams Adaptive Card TextBlock (which renders markdown): HTML specials
     as entities (no `<at>` mention, no tag) and every markdown special behind a backslash."""
-    escaped = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = messages.chat_escape(value)
     inline = "".join(f"\\{char}" if char in TEAMS_SPECIALS else char for char in escaped)
     return TEAMS_LINE_START.sub(_escape_line_start, inline)
 
@@ -558,15 +553,3 @@ def process_new_responses(
     if incomplete:
         raise outbox.DeliveryIncomplete("; ".join(incomplete))
     return summary
-
-
-def connection_defined(conn_id: str) -> bool:
-    """Is the Airflow connection defined (UI, secrets backend or AIRFLOW_CONN_* variable)?"""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True

@@ -185,6 +185,14 @@ def responses_frame(
     return pd.concat([frame.reset_index(drop=True), pillars], axis=1)
 
 
+BAND_KINDS = {  # the ledger kind of each band's follow-up email
+    "promoter": "followup_promoter",
+    "passive": "followup_passive",
+    "detractor": "followup_detractor",
+    "critical": "followup_critical",
+}
+
+
 def band(score: int) -> str:
     """Score band of the follow-up emails: 9-10, 7-8, 2-6, 0-1."""
     if score >= 9:

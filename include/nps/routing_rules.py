@@ -14,20 +14,16 @@ A rule's owner is the account's salesperson (`account_owner`), its CSM (`csm`) o
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
-from include.nps import calendar, storage
+from include.nps import calendar, rulefiles, storage
 from include.nps.responses import band
+from include.nps.rulefiles import kind_of
 
 RULES_ENV = "NPS_ROUTING_RULES"
 DEFAULT_RULES = storage.PROJECT_ROOT / "rules" / "routing.yaml"
@@ -209,85 +205,20 @@ def resolve_owner(rule: Rule, facts: Facts, fallback: str) -> tuple[str, str]:
 def rules_path(setting: str | None = None) -> Path:
     """`setting`, else `NPS_ROUTING_RULES`, else the shipped `rules/routing.yaml` (relative paths
     are from the project's folder)."""
-    chosen = (setting or "").strip() or os.environ.get(RULES_ENV, "").strip()
-    if not chosen:
-        return DEFAULT_RULES
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else storage.PROJECT_ROOT / path
+    return rulefiles.resolve_path(setting, RULES_ENV, DEFAULT_RULES)
 
 
 def load(path: Path | str | None = None) -> RuleSet:
     """The rules of `path` (default: `rules_path()`), checked; read again when the file changes."""
-    chosen = rules_path(str(path) if path else None)
-    try:
-        stamp = chosen.stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    return _load(str(chosen), stamp)
-
-
-@lru_cache(maxsize=8)
-def _load(path: str, _stamp: int) -> RuleSet:
-    where = _display(Path(path))
-    return parse(_read(Path(path), where), where)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(storage.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
-
-
-class _RulesLoader(yaml.SafeLoader):
-    """Safe YAML where only true/false are booleans (`region: [NO]` stays Norway) and a key given
-    twice in one mapping is an error, not silently the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (first on line {seen[key]})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-_RulesLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_RulesLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _read(path: Path, where: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RulesError([f"{where}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError([f"{where}: cannot be read: {exc}"]) from None
-    try:
-        return yaml.load(text, Loader=_RulesLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise RulesError([f"{where}: {at}not valid YAML: {reason}"]) from None
-    except yaml.YAMLError as exc:
-        raise RulesError([f"{where}: not valid YAML: {exc}"]) from None
+    return rulefiles.load_checked(rules_path(str(path) if path else None), parse, RulesError)
 
 
 def parse(data: Any, where: str = "routing rules") -> RuleSet:
     """Check the file's content and build the rule set; RulesError lists every problem found."""
     problems: list[str] = []
     if not isinstance(data, Mapping):
-        raise RulesError([f"{where}: expected a mapping with version, business_hours and rules, got {_kind(data)}"])
-    problems += _unknown(data, TOP_LEVEL, where, "")
+        raise RulesError([f"{where}: expected a mapping with version, business_hours and rules, got {kind_of(data)}"])
+    problems += rulefiles.unknown_fields(data, TOP_LEVEL, where, "")
     version = data.get("version")
     if version not in VERSIONS:
         problems.append(f"{where}: version: must be {' or '.join(map(str, VERSIONS))}, got {version!r}")
@@ -295,7 +226,8 @@ def parse(data: Any, where: str = "routing rules") -> RuleSet:
     raw_rules = data.get("rules")
     rules: list[Rule] = []
     if not isinstance(raw_rules, list) or not raw_rules:
-        problems.append(f"{where}: rules: expected a list of rules ending with a default rule, got {_kind(raw_rules)}")
+        expected = "expected a list of rules ending with a default rule"
+        problems.append(f"{where}: rules: {expected}, got {kind_of(raw_rules)}")
     else:
         names: dict[str, int] = {}
         for number, raw in enumerate(raw_rules, start=1):
@@ -327,15 +259,15 @@ def _business_hours(raw: Any, where: str, problems: list[str]) -> BusinessHours:
     if raw is None:
         return BusinessHours()
     if not isinstance(raw, Mapping):
-        problems.append(f"{where}: business_hours: expected start, end and timezone, got {_kind(raw)}")
+        problems.append(f"{where}: business_hours: expected start, end and timezone, got {kind_of(raw)}")
         return BusinessHours()
-    problems += _unknown(raw, HOURS_FIELDS, where, "business_hours.")
+    problems += rulefiles.unknown_fields(raw, HOURS_FIELDS, where, "business_hours.")
     times = {}
     for name, default in (("start", dt.time(9)), ("end", dt.time(17))):
         value = raw.get(name, default.strftime("%H:%M"))
         found = CLOCK.match(str(value).strip()) if isinstance(value, str) else None
         if not found:
-            problems.append(f"{where}: business_hours.{name}: expected a time like '09:00', got {_kind(value)}")
+            problems.append(f"{where}: business_hours.{name}: expected a time like '09:00', got {kind_of(value)}")
             times[name] = default
         else:
             times[name] = dt.time(int(found.group(1)), int(found.group(2)))
@@ -352,27 +284,27 @@ def _business_hours(raw: Any, where: str, problems: list[str]) -> BusinessHours:
 
 def _rule(raw: Any, number: int, where: str, problems: list[str]) -> Rule | None:
     if not isinstance(raw, Mapping):
-        problems.append(f"{where}: rule {number}: expected a mapping with name, when and then, got {_kind(raw)}")
+        problems.append(f"{where}: rule {number}: expected a mapping with name, when and then, got {kind_of(raw)}")
         return None
     name = raw.get("name")
     label = f"{where}: rule {number} {name!r}" if isinstance(name, str) and name.strip() else f"{where}: rule {number}"
     before = len(problems)
-    problems += _unknown(raw, RULE_FIELDS, label, "")
+    problems += rulefiles.unknown_fields(raw, RULE_FIELDS, label, "")
     if not isinstance(name, str) or not name.strip():
         problems.append(f"{label}: name: every rule needs a name (it is stored with each follow-up it routes)")
     is_default = raw.get("default", False)
     if not isinstance(is_default, bool):
-        problems.append(f"{label}: default: expected true or false, got {_kind(is_default)}")
+        problems.append(f"{label}: default: expected true or false, got {kind_of(is_default)}")
         is_default = False
     conditions = _conditions(raw.get("when"), is_default, label, problems)
     outcome = raw.get("then")
     if not isinstance(outcome, Mapping):
-        problems.append(f"{label}: then: expected owner_type, owner, sla and escalate_to, got {_kind(outcome)}")
+        problems.append(f"{label}: then: expected owner_type, owner, sla and escalate_to, got {kind_of(outcome)}")
         return None
-    problems += _unknown(outcome, OUTCOME_FIELDS, label, "then.")
+    problems += rulefiles.unknown_fields(outcome, OUTCOME_FIELDS, label, "then.")
     owner_type = outcome.get("owner_type")
     if owner_type not in OWNER_TYPES:
-        problems.append(f"{label}: then.owner_type: must be sales or cs, got {_kind(owner_type)}")
+        problems.append(f"{label}: then.owner_type: must be sales or cs, got {kind_of(owner_type)}")
     owner = outcome.get("owner")
     if not _valid_owner(owner):
         problems.append(f"{label}: then.owner: unknown owner kind {owner!r}; use account_owner, csm or queue:<address>")
@@ -385,7 +317,7 @@ def _rule(raw: Any, number: int, where: str, problems: list[str]) -> Rule | None
             sla = Sla(int(found.group(1)), found.group(2).lower())
     escalate_to = outcome.get("escalate_to")
     if escalate_to is not None and (not isinstance(escalate_to, str) or not escalate_to.strip()):
-        problems.append(f"{label}: then.escalate_to: expected an address or a queue, got {_kind(escalate_to)}")
+        problems.append(f"{label}: then.escalate_to: expected an address or a queue, got {kind_of(escalate_to)}")
     if len(problems) > before:
         return None
     return Rule(
@@ -414,11 +346,11 @@ def _conditions(raw: Any, is_default: bool, label: str, problems: list[str]) -> 
         return {}
     if not isinstance(raw, Mapping) or not raw:
         problems.append(
-            f"{label}: when: expected at least one condition ({', '.join(CONDITIONS)}), got {_kind(raw)}; "
+            f"{label}: when: expected at least one condition ({', '.join(CONDITIONS)}), got {kind_of(raw)}; "
             "a rule for everyone else is the default rule (default: true)"
         )
         return {}
-    problems += _unknown(raw, CONDITIONS, label, "when.")
+    problems += rulefiles.unknown_fields(raw, CONDITIONS, label, "when.")
     conditions: dict[str, Any] = {}
     for name in CONDITIONS:
         if name not in raw:
@@ -437,14 +369,14 @@ def _conditions(raw: Any, is_default: bool, label: str, problems: list[str]) -> 
 def _condition(name: str, value: Any) -> tuple[Any, str | None]:
     """A condition's value as matching uses it, or the reason it cannot be used."""
     if name in ("vip", "has_open_followup"):
-        return (value, None) if isinstance(value, bool) else (None, f"expected true or false, got {_kind(value)}")
+        return (value, None) if isinstance(value, bool) else (None, f"expected true or false, got {kind_of(value)}")
     if name in ("arr_min", "arr_max"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            return None, f"expected an amount (a number, no currency sign), got {_kind(value)}"
+            return None, f"expected an amount (a number, no currency sign), got {kind_of(value)}"
         return float(value), None
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-        return None, f"expected a name or a list of names, got {_kind(value)}"
+        return None, f"expected a name or a list of names, got {kind_of(value)}"
     if name == "band":
         unknown = [i for i in items if i.strip().lower() not in BANDS]
         if unknown:
@@ -456,26 +388,6 @@ def _condition(name: str, value: Any) -> tuple[Any, str | None]:
             return None, f"expected two-letter country codes (like NO, JP), got {bad}"
         return frozenset(i.strip().upper() for i in items), None
     return frozenset(i.strip().lower() for i in items), None
-
-
-def _unknown(data: Mapping, known: tuple[str, ...], label: str, prefix: str) -> list[str]:
-    problems = []
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
-            problems.append(f"{label}: {prefix}{key}: unknown field{hint}")
-    return problems
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
 
 
 def main(argv: list[str] | None = None) -> int:

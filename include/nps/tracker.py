@@ -33,14 +33,14 @@ import json
 import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import Engine
 
 from include.nps import messages, outbox, retrospective, storage
-from include.nps.delivery import PermanentFailure, TransientFailure
+from include.nps.delivery import PermanentFailure, TransientFailure, retryable_status
 
 TRACKER_CONN_ID = "nps_tracker"
 KIND = "tracker_issue"
@@ -157,16 +157,11 @@ def from_connection(
 # --- escaping and rendering ---------------------------------------------------------------------
 
 
-def jira_escape(value: Any) -> str:
-    """Text for Jira wiki markup, on one line: every markup character backslash-escaped."""
+def escape_line(value: Any, special: frozenset[str]) -> str:
+    """Our own text (titles, names) on one line, every character of `special` backslash-escaped:
+    Jira wiki markup with JIRA_SPECIAL, GitHub markdown with MARKDOWN_SPECIAL."""
     text = " ".join(str(value if value is not None else "").split())
-    return "".join(f"\\{char}" if char in JIRA_SPECIAL else char for char in text)
-
-
-def markdown_escape(value: Any) -> str:
-    """Our own text (titles, names) for GitHub markdown, on one line, punctuation escaped."""
-    text = " ".join(str(value if value is not None else "").split())
-    return "".join(f"\\{char}" if char in MARKDOWN_SPECIAL else char for char in text)
+    return "".join(f"\\{char}" if char in special else char for char in text)
 
 
 def fenced(value: Any) -> str:
@@ -186,7 +181,11 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(jira=jira_escape, md=markdown_escape, fenced=fenced)
+    env.filters.update(
+        jira=partial(escape_line, special=JIRA_SPECIAL),
+        md=partial(escape_line, special=MARKDOWN_SPECIAL),
+        fenced=fenced,
+    )
     return env
 
 
@@ -251,7 +250,7 @@ class TrackerTransport(AbstractContextManager):
         except requests.RequestException as exc:
             raise TransientFailure(f"{service} unreachable: {exc}") from exc
         status = response.status_code
-        if status in (408, 425, 429) or status >= 500:
+        if retryable_status(status):
             raise TransientFailure(f"{service} answered {status}")
         if status >= 300:
             raise PermanentFailure(f"{service} refused the issue: {status} {response.text[:300]}")

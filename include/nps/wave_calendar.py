@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import difflib
 import importlib.util
 import json
 import logging
-import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -26,11 +24,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from sqlalchemy import Engine
 
-from include.nps import calendar, storage, waves
+from include.nps import calendar, rulefiles, storage, waves
 from include.nps.audience import email_problem
+from include.nps.rulefiles import did_you_mean, display_path, kind_of
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.param import ParamsDict
@@ -97,18 +95,7 @@ def run_id_for(wave_id: str) -> str:
 def calendar_path(setting: str | None = None) -> Path:
     """The calendar file: `setting` (the `nps_wave_calendar` Variable), else `NPS_WAVE_CALENDAR`,
     else the shipped `calendar/waves.yaml`; a relative path is from the project's folder."""
-    chosen = (setting or "").strip() or os.environ.get(CALENDAR_ENV, "").strip()
-    if not chosen:
-        return DEFAULT_CALENDAR
-    path = Path(chosen).expanduser()
-    return path if path.is_absolute() else storage.PROJECT_ROOT / path
-
-
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(storage.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+    return rulefiles.resolve_path(setting, CALENDAR_ENV, DEFAULT_CALENDAR)
 
 
 @cache
@@ -120,72 +107,6 @@ def wave_form() -> ParamsDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.nps_wave().params
-
-
-# --- reading the file -------------------------------------------------------------------------
-
-
-class _CalendarLoader(yaml.SafeLoader):
-    """Safe YAML where only true/false are booleans (`country: NO` stays Norway) and a key given
-    twice in one mapping is an error instead of silently keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                continue
-            if key in first_line:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (first on line {first_line[key]})", key_node.start_mark
-                )
-            first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-_CalendarLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_CalendarLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _read(path: Path, where: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CalendarFileError([f"{where}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalendarFileError([f"{where}: cannot be read: {exc}"]) from None
-    try:
-        return yaml.load(text, Loader=_CalendarLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise CalendarFileError([f"{where}: {at}not valid YAML: {reason}{_yaml_hint(reason)}"]) from None
-    except yaml.YAMLError as exc:
-        raise CalendarFileError([f"{where}: not valid YAML: {exc}"]) from None
-
-
-def _yaml_hint(reason: str) -> str:
-    if "<block end>" in reason:
-        return " (check the indentation of this line and the one above)"
-    if "flow mapping" in reason or "flow sequence" in reason:
-        return " (inside [...] or {...}, put text holding , ? : or # in quotes)"
-    return ""
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return f"text ({value!r})"
-    return f"{type(value).__name__} ({value!r})"
 
 
 # --- checking the fields of one wave ------------------------------------------------------------
@@ -241,8 +162,7 @@ def _check_fields(fields: Mapping[str, Any], form: ParamsDict) -> tuple[dict[str
     problems: dict[str, list[str]] = {}
     for name, raw in fields.items():
         if name not in form:
-            close = difflib.get_close_matches(str(name), list(form), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; the fields are those of the nps_wave trigger form"
+            hint = did_you_mean(name, list(form), "the fields are those of the nps_wave trigger form")
             problems[str(name)] = [f"unknown field {name!r}{hint}"]
             continue
         param = form.get_param(name)
@@ -307,12 +227,12 @@ def load_calendar(path: Path, now: dt.datetime, started: Collection[str] = ()) -
     `started` holds the wave ids already started: only a wave never started must open after `now`.
     """
     where = display_path(path)
-    document = _read(path, where)
+    document = rulefiles.read_yaml(path, CalendarFileError, where)
     if document is None:
         raise CalendarFileError([f"{where}: the file is empty; it needs a 'waves:' list"])
     if not isinstance(document, Mapping):
         shape = "a mapping with a 'waves:' list (and optional 'defaults:')"
-        raise CalendarFileError([f"{where}: the file must be {shape}, not a {_kind(document)}"])
+        raise CalendarFileError([f"{where}: the file must be {shape}, not {kind_of(document)}"])
     problems = [
         f"{where}: unknown top-level key {key!r}; the file has 'defaults:' and 'waves:'"
         for key in document
@@ -321,13 +241,13 @@ def load_calendar(path: Path, now: dt.datetime, started: Collection[str] = ()) -
     defaults = document.get("defaults") or {}
     entries = document.get("waves") or []
     if not isinstance(defaults, Mapping):
-        problems.append(f"{where}: 'defaults' must be a mapping of fields, not a {_kind(defaults)}")
+        problems.append(f"{where}: 'defaults' must be a mapping of fields, not {kind_of(defaults)}")
         defaults = {}
     if "waves" not in document:
         problems.append(f"{where}: no 'waves:' list")
     elif not isinstance(entries, list):
         problems.append(
-            f"{where}: 'waves' must be a list of waves, each starting with '- wave_name:', not a {_kind(entries)}"
+            f"{where}: 'waves' must be a list of waves, each starting with '- wave_name:', not {kind_of(entries)}"
         )
     if problems:
         raise CalendarFileError(problems)
@@ -338,7 +258,7 @@ def load_calendar(path: Path, now: dt.datetime, started: Collection[str] = ()) -
     planned: list[PlannedWave] = []
     for index, entry in enumerate(entries, start=1):
         if not isinstance(entry, Mapping):
-            problems.append(f"{where}: wave {index}: must be a mapping of fields, not a {_kind(entry)}")
+            problems.append(f"{where}: wave {index}: must be a mapping of fields, not {kind_of(entry)}")
             continue
         label = _label(index, {"program": form["program"], **defaults, **entry})
         wave, found = _check_wave(index, label, entry, base, set(default_problems), form, now, started)
