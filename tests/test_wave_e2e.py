@@ -128,7 +128,7 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         text = retro.get_body(("plain",)).get_content()
         assert "95% interval" in text and "adjusted Wald" in text
         assert f"Data checks ({len(checks)} of {len(checks)} passed; quarantined contact rows: 3)" in text
-        assert "Tier: " in text and "Role: " in text and "Answers by hour of day (UTC)" in text
+        assert "Tier: " in text and "Role: " in text and "Answers by hour of day (America/New_York)" in text
         assert all(c["step"] in text for c in checks)
 
         # The same wave again: every step re-runs, nothing is sent twice.
