@@ -75,10 +75,15 @@ def nps_followups() -> None:
 
     @task.short_circuit
     def check_report_due(params=None, dag_run=None) -> str | None:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from include.nps import closed_loop
         from include.nps.connections import nps_engine
 
-        return closed_loop.report_due(nps_engine(), dag_run.run_after, params.get("report_month"))
+        try:
+            return closed_loop.report_due(nps_engine(), dag_run.run_after, params.get("report_month"))
+        except closed_loop.ReportError as exc:  # a month not ended yet: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def send_closed_loop_report(month: str) -> dict:
