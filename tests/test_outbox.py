@@ -54,19 +54,14 @@ def test_two_tasks_delivering_one_kind_at_once_send_each_message_once(engine, wa
     """The real-time DAG and the wave's close can work the same kind at the same time: each row is
     claimed before its send, so a row read by both is sent by whichever claims it first."""
     _enqueue_all(engine, wave)
-    read = storage.fetch_all
-    stale = read(
-        engine, storage.query("pending_messages"), wave_id=wave.wave_id, kind="invitation", chunk=None, limit=9
-    )
+    claim = outbox._claim_batch
 
-    def other_task_claims_first(engine_, sql, **params):
-        if "status = 'pending'" in sql and params.get("kind") == "invitation":
-            storage.execute(engine_, "UPDATE outbox SET status = 'sending' WHERE recipient = 'C1'")
-            monkeypatch.setattr(storage, "fetch_all", read)
-            return stale  # what this task read before the other one claimed C1
-        return read(engine_, sql, **params)
+    def other_task_claims_first(engine_, scope):
+        storage.execute(engine_, "UPDATE outbox SET status = 'sending' WHERE recipient = 'C1'")
+        monkeypatch.setattr(outbox, "_claim_batch", claim)
+        return claim(engine_, scope)  # after the other task claimed C1, between this task's start and claim
 
-    monkeypatch.setattr(storage, "fetch_all", other_task_claims_first)
+    monkeypatch.setattr(outbox, "_claim_batch", other_task_claims_first)
     with SmtpTransport() as transport:
         outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
     assert (outcome.sent, outcome.failed) == (1, 1)  # C2 sent, C3 refused; C1 left to its claimer

@@ -90,7 +90,7 @@ def deliver(
 ) -> Outcome:
     """Send every pending message of `kind` (of one chunk, when given), recording each outcome.
 
-    Rows are claimed one by one before their send, so tasks working the same kind at once (the
+    Rows are claimed before their send, so tasks working the same kind at once (the
     real-time DAG and the wave's close) never send a message twice. A row found still `sending`
     when a task starts is an interrupted attempt's: recorded as failed, never sent again."""
     scope = {"wave_id": wave_id, "kind": kind, "chunk": chunk}
@@ -115,17 +115,11 @@ def deliver(
 
 
 def _claim_batch(engine: Engine, scope: dict[str, Any]) -> list[dict]:
-    """The next pending rows this task claimed (`sending`): a row another task claimed between
-    the read and the claim is left to it, so two tasks on one kind never send the same message."""
-    rows = storage.fetch_all(engine, storage.query("pending_messages"), **scope, limit=BATCH_SIZE)
-    claim = text(storage.query("claim_message"))
-    claimed = []
+    """The next pending rows, claimed (`sending`) in one statement: a row another task claimed
+    first is left to it, so two tasks on one kind never send the same message."""
     with engine.begin() as conn:
-        for row in rows:
-            key = {"wave_id": scope["wave_id"], "kind": scope["kind"], "recipient": row["recipient"]}
-            if conn.execute(claim, key).rowcount == 1:
-                claimed.append(row)
-    return claimed
+        claimed = conn.execute(text(storage.query("claim_messages")), {**scope, "limit": BATCH_SIZE})
+        return sorted((dict(row) for row in claimed.mappings()), key=lambda row: row["recipient"])
 
 
 def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) -> dict:
