@@ -7,6 +7,11 @@ Sources of the worked numbers:
   c/ps/3931 (N 100, n 25, p 0.4: factor 0.8704, SE 0.0853, 95% interval 0.233-0.567) and c/ps/5020
   (N 400, n 100, p 0.5: 0.0500 x 0.8671 = 0.0434); factors of assignmentexpert.com questions
   163053 (N 600, n 38: 0.9686) and 130499 (N 100, n 10: 0.95346).
+- Width of the 95% interval: A. Engelhardt, "Net Promoter Score confidence intervals 2: maths and
+  stats" (cybaea.net, 2016): with p = d = 1/3 the interval is about 320 / sqrt(n) wide, so a width of
+  10 points needs 1,024 answers and a width of 1 point 102,400.
+- A margin of error: talkstats.com thread 58500 (1,162 answers: 291 promoters, 476 passives, 395
+  detractors: NPS -9, 95% margin 4.4 points).
 - Adjusted Wald: Rocks (2016) and his `nps` R package (pseudo-observations 0.75 / 1.5 / 0.75 added
   before a Wald interval); MeasuringU: "add 3 to n, 3/4 to the detractors and 3/4 to the promoters".
 """
@@ -27,6 +32,25 @@ def test_wald_variance_reproduces_the_published_example():
     assert math.isclose(variance, 5 / 9)
     assert round(math.sqrt(variance), 2) == 0.75
     assert round(100 * math.sqrt(variance / 324), 1) == 4.1
+
+
+def test_the_interval_width_reproduces_the_published_rule_of_thumb():
+    def width(n: int) -> float:
+        return 2 * 1.959964 * 100 * math.sqrt(stats.wald_variance(1 / 3, 1 / 3) / n)
+
+    assert round(width(1), 0) == 320
+    assert round(width(1024), 1) == 10.0
+    assert round(width(102_400), 1) == 1.0
+
+
+def test_the_margin_of_error_reproduces_the_published_example():
+    promoters, passives, detractors = 291, 476, 395
+    n = promoters + passives + detractors
+    p, d = promoters / n, detractors / n
+    assert round(100 * (p - d)) == -9
+    assert round(1.959964 * 100 * math.sqrt(stats.wald_variance(p, d) / n), 1) == 4.4
+    adjusted = stats.nps_interval(promoters, passives, detractors)  # three pseudo-answers barely move it
+    assert round(adjusted.nps) == -9 and round((adjusted.high - adjusted.low) / 2, 1) == 4.4
 
 
 def test_finite_population_correction_reproduces_the_published_examples():
