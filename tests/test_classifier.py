@@ -108,6 +108,9 @@ def test_the_shipped_themes_file_covers_every_language():
     assert [t.id for t in themes.themes][:3] == ["pricing", "support", "reliability"]
     for theme in themes.themes:
         assert set(theme.keywords) == set(classifier.LANGUAGES), theme.id
+        assert set(theme.label) == set(classifier.LANGUAGES), theme.id
+    assert themes.get("pricing").label_in("nb") == "Pris og verdi"
+    assert themes.get("pricing").label_in("fr") == "Pricing and value"  # English when a language is missing
     for cue in ("suggestion", "negative", "positive", "contrast"):
         assert set(themes.cues[cue]) == set(classifier.LANGUAGES), cue
     assert themes.get("support").owner == "support-lead@vendor.example" and themes.get("pricing").owner is None
@@ -140,6 +143,7 @@ def test_a_broken_themes_file_names_every_problem(tmp_path):
         themes:
           - id: Pricing
             name: Pricing
+            label: {en: Pricing, fr: Prix, ja: ""}
             keywords: {en: [price*], no: [pris]}
           - id: support
             keywords: {en: [price*, "*"], ja: [サポート*], he: [404]}
@@ -163,6 +167,8 @@ def test_a_broken_themes_file_names_every_problem(tmp_path):
         f"{where}: open_items_from: must be high, medium or low, got 'urgent'",
         f"{where}: theme 1 'Pricing': id: expected lowercase letters, digits, - or _ (at most 48), got 'Pricing'",
         f"{where}: theme 1 'Pricing': keywords.no: unknown language; use 'nb'",
+        f"{where}: theme 1 'Pricing': label.fr: unknown language; use one of en, ja, zh, he, nb",
+        f"{where}: theme 1 'Pricing': label.ja: expected a text of 1 to 100 characters, got ''",
         f"{where}: theme 2 'support': name: expected a name of 1 to 100 characters, got nothing",
         f"{where}: theme 2 'support': keywords.en[2]: '*' has no letter",
         f"{where}: theme 2 'support': keywords.ja[1]: 'サポート*': ja words match anywhere in the text already; "

@@ -80,10 +80,10 @@ def test_retrospective_items_put_cons_first_and_name_silent_accounts():
         "pillar-support",
         "review-cons",
         "silent-C",
-        "review-suggestions",
+        "suggestion-reporting",
     }
     assert items["silent-C"]["owner"] == "csm-c@x" and items["silent-C"]["priority"] == "high"
-    assert items["review-suggestions"]["priority"] == "low"
+    assert items["suggestion-reporting"]["priority"] == "low" and items["suggestion-reporting"]["theme"] == "reporting"
 
 
 def test_drop_cells_never_run_as_formulas():

@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from include.nps import charts, i18n, messages
+from include.nps import charts, classifier, i18n, messages
 from include.nps.storage import PROJECT_ROOT
 from tests.factories import flash_figures
 from tests.test_charts import SPLIT, TREND
@@ -22,6 +22,22 @@ MAIL_WIDTH = 600
 # What each language writes for the direction "up" and the pillar's question.
 UP = {"en": "up", "ja": "上昇", "zh": "上升", "he": "עלייה", "nb": "opp"}
 PILLAR = {"en": "Support?", "ja": "サポート?", "zh": "支持?", "he": "תמיכה?", "nb": "Støtte?"}
+# What CS ops wrote of a done item, and a promoter's quote, in each language.
+WE_DID = {
+    "en": "Support now answers within 4 hours",
+    "ja": "サポートは4時間以内に回答します",
+    "zh": "客服现在会在4小时内回复",
+    "he": "התמיכה עונה עכשיו תוך 4 שעות",
+    "nb": "Kundestøtten svarer nå innen 4 timer",
+}
+QUOTE = {
+    "en": "Setup took a day and the team was great",
+    "ja": "導入は1日で終わり、チームの対応も素晴らしかったです",
+    "zh": "一天就完成了部署，团队非常棒",
+    "he": "ההטמעה לקחה יום אחד והצוות היה מצוין",
+    "nb": "Oppsettet tok en dag, og teamet var supert",
+}
+FOCUS = ("pricing", "support")
 
 
 def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
@@ -31,9 +47,17 @@ def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
         "survey_url": "https://survey.example/s/t",
         "unsubscribe_url": "https://survey.example/u/t",
         "chart_cid": charts.CONTENT_ID,
+        "we_did": [WE_DID[locale]],
+        "quotes": [QUOTE[locale]],
+        "focus_themes": _focus(locale),
         **flash_figures(responded),
     }
     return messages.render_email("flash_results", locale, "ada@example.com", context)
+
+
+def _focus(locale: str) -> list[str]:
+    themes = classifier.load_themes()
+    return [themes.get(theme_id).label_in(locale) for theme_id in FOCUS]
 
 
 def _as_a_mail_client_shows_it(html: str, locale: str) -> str:
@@ -53,6 +77,7 @@ def test_the_flash_email_reads_right_in_every_language(browser, locale):
         texts[responded] = body
         assert "+12" in body and "Ada" in body and PILLAR[locale] in body
         assert UP[locale] in body, f"{locale}: the NPS direction is not written in the reader's language"
+        assert WE_DID[locale] in body and QUOTE[locale] in body and all(label in body for label in _focus(locale))
         direction = page.evaluate("getComputedStyle(document.querySelector('[dir]')).direction")
         assert direction == i18n.direction(locale)
         chart = page.locator("img").evaluate("i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]")

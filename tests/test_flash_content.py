@@ -98,6 +98,7 @@ def test_the_second_waves_flash_shows_its_directions_and_the_first_waves_complet
     assert len(flash) == 40
     english, japanese = (_text(flash[to]) for to in ("c02@a2.example", "c01@a1.example"))
     assert "Net Promoter Score: +75 (up; -50 last time)" in english
+    assert "What happens next: our team is reviewing every comment now." in english  # no detractor complained
     assert "You told us, we did:\n- Support now answers within 4 hours" in english
     assert "Setup took a day and […] ([…], […]) was great" in english and "C07" not in english
     assert "サポートは4時間以内に回答します" in japanese and "上昇" in japanese
@@ -107,3 +108,33 @@ def test_the_second_waves_flash_shows_its_directions_and_the_first_waves_complet
 
 def _text(message) -> str:
     return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+
+
+def test_what_we_will_do_next_names_the_themes_detractors_complained_about_most(engine, smtp, tmp_path, monkeypatch):
+    rows = [contact(f"C{i:02d}", account=f"A{i % 3}") for i in range(1, 13)]
+    rows[1]["locale"] = "he"
+    csv_path = write_csv(tmp_path / "contacts.csv", rows)
+    scores = {f"C{i:02d}": (i if i <= 6 else 9) for i in range(1, 13)}  # C01-C06 detractors
+    scores["C07"] = 7
+    comments = {
+        "C01": "Far too expensive for what we get",
+        "C03": "The price went up again",
+        "C05": "Support never answers our tickets",
+        "C06": "Reports should export to Excel",  # a detractor's suggestion: not a complaint
+        "C07": "The mobile app is slow and annoying",  # a passive's con: not a detractor's
+    }
+    wave = _run_wave(engine, csv_path, "Q4", OPEN_1, scores, comments)
+    monkeypatch.setattr(storage, "utcnow", lambda: wave.close_at + dt.timedelta(days=3))
+    for chunk in pipeline.prepare_mailing(wave.wave_id, "flash_results"):
+        pipeline.send_mailing_chunk(wave.wave_id, "flash_results", chunk)
+
+    flash = {m["To"]: m for m in smtp.spool.messages() if m["X-NPS-Kind"] == "flash_results"}
+    english, hebrew = _text(flash["c01@a1.example"]), _text(flash["c02@a2.example"])
+    assert (
+        "What we will do next:\nOur teams will work first on what concerned you most:\n"
+        "- Pricing and value\n- Our support\n"
+    ) in english
+    assert "What happens next" not in english
+    assert "- מחיר ותמורה\n- התמיכה שלנו\n" in hebrew
+    html = flash["c02@a2.example"].get_body(preferencelist=("html",)).get_content()
+    assert '<li style="margin:0 0 6px;">מחיר ותמורה</li>' in html

@@ -124,7 +124,8 @@ def test_action_items_put_cons_first_collection_problems_next_and_suggestions_la
         ("bounce-rate", "medium", "ops@x"),
         ("silent-D", "medium", "ops@x"),  # no CSM: CS ops
         ("reminder", "low", "ops@x"),
-        ("review-suggestions", "low", "ops@x"),
+        ("suggestion-reporting", "low", "product-lead@vendor.example"),  # the theme's owner
+        ("review-suggestions", "low", "ops@x"),  # C13's "Keep it up" names no theme
     ]
     by_key = {i["item_key"]: i for i in items}
     assert by_key["theme-support"]["reason"] == (
@@ -135,7 +136,9 @@ def test_action_items_put_cons_first_collection_problems_next_and_suggestions_la
     assert by_key["review-cons"]["reason"] == (
         "3 con(s) no item above covers (Reliability and outages 2, no theme 1), 2 from detractors"
     )
-    assert by_key["review-suggestions"]["reason"] == "3 suggestion(s): Reporting and analytics 2, no theme 1"
+    assert by_key["suggestion-reporting"]["reason"] == "2 suggestion(s) from 2 customer(s)"
+    assert by_key["suggestion-reporting"]["title"] == "Consider what customers suggest about Reporting and analytics"
+    assert by_key["review-suggestions"]["reason"] == "1 suggestion(s) from 1 customer(s) that no theme covers"
     assert all(i["priority"] == i["risk"] for i in items)
     assert items == items_for(parts, themes)  # the same findings, the same keys and order
 
@@ -255,7 +258,7 @@ def test_the_step_reports_themes_and_items_by_email_and_file_and_re_runs_safely(
     assert "Act on what detractors say about Support" in report and "support-lead@vendor.example" in report
     assert "Reach out to silent account G Inc" in report and "halfway review" in report
     assert "<p>1 of 1 passed; quarantined contact rows: 0.</p>" in report  # the wave's data checks
-    assert "retrospective: retrospective suite passed (4 expectations on 5 rows)" in report
+    assert "retrospective: retrospective suite passed (4 expectations on 6 rows)" in report
 
     email = smtp.spool.messages()[0]
     assert email["X-NPS-Kind"] == "retrospective" and email["To"] == "csops@vendor.example"
@@ -274,6 +277,7 @@ def test_the_step_reports_themes_and_items_by_email_and_file_and_re_runs_safely(
         "review-cons",
         "review-suggestions",
         "silent-G",
+        "suggestion-reporting",
         "theme-pricing",
         "theme-support",
     ]

@@ -290,18 +290,21 @@ def test_the_retrospective_step_opens_the_issues_and_links_them_in_its_report(
     httpserver.expect_request("/repos/acme/cs/issues", method="POST").respond_with_handler(created)
     wave = seed_wave(engine, tmp_path)
     first = pipeline.run_retrospective(wave.wave_id)
-    assert first["tracker_issues"] == first["action_items"] == len(httpserver.log) == 5
+    assert first["tracker_issues"] == first["action_items"] == len(httpserver.log) == 6
     titles = [json.loads(request.data)["title"] for request, _ in httpserver.log]
     assert "[NPS W1] Act on what detractors say about Pricing and value" in titles
     bodies = {json.loads(request.data)["title"]: json.loads(request.data)["body"] for request, _ in httpserver.log}
     others = bodies["[NPS W1] Review the other cons and pick fixes"]  # the cons no theme item covers
     assert "```text\nWe are unhappy.\n```" in others and "```text\nOutage last week.\n```" in others
     assert "Too expensive" not in others  # pricing has its own issue
+    ideas = bodies["[NPS W1] Consider what customers suggest about Reporting and analytics"]
+    assert "```text\nReporting should export to Excel.\n```" in ideas and "Please add dashboards." in ideas
+    assert "Keep it up" not in ideas and "Keep it up" in bodies["[NPS W1] Review the other suggestions"]
     report = (nps_home / "reports" / wave.wave_id / "retrospective.html").read_text(encoding="utf-8")
     assert "Issues are opened in github:acme/cs." in report
     assert '<a href="https://github.com/acme/cs/issues/1">1</a>' in report
     text = smtp.spool.messages()[0].get_payload()[0].get_content()
     assert "; issue https://github.com/acme/cs/issues/1" in text
 
-    assert pipeline.run_retrospective(wave.wave_id)["tracker_issues"] == 5
-    assert len(httpserver.log) == 5 and len(smtp.spool.messages()) == 1
+    assert pipeline.run_retrospective(wave.wave_id)["tracker_issues"] == 6
+    assert len(httpserver.log) == 6 and len(smtp.spool.messages()) == 1

@@ -51,7 +51,8 @@ SUBSTRING_LANGUAGES = frozenset({"ja", "zh"})
 CUES = ("suggestion", "negative", "positive", "contrast")
 REQUIRED_CUES = ("suggestion", "negative", "positive")
 TOP_LEVEL = ("version", "risk", "open_items_from", "themes", "cues")
-THEME_FIELDS = ("id", "name", "owner", "description", "keywords")
+THEME_FIELDS = ("id", "name", "label", "owner", "description", "keywords")
+LABEL_CHARS = 100
 RISK_FIELDS = ("min_detractors", "min_share")
 THEME_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 HEBREW_PREFIXES = "ובכלמהש"
@@ -107,6 +108,11 @@ class Theme:
     keywords: dict[str, tuple[str, ...]]  # language: normalised terms
     owner: str | None = None
     description: str = ""
+    label: dict[str, str] = field(default_factory=dict)  # language: what customers read
+
+    def label_in(self, locale: str) -> str:
+        """The theme as customers read it in `locale`, else in English, else its internal name."""
+        return self.label.get(locale) or self.label.get(i18n.DEFAULT_LOCALE) or self.name
 
 
 @dataclass(frozen=True)
@@ -388,11 +394,32 @@ def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
                 first = owners_of_terms.setdefault((language, term), str(theme_id))
                 if first != str(theme_id):
                     problems.append(f"{label}: keywords.{language}: {term!r} is also a keyword of theme {first!r}")
+        labels = _labels(entry.get("label"), f"{label}: label", problems)
         description = entry.get("description", "")
         if isinstance(theme_id, str) and isinstance(name, str):
             owner_text = owner.strip() if isinstance(owner, str) else None
-            themes.append(Theme(theme_id, name.strip(), keywords, owner_text, str(description or "")))
+            themes.append(Theme(theme_id, name.strip(), keywords, owner_text, str(description or ""), labels))
     return themes
+
+
+def _labels(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    """{language: text} of a theme's optional `label` (what customers read in the flash results)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{label}: expected a text per language (en, ja, zh, he, nb), got {kind_of(raw)}")
+        return {}
+    labels: dict[str, str] = {}
+    for language, text in raw.items():
+        if language not in LANGUAGES:
+            problems.append(_unknown_language(language, label))
+        elif not isinstance(text, str) or not text.strip() or len(text) > LABEL_CHARS:
+            problems.append(
+                f"{label}.{language}: expected a text of 1 to {LABEL_CHARS} characters, got {kind_of(text)}"
+            )
+        else:
+            labels[language] = " ".join(text.split())
+    return labels
 
 
 def _cues(raw: Any, where: str, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -414,9 +441,7 @@ def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, 
     lexicon: dict[str, tuple[str, ...]] = {}
     for language, terms in raw.items():
         if language not in LANGUAGES:
-            hint = LANGUAGE_HINTS.get(str(language).lower())
-            close = f"use {hint!r}" if hint else f"use one of {', '.join(LANGUAGES)}"
-            problems.append(f"{label}.{language}: unknown language; {close}")
+            problems.append(_unknown_language(language, label))
             continue
         if not isinstance(terms, list):
             problems.append(f"{label}.{language}: expected a list of words, got {kind_of(terms)}")
@@ -424,6 +449,12 @@ def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, 
         checked = [_term(term, language, f"{label}.{language}[{i}]", problems) for i, term in enumerate(terms, 1)]
         lexicon[language] = tuple(dict.fromkeys(term for term in checked if term))
     return lexicon
+
+
+def _unknown_language(language: Any, label: str) -> str:
+    hint = LANGUAGE_HINTS.get(str(language).lower())
+    close = f"use {hint!r}" if hint else f"use one of {', '.join(LANGUAGES)}"
+    return f"{label}.{language}: unknown language; {close}"
 
 
 def _term(term: Any, language: str, label: str, problems: list[str]) -> str | None:

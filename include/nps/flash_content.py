@@ -1,5 +1,6 @@
 """What the flash results say beyond the figures: a few anonymised quotes from promoters (when the
-program allows it) and "you told us, we did": the previous wave's action items that were done.
+program allows it), "you told us, we did": the previous wave's action items that were done, and
+"what we will do next": the themes this wave's detractors raised most (see `focus_themes`).
 
 Quotes are chosen per reader's language (from respondents who wrote in it), between
 `QUOTE_MIN_CHARS` and `QUOTE_MAX_CHARS`, with every e-mail address, web address, phone number
@@ -20,7 +21,10 @@ from include.nps import i18n, storage
 if TYPE_CHECKING:
     import pandas as pd
 
+    from include.nps.classifier import Theme, Themes
+
 QUOTES_PER_EMAIL = 2
+FOCUS_THEMES = 3
 QUOTE_MIN_CHARS, QUOTE_MAX_CHARS = 20, 280
 REDACTED = "[…]"
 PATTERNS = [
@@ -51,6 +55,17 @@ def quotes_by_locale(answers: pd.DataFrame, names: list[str]) -> dict[str, list[
         if QUOTE_MIN_CHARS <= len(quote) <= QUOTE_MAX_CHARS and len(picked) < QUOTES_PER_EMAIL:
             picked.append(quote)
     return {language: quotes for language, quotes in chosen.items() if quotes}
+
+
+def focus_themes(parts: list[dict[str, Any]], themes: Themes, wave_detractors: int) -> list[Theme]:
+    """The `FOCUS_THEMES` themes detractors complained about most (the retrospective's ranking of
+    classified comment parts, keeping themes with a con from a detractor)."""
+    from include.nps.classifier import DETRACTOR_MAX
+    from include.nps.retrospective import rank_themes
+
+    complained = {p["theme"] for p in parts if p["kind"] == "con" and p["score"] <= DETRACTOR_MAX}
+    ranked = [row["theme"] for row in rank_themes(parts, themes, wave_detractors) if row["theme"] in complained]
+    return [themes.get(theme_id) for theme_id in ranked[:FOCUS_THEMES] if themes.get(theme_id)]
 
 
 def names_in(frame: pd.DataFrame) -> list[str]:

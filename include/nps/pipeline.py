@@ -102,6 +102,7 @@ def prepare_mailing(wave_id: str, kind: str) -> list[int]:
     if kind == "invitation":
         waves.set_status(engine, wave_id, "open")
     if kind == "flash_results":
+        _comment_reader()  # a broken themes file stops the flash results before any is queued
         _check_flash_figures(engine, flash_figures(engine, wave))
     recipients = _mailing_recipients(engine, wave_id, kind)
     return mailings.enqueue_contacts(engine, wave_id, kind, recipients, wave.chunk_size)
@@ -401,6 +402,7 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
 
     we_did = flash_content.done_items(engine, waves.previous_wave_id(engine, wave.wave_id))
     quotes = _quotes(engine, wave) if wave.share_quotes else {}
+    focus = _focus_themes(engine, wave, figures["current"]["detractors"])
 
     def context(contact: dict[str, Any]) -> dict[str, Any]:
         locale = i18n.normalize_locale(contact.get("locale"))
@@ -411,9 +413,17 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
             "inline_images": [chart(locale)],
             "we_did": [flash_content.note_in(item, locale) for item in we_did],
             "quotes": quotes.get(locale, []),
+            "focus_themes": [theme.label_in(locale) for theme in focus],
         }
 
     return context
+
+
+def _focus_themes(engine: Any, wave: waves.WaveParams, detractors: int) -> list[Any]:
+    """The themes this wave's detractors complained about most: the flash's "what we will do next"."""
+    themes, sorter = _comment_reader()
+    parts = retrospective.classify_comments(wave_responses(engine, wave), sorter)
+    return flash_content.focus_themes(parts, themes, detractors)
 
 
 def _quotes(engine: Any, wave: waves.WaveParams) -> dict[str, list[str]]:
@@ -463,13 +473,12 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     items: stored, checked, opened as tracker issues when `nps_tracker` is set, then reported to
     CS ops by email and in `reports/<wave>/retrospective.html`. See `retrospective`, `classifier`
     and `tracker`."""
-    from include.nps import classifier, messages, tracker
+    from include.nps import messages, tracker
 
-    try:  # a broken themes file, classifier setting or tracker connection stops before anything
-        themes = classifier.load_themes()
-        sorter = classifier.classifier_from_setting(themes)
+    themes, sorter = _comment_reader()
+    try:  # a broken tracker connection stops before anything
         target = tracker.settings()
-    except (classifier.ThemesError, classifier.ClassifierSettingError, tracker.TrackerSettingsError) as exc:
+    except tracker.TrackerSettingsError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(exc)) from exc
@@ -538,6 +547,20 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
         "report": str(report),
         **outcome.__dict__,
     }
+
+
+def _comment_reader() -> tuple[Any, Any]:
+    """The program's themes and the comment classifier; a broken themes file or classifier
+    setting fails the task at once (no retry) with every problem named."""
+    from include.nps import classifier
+
+    try:
+        themes = classifier.load_themes()
+        return themes, classifier.classifier_from_setting(themes)
+    except (classifier.ThemesError, classifier.ClassifierSettingError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
 
 
 def wave_responses(engine: Any, wave: waves.WaveParams) -> Any:

@@ -16,7 +16,9 @@
      (medium, high at twice that); opt-outs above MAX_OPT_OUT_RATE (medium); a reminder after which
      fewer than MIN_REMINDER_YIELD % of the reminded answered (low); each silent account (high for
      a VIP account, else medium; owner: its CSM);
-   - suggestions: `review-suggestions`, every suggestion counted by theme (low).
+   - suggestions (low): one per theme customers made suggestions about (`suggestion-<theme>`, owner:
+     the theme's owner, else CS ops), in the themes' ranking; `review-suggestions` for those with
+     no theme.
    Within a group: high, medium, low, then the themes' ranking. Each item is due DUE_BUSINESS_DAYS
    (by risk) after the retrospective, with checkpoints: plan agreed (1 business day), halfway
    review, done (the due date). Keys are stable (`theme-pricing`, `silent-A012`), so a re-run
@@ -167,16 +169,18 @@ def quotes(parts: list[dict[str, Any]], kind: str, themes: set[str | None] | Non
 
 
 def item_quotes(item: dict[str, Any], parts: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict]:
-    """What customers wrote behind an item: its theme's cons; for `review-cons` the cons no theme
-    item covers; for `review-suggestions` the suggestions."""
+    """What customers wrote behind an item: its theme's cons (or suggestions); for `review-cons`
+    the cons no theme item covers; for `review-suggestions` the suggestions with no theme."""
     key = item["item_key"]
     if key.startswith("theme-"):
         return quotes(parts, "con", {item.get("theme")})
+    if key.startswith("suggestion-"):
+        return quotes(parts, "suggestion", {item.get("theme")})
     if key == "review-cons":
         covered = {i.get("theme") for i in items if i["item_key"].startswith("theme-")}
         return quotes([p for p in parts if p["theme"] not in covered], "con")
     if key == "review-suggestions":
-        return quotes(parts, "suggestion")
+        return quotes(parts, "suggestion", {None})
     return []
 
 
@@ -260,17 +264,27 @@ def action_items(
             "medium" if voices >= themes.risk["high"].min_detractors else "low",
         )
     _collection_items(add, summary, previous, collection or {}, accounts)
-    suggestions = [p for p in parts if p["kind"] == "suggestion"]
-    if suggestions:
-        add(
-            "suggestion",
-            "review-suggestions",
-            "Review the suggestions",
-            f"{len(suggestions)} suggestion(s): {_by_theme(suggestions, ranking)}",
-            "low",
-        )
+    _suggestion_items(add, parts, ranking)
     position = {item["item_key"]: index for index, item in enumerate(items)}
     return sorted(items, key=lambda i: (GROUPS.index(i["group"]), RISKS.index(i["risk"]), position[i["item_key"]]))
+
+
+def _suggestion_items(add: Callable[..., None], parts: list[dict[str, Any]], ranking: list[dict[str, Any]]) -> None:
+    """One item per theme customers made suggestions about, in ranking order, then one for the
+    suggestions no theme covers."""
+    suggestions = [p for p in parts if p["kind"] == "suggestion"]
+    for row in ranking:
+        about = [p for p in suggestions if p["theme"] == row["theme"]]
+        if about:
+            voices = len({p["contact_id"] for p in about})
+            reason = f"{len(about)} suggestion(s) from {voices} customer(s)"
+            title = f"Consider what customers suggest about {row['name']}"
+            add("suggestion", f"suggestion-{row['theme']}", title, reason, "low", row["owner"], theme=row["theme"])
+    unthemed = [p for p in suggestions if not p["theme"]]
+    if unthemed:
+        voices = len({p["contact_id"] for p in unthemed})
+        reason = f"{len(unthemed)} suggestion(s) from {voices} customer(s) that no theme covers"
+        add("suggestion", "review-suggestions", "Review the other suggestions", reason, "low")
 
 
 def _by_theme(parts: list[dict[str, Any]], ranking: list[dict[str, Any]]) -> str:
@@ -377,7 +391,7 @@ def store_action_items(
 
 def group_of(item_key: str) -> str:
     """con, collection or suggestion, from an item's key."""
-    if item_key == "review-suggestions":
+    if item_key == "review-suggestions" or item_key.startswith("suggestion-"):
         return "suggestion"
     if item_key.startswith(("theme-", "pillar-")) or item_key in ("nps-drop", "review-cons"):
         return "con"
