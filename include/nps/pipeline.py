@@ -391,7 +391,8 @@ def _check_flash_figures(engine: Any, figures: dict[str, Any]) -> None:
 def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
     """Each contact's flash figures, with the chart drawn once per language."""
     figures = flash_figures(engine, wave)
-    respondents = set(wave_responses(engine, wave)["contact_id"])
+    answers = wave_responses(engine, wave)
+    respondents = set(answers["contact_id"])
     trend = [charts.WavePoint(name, nps) for name, nps in stats.nps_trend(engine, wave.wave_id)]
     split = {group: figures["current"][group] for group in ("promoters", "passives", "detractors")}
 
@@ -401,8 +402,8 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
         return Attachment("nps-chart.png", png, "image/png", content_id=charts.CONTENT_ID)
 
     we_did = flash_content.done_items(engine, waves.previous_wave_id(engine, wave.wave_id))
-    quotes = _quotes(engine, wave) if wave.share_quotes else {}
-    focus = _focus_themes(engine, wave, figures["current"]["detractors"])
+    quotes = _quotes(engine, wave, answers) if wave.share_quotes else {}
+    focus = _focus_themes(answers, figures["current"]["detractors"])
 
     def context(contact: dict[str, Any]) -> dict[str, Any]:
         locale = i18n.normalize_locale(contact.get("locale"))
@@ -419,17 +420,17 @@ def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
     return context
 
 
-def _focus_themes(engine: Any, wave: waves.WaveParams, detractors: int) -> list[Any]:
+def _focus_themes(answers: Any, detractors: int) -> list[Any]:
     """The themes this wave's detractors complained about most: the flash's "what we will do next"."""
     themes, sorter = _comment_reader()
-    parts = retrospective.classify_comments(wave_responses(engine, wave), sorter)
+    parts = retrospective.classify_comments(answers, sorter)
     return flash_content.focus_themes(parts, themes, detractors)
 
 
-def _quotes(engine: Any, wave: waves.WaveParams) -> dict[str, list[str]]:
+def _quotes(engine: Any, wave: waves.WaveParams, answers: Any) -> dict[str, list[str]]:
     """Anonymised promoter quotes per language; no name of the wave's audience shows."""
     names = flash_content.names_in(audience.audience_frame(engine, wave.wave_id))
-    return flash_content.quotes_by_locale(wave_responses(engine, wave), names)
+    return flash_content.quotes_by_locale(answers, names)
 
 
 def flash_figures(engine: Any, wave: waves.WaveParams) -> dict[str, Any]:
