@@ -127,6 +127,14 @@ def test_dates_are_written_the_way_each_language_writes_them():
     assert "16. mars 2026" in i18n.format_date(moment, "nb")
 
 
+def test_scores_are_written_the_way_each_language_writes_them():
+    assert [i18n.format_decimal(3.6, locale) for locale in ("en", "ja", "zh", "he", "nb")] == ["3.6"] * 4 + ["3,6"]
+    norwegian = messages.render_email("flash_results", "nb", "ada@example.com", _context("flash_results"))
+    english = messages.render_email("flash_results", "en", "ada@example.com", _context("flash_results"))
+    assert "4,2 / 5" in norwegian.text and "4,2 / 5" in norwegian.html
+    assert "4.2 / 5" in english.text and "4,2" not in english.text
+
+
 def test_pillar_questions_use_their_own_translation_else_the_catalogs():
     from include.nps.pillars import DEFAULT_PILLARS
 

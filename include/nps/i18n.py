@@ -96,6 +96,13 @@ def format_date(value: dt.date | dt.datetime, locale: str) -> str:
     return babel_format(value, format="long", locale=_babel_locale(locale))
 
 
+def format_decimal(value: float, locale: str, digits: int = 1) -> str:
+    """`value` with `digits` decimals as people of `locale` write it (3.6 in English, 3,6 in Norwegian)."""
+    from babel.numbers import format_decimal as babel_decimal
+
+    return babel_decimal(value, format="#,##0." + "0" * digits, locale=_babel_locale(locale))
+
+
 def _babel_locale(locale: str) -> str:
     return {"zh": "zh_Hans_CN", "nb": "nb_NO"}.get(locale, locale)
 

@@ -65,6 +65,7 @@ def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
     env.filters["signed"] = lambda value: f"{value:+.0f}" if value is not None else "n/a"
     env.filters["datetime"] = lambda value: i18n.format_datetime(value, locale)
     env.filters["date"] = lambda value: i18n.format_date(value, locale)
+    env.filters["decimal"] = lambda value: i18n.format_decimal(value, locale)
     return env
 
 
