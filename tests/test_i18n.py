@@ -135,6 +135,14 @@ def test_scores_are_written_the_way_each_language_writes_them():
     assert "4.2 / 5" in english.text and "4,2" not in english.text
 
 
+@pytest.mark.parametrize(("locale", "marks"), [("en", "“”"), ("ja", "「」"), ("zh", "“”"), ("he", '""'), ("nb", "«»")])
+def test_a_quote_is_escaped_and_set_in_the_readers_quotation_marks(locale, marks):
+    context = {**_context("flash_results"), "quotes": ["<b>Fast</b> & friendly"]}
+    email = messages.render_email("flash_results", locale, "ada@example.com", context)
+    assert f"{marks[0]}&lt;b&gt;Fast&lt;/b&gt; &amp; friendly{marks[1]}</blockquote>" in email.html
+    assert f"{marks[0]}<b>Fast</b> & friendly{marks[1]}" in email.text
+
+
 def test_pillar_questions_use_their_own_translation_else_the_catalogs():
     from include.nps.pillars import DEFAULT_PILLARS
 
