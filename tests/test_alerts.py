@@ -75,8 +75,18 @@ def alert_test_check():
     check_audience(plan_wave())
 
 
+@dag(schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), default_args={**DEFAULTS, "retries": 0})
+def alert_test_sweep():
+    @task
+    def sweep() -> None:
+        raise RuntimeError("CRM unreachable")
+
+    sweep()
+
+
 alert_test_task()
 alert_test_check()
+alert_test_sweep()
 '''
 
 
@@ -203,6 +213,15 @@ def test_a_failing_data_check_posts_one_alert_with_its_rule(
     assert "each contact once" in mail.get_body(("html",)).get_content()
     row = storage.fetch_one(engine, "SELECT status, channels FROM alerts")
     assert row == {"status": "sent", "channels": "chat,email"}
+
+
+def test_a_failure_outside_any_wave_names_its_dag(test_dags, engine, alerts_chat):
+    run = test_dags.get_dag("alert_test_sweep").test()
+
+    assert str(run.state) == "failed"
+    (text,) = posts(alerts_chat)
+    assert text.startswith(":x: *Task failed* in *alert_test_sweep*\nStep `sweep`, try 1,")
+    assert "> RuntimeError: CRM unreachable" in text and "NPS wave" not in text
 
 
 def test_without_a_channel_the_alert_is_logged_and_kept(engine, monkeypatch, caplog):
