@@ -9,7 +9,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from include.nps import flash_content, outbox, pipeline, storage, waves
+from include.nps import classifier, flash_content, outbox, pipeline, storage, waves
 from tests.factories import contact, wave_params, write_csv
 
 OPEN_1 = dt.datetime(2026, 6, 1, 9, tzinfo=dt.UTC)
@@ -38,6 +38,33 @@ def test_quotes_are_chosen_per_language_from_promoters_only():
         "en": ["Great support team, thanks!", "Reliable and quick answers too"],  # 10s first, then earliest
         "ja": ["とても使いやすいサービスです。助かっています"],
     }
+
+
+def test_the_themes_to_work_on_are_the_three_most_complained_about_by_detractors():
+    def part(contact: str, score: int, kind: str, theme: str | None) -> dict:
+        return {
+            "contact_id": contact,
+            "account_name": "A",
+            "score": score,
+            "locale": "en",
+            "comment": "x",
+            "kind": kind,
+            "theme": theme,
+            "matched": [],
+        }
+
+    parts = [
+        part("C1", 2, "con", "support"), part("C2", 3, "con", "support"), part("C3", 1, "con", "support"),
+        part("C1", 2, "con", "pricing"), part("C2", 3, "con", "pricing"),
+        part("C4", 4, "con", "not-in-the-file"), part("C5", 4, "con", "not-in-the-file"),
+        part("C4", 4, "suggestion", "reporting"), part("C5", 5, "suggestion", "reporting"),  # ideas, not complaints
+        part("C6", 7, "con", "mobile"), part("C7", 8, "con", "mobile"),  # passives' cons
+        part("C6", 5, "con", "onboarding"), part("C7", 0, "con", "usability"),
+    ]  # fmt: skip
+    themes = classifier.load_themes()
+    focus = flash_content.focus_themes(parts, themes, wave_detractors=7)
+    assert [theme.id for theme in focus] == ["support", "pricing", "usability"]  # ties: the file's order
+    assert [theme.label_in("nb") for theme in focus] == ["Kundestøtte", "Pris og verdi", "Brukervennlighet"]
 
 
 def test_a_done_item_needs_a_note_in_a_supported_language(engine, tmp_path):

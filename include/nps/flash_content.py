@@ -64,8 +64,8 @@ def focus_themes(parts: list[dict[str, Any]], themes: Themes, wave_detractors: i
     from include.nps.retrospective import rank_themes
 
     complained = {p["theme"] for p in parts if p["kind"] == "con" and p["score"] <= DETRACTOR_MAX}
-    ranked = [row["theme"] for row in rank_themes(parts, themes, wave_detractors) if row["theme"] in complained]
-    return [themes.get(theme_id) for theme_id in ranked[:FOCUS_THEMES] if themes.get(theme_id)]
+    ranked = [themes.get(row["theme"]) for row in rank_themes(parts, themes, wave_detractors)]
+    return [theme for theme in ranked if theme and theme.id in complained][:FOCUS_THEMES]
 
 
 def names_in(frame: pd.DataFrame) -> list[str]:
