@@ -137,10 +137,10 @@ def test_scores_are_written_the_way_each_language_writes_them():
 
 @pytest.mark.parametrize(("locale", "marks"), [("en", "“”"), ("ja", "「」"), ("zh", "“”"), ("he", '""'), ("nb", "«»")])
 def test_a_quote_is_escaped_and_set_in_the_readers_quotation_marks(locale, marks):
-    context = {**_context("flash_results"), "quotes": ["<b>Fast</b> & friendly"]}
+    context = {**_context("flash_results"), "quotes": ["<b>Fast</b> & friendly", "Clear reports"]}
     email = messages.render_email("flash_results", locale, "ada@example.com", context)
     assert f"{marks[0]}&lt;b&gt;Fast&lt;/b&gt; &amp; friendly{marks[1]}</blockquote>" in email.html
-    assert f"{marks[0]}<b>Fast</b> & friendly{marks[1]}" in email.text
+    assert f"\n{marks[0]}<b>Fast</b> & friendly{marks[1]}\n{marks[0]}Clear reports{marks[1]}\n" in email.text
 
 
 def test_pillar_questions_use_their_own_translation_else_the_catalogs():
