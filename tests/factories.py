@@ -75,6 +75,17 @@ def planned_wave(engine, csv_path: Path, **kwargs) -> waves.WaveParams:
     return wave
 
 
+def email_context(**extra) -> dict:
+    """What every customer email's template is given (wave, contact, links), plus `extra`."""
+    return {
+        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
+        "contact": {"name": "Ada"},
+        "survey_url": "https://survey.example/s/t",
+        "unsubscribe_url": "https://survey.example/u/t",
+        **extra,
+    }
+
+
 def flash_figures(responded: bool = True) -> dict:
     """The figures part of a flash-results email: NPS up, one pillar stable."""
     return {

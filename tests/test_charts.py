@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from include.nps import audience, charts, i18n, messages, stats, storage, waves
-from tests.factories import contact, flash_figures, planned_wave, write_csv
+from tests.factories import contact, email_context, flash_figures, planned_wave, write_csv
 
 TREND = [charts.WavePoint("2026-Q2", -4.0), charts.WavePoint("2026-Q3", 3.0), charts.WavePoint("2026-Q4", 12.5)]
 SPLIT = {"promoters": 20, "passives": 17, "detractors": 16}
@@ -37,14 +37,7 @@ def test_hebrew_is_reordered_for_display_and_other_languages_are_not():
 
 
 def test_the_flash_email_shows_the_chart_inline_in_its_html_part():
-    context = {
-        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
-        "contact": {"name": "Ada"},
-        "survey_url": "https://survey.example/s/t",
-        "unsubscribe_url": "https://survey.example/u/t",
-        "chart_cid": charts.CONTENT_ID,
-        **flash_figures(),
-    }
+    context = email_context(chart_cid=charts.CONTENT_ID, **flash_figures())
     email = messages.render_email("flash_results", "ja", "ada@example.com", context)
     png = charts.flash_chart(TREND, SPLIT, "ja")
     email.inline_images = [messages.Attachment("nps-chart.png", png, "image/png", charts.CONTENT_ID)]

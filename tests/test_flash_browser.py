@@ -7,13 +7,12 @@ Pictures are written to `var/screenshots/flash/`.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 
 import pytest
 
 from include.nps import charts, classifier, i18n, messages
 from include.nps.storage import PROJECT_ROOT
-from tests.factories import flash_figures
+from tests.factories import email_context, flash_figures
 from tests.test_charts import SPLIT, TREND
 
 pytestmark = pytest.mark.browser
@@ -41,17 +40,13 @@ FOCUS = ("pricing", "support")
 
 
 def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
-    context = {
-        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
-        "contact": {"name": "Ada"},
-        "survey_url": "https://survey.example/s/t",
-        "unsubscribe_url": "https://survey.example/u/t",
-        "chart_cid": charts.CONTENT_ID,
-        "we_did": [WE_DID[locale]],
-        "quotes": [QUOTE[locale]],
-        "focus_themes": _focus(locale),
+    context = email_context(
+        chart_cid=charts.CONTENT_ID,
+        we_did=[WE_DID[locale]],
+        quotes=[QUOTE[locale]],
+        focus_themes=_focus(locale),
         **flash_figures(responded),
-    }
+    )
     return messages.render_email("flash_results", locale, "ada@example.com", context)
 
 

@@ -13,7 +13,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from include.nps import i18n, messages
 from include.nps.outbox import CUSTOMER_KINDS
 from include.nps.storage import PROJECT_ROOT
-from tests.factories import flash_figures
+from tests.factories import email_context, flash_figures
 
 TRANSLATED = [locale for locale in i18n.SUPPORTED_LOCALES if locale != i18n.DEFAULT_LOCALE]
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
@@ -96,15 +96,11 @@ def test_the_browsers_preferred_language_wins(header, locale):
 
 
 def _context(kind: str) -> dict:
-    return {
-        "wave": {"product": "Acme Cloud", "close_at": dt.datetime(2026, 3, 16, 9, tzinfo=dt.UTC)},
-        "contact": {"name": "Ada"},
-        "score": 9,
-        "score_urls": [(s, f"https://survey.example/s/t?score={s}") for s in range(11)],
-        "survey_url": "https://survey.example/s/t",
-        "unsubscribe_url": "https://survey.example/u/t",
+    return email_context(
+        score=9,
+        score_urls=[(s, f"https://survey.example/s/t?score={s}") for s in range(11)],
         **(flash_figures() if kind == "flash_results" else {}),
-    }
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(CUSTOMER_KINDS))
