@@ -433,10 +433,12 @@ def test_the_form_reads_right_in_chromium_and_the_hostile_comment_stays_text(eng
 # --- the SLA sweep ------------------------------------------------------------------------------
 
 
-def test_the_sla_sweep_escalates_each_overdue_followup_once_to_its_target(engine, tmp_path, smtp):
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_sla_sweep_escalates_each_overdue_followup_once_to_its_target(database, request, tmp_path, smtp):
     """Known answers at 2026-03-10 12:00 UTC: S1 (own SLA passed) -> boss; S4 (SLA passed, no target)
     and S5 (no SLA; 2 US business days after Mon 03-02 08:00 = Wed 03-04 08:00) -> the wave's CS ops.
     S2 (SLA later), S3 (already contacted) and S6 (opened Mon 03-09, due Wed 03-11) are not escalated."""
+    engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
     wave = seed_wave(engine, tmp_path, ["S1", "S2", "S3", "S4", "S5", "S6"])
     w, now = wave.wave_id, dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
     sla = {

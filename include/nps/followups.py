@@ -747,23 +747,26 @@ def _escalation_email(wave: waves.WaveParams, rows: list[dict[str, Any]], now: d
 
 def _record_escalations(engine: Engine, rows: list[dict[str, Any]], now: dt.datetime) -> int:
     """Mark as escalated each follow-up whose escalation the ledger says was sent."""
+    if not rows:
+        return 0
+    sent = storage.fetch_all(
+        engine,
+        "SELECT wave_id, recipient, address FROM outbox WHERE kind = :k AND status = 'sent' AND recipient IN :r",
+        k=ESCALATION_KIND,
+        r=sorted({row["contact_id"] for row in rows}),
+    )
+    addresses = {(s["wave_id"], s["recipient"]): s["address"] for s in sent}
     recorded = 0
     for row in rows:
-        ledger = storage.fetch_one(
-            engine,
-            "SELECT address, status FROM outbox WHERE wave_id = :w AND kind = :k AND recipient = :r",
-            w=row["wave_id"],
-            k=ESCALATION_KIND,
-            r=row["contact_id"],
-        )
-        if not ledger or ledger["status"] != "sent":
+        address = addresses.get((row["wave_id"], row["contact_id"]))
+        if address is None:
             continue
         followup = load(engine, row["wave_id"], row["contact_id"])
         if followup["escalated_at"] is not None:
             continue
-        note = f"first contact was due {row['due']:%Y-%m-%d %H:%M} UTC; escalated to {ledger['address']}"
+        note = f"first contact was due {row['due']:%Y-%m-%d %H:%M} UTC; escalated to {address}"
         event = {"actor": "sla-sweep", "source": "sweep", "action": "escalation", "note": note}
-        changes = {"escalated_at": now, "escalated_to": ledger["address"]}
+        changes = {"escalated_at": now, "escalated_to": address}
         try:
             _apply(engine, followup, changes, event, None, now)
         except StaleFollowup:
