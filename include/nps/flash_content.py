@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from include.nps import i18n, storage
+from include.nps.classifier import DETRACTOR_MAX, Theme, Themes
+from include.nps.retrospective import rank_themes
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from include.nps.classifier import Theme, Themes
 
 QUOTES_PER_EMAIL = 2
 FOCUS_THEMES = 3
@@ -60,9 +60,6 @@ def quotes_by_locale(answers: pd.DataFrame, names: list[str]) -> dict[str, list[
 def focus_themes(parts: list[dict[str, Any]], themes: Themes, wave_detractors: int) -> list[Theme]:
     """The `FOCUS_THEMES` themes detractors complained about most (the retrospective's ranking of
     classified comment parts, keeping themes with a con from a detractor)."""
-    from include.nps.classifier import DETRACTOR_MAX
-    from include.nps.retrospective import rank_themes
-
     complained = {p["theme"] for p in parts if p["kind"] == "con" and p["score"] <= DETRACTOR_MAX}
     ranked = [themes.get(row["theme"]) for row in rank_themes(parts, themes, wave_detractors)]
     return [theme for theme in ranked if theme and theme.id in complained][:FOCUS_THEMES]
