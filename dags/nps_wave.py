@@ -5,23 +5,30 @@ Triggered by CS ops from the trigger form (or by the wave planner). The run plan
 milestones from its open and close times and the country's business days, then waits for each
 one without holding a worker:
 
+The customer timeline is the spine; each of its steps waits only for the one it needs:
+
 1. **plan_wave**: store the wave and its milestones;
 2. **build_audience**: load the contacts file, quarantine bad rows, drop opted-out, bounced and
    recently surveyed contacts, snapshot the audience ⇒ check;
 3. **send_preannouncement** (a few business days before open) ⇒ check;
 4. **send_invitations**: personal signed links, the 0-10 scale clickable in the email ⇒ check;
 5. **send_reminders** to non-respondents ⇒ check;
+6. **close_wave**: freeze responses ⇒ check;
+7. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check;
+8. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
+9. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check (it runs once the
+   wave is closed, whatever became of the flash results, and reports them).
 
-   Each of these wave-wide emails (and the flash results) is a group: `prepare` writes the
-   ledger rows in chunks, `send` is one mapped task per chunk (one SMTP session each),
-   `check` reconciles the ledger with the audience.
-6. **share_midwave_drop**: responses so far to sales as XLSX ⇒ check;
-7. **close_wave**: freeze responses ⇒ check;
-8. **share_postwave_drop** ⇒ check;
-9. **route_detractors**: one follow-up owner each, chat alert ⇒ check;
-10. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check;
-11. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
-12. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check.
+   Each wave-wide email is a group: `prepare` writes the ledger rows in chunks, `send` is one
+   mapped task per chunk (one SMTP session each), `check` reconciles the ledger with the audience.
+
+What colleagues get hangs off the spine as branches of their own. A branch that fails alerts,
+retries and can be cleared and re-run, but the close and the flash results never wait for it:
+
+- **share_midwave_drop** (after the invitations, at the mid-wave milestone): responses so far to
+  sales ⇒ check;
+- **share_postwave_drop** (after close) ⇒ check;
+- **route_detractors** (after close): one follow-up owner each, chat alerts, CRM tasks ⇒ check.
 
 Every message goes through a ledger keyed by (wave, kind, recipient): re-running any task, or
 the whole wave with the same name, sends nothing twice. Data-check results are stored in the
@@ -51,9 +58,10 @@ PARALLEL_SENDS = 4  # mapped send tasks of one mailing running at once, per wave
 OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
 
 
-def wait_for(milestone: str) -> DateTimeSensorAsync:
+def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> DateTimeSensorAsync:
     """A deferrable wait until the planned time of `milestone` (no worker slot held)."""
     return DateTimeSensorAsync(
+        trigger_rule=trigger_rule,
         task_id=f"wait_for_{milestone}",
         target_time=f"{{{{ ti.xcom_pull(task_ids='plan_wave')['milestones']['{milestone}'] }}}}",
         timeout=WAIT_TIMEOUT.total_seconds(),
@@ -372,27 +380,32 @@ def nps_wave() -> None:
         return pipeline.plan_wave(dict(params), (dag_run.dag_id, dag_run.run_id))
 
     plan = plan_wave()
+    invitations = mass_mailing("send_invitations", "invitation", plan)
+    close = wave_step("close_wave")(plan)
+    flash = mass_mailing("send_flash_results", "flash_results", plan)
+    # The customer timeline: each step waits only for the one it needs.
     chain(
         plan,
         wave_step("build_audience")(plan),
         wait_for("preannounce"),
         mass_mailing("send_preannouncement", "preannouncement", plan),
         wait_for("open"),
-        mass_mailing("send_invitations", "invitation", plan),
+        invitations,
         wait_for("reminder"),
         mass_mailing("send_reminders", "reminder", plan),
-        wait_for("midwave"),
-        wave_step("share_midwave_drop")(plan),
         wait_for("close"),
-        wave_step("close_wave")(plan),
-        wave_step("share_postwave_drop")(plan),
-        wave_step("route_detractors")(plan),
+        close,
         wave_step("send_followups")(plan),
-        wait_for("flash"),
-        mass_mailing("send_flash_results", "flash_results", plan),
-        wait_for("retrospective"),
-        wave_step("run_retrospective")(plan),
     )
+    chain(close, wait_for("flash"), flash)
+    # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
+    # but the close and the flash results never wait for it.
+    chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop")(plan))
+    chain(close, wave_step("share_postwave_drop")(plan))
+    chain(close, wave_step("route_detractors")(plan))
+    # The retrospective reviews a closed wave, whatever became of its flash results.
+    retrospective_wait = wait_for("retrospective", trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
+    chain([close, flash], retrospective_wait, wave_step("run_retrospective")(plan))
 
 
 nps_wave()

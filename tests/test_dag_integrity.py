@@ -57,24 +57,50 @@ def test_every_param_has_a_title_and_a_description(dagbag):
             assert schema.get("title") and description, f"{dag.dag_id} param {name}"
 
 
-def test_the_wave_runs_its_steps_in_order(dagbag):
+MAILING = ("prepare", "send", "check")
+CUSTOMER_TIMELINE = [
+    "plan_wave", "build_audience", "wait_for_preannounce",
+    *[f"send_preannouncement.{t}" for t in MAILING], "wait_for_open",
+    *[f"send_invitations.{t}" for t in MAILING], "wait_for_reminder",
+    *[f"send_reminders.{t}" for t in MAILING], "wait_for_close", "close_wave", "wait_for_flash",
+    *[f"send_flash_results.{t}" for t in MAILING], "wait_for_retrospective", "run_retrospective",
+]  # fmt: skip
+SIDE_BRANCHES = {  # a step for colleagues: the spine step it hangs off, and its own tasks
+    "share_midwave_drop": ("send_invitations.check", ["wait_for_midwave", "share_midwave_drop"]),
+    "share_postwave_drop": ("close_wave", ["share_postwave_drop"]),
+    "route_detractors": ("close_wave", ["route_detractors"]),
+}
+
+
+def test_the_wave_runs_its_customer_timeline_in_order(dagbag):
     from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
     dag = dagbag.dags["nps_wave"]
-    mailing = ["prepare", "send", "check"]
-    order = [
-        "plan_wave", "build_audience", "wait_for_preannounce",
-        *[f"send_preannouncement.{t}" for t in mailing], "wait_for_open",
-        *[f"send_invitations.{t}" for t in mailing], "wait_for_reminder",
-        *[f"send_reminders.{t}" for t in mailing], "wait_for_midwave", "share_midwave_drop",
-        "wait_for_close", "close_wave", "share_postwave_drop", "route_detractors", "send_followups",
-        "wait_for_flash", *[f"send_flash_results.{t}" for t in mailing], "wait_for_retrospective",
-        "run_retrospective",
-    ]  # fmt: skip
-    assert sorted(dag.task_ids) == sorted(order)
-    for upstream, downstream in itertools.pairwise(order):
+    side = [task for _, tasks in SIDE_BRANCHES.values() for task in tasks]
+    assert sorted(dag.task_ids) == sorted([*CUSTOMER_TIMELINE, "send_followups", *side])
+    for upstream, downstream in itertools.pairwise(CUSTOMER_TIMELINE):
         assert downstream in dag.get_task(upstream).downstream_task_ids, f"{upstream} -> {downstream}"
-    waits = [dag.get_task(t) for t in order if t.startswith("wait_for_")]
-    sends = [dag.get_task(t) for t in order if t.endswith(".send")]
+    assert dag.get_task("send_followups").upstream_task_ids == {"plan_wave", "close_wave"}
+    waits = [dag.get_task(t) for t in dag.task_ids if t.startswith("wait_for_")]
+    sends = [dag.get_task(t) for t in CUSTOMER_TIMELINE if t.endswith(".send")]
     assert len(sends) == 4 and all(s.is_mapped for s in sends), "wave-wide emails fan out over chunks"
     assert all(isinstance(w, DateTimeSensorAsync) for w in waits), "waits must defer, not hold a worker"
+
+
+@pytest.mark.parametrize("branch", sorted(SIDE_BRANCHES))
+def test_no_customer_step_waits_for_a_step_for_colleagues(dagbag, branch):
+    """A failing drop or chat alert must not hold the close, the band emails or the flash results."""
+    dag = dagbag.dags["nps_wave"]
+    attached_to, tasks = SIDE_BRANCHES[branch]
+    assert tasks[0] in dag.get_task(attached_to).downstream_task_ids
+    for task_id in tasks:
+        waiting = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+        assert waiting <= set(tasks), f"{sorted(waiting - set(tasks))} wait for {task_id}"
+
+
+def test_the_retrospective_runs_after_close_whatever_became_of_the_flash_results(dagbag):
+    from airflow.sdk import TriggerRule
+
+    wait = dagbag.dags["nps_wave"].get_task("wait_for_retrospective")
+    assert wait.upstream_task_ids == {"close_wave", "send_flash_results.check"}
+    assert wait.trigger_rule == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
