@@ -139,6 +139,25 @@ def test_the_sheet_opens_right_in_excel(drop_wave, smtp):
     assert by_id["C2"]["Comment"] == "המוצר מצוין" and by_id["C3"]["Comment"].startswith("'=")
 
 
+def test_blank_optional_columns_a_skipped_pillar_and_no_comment_leave_empty_cells(drop_wave, engine, smtp):
+    """Every optional column blank for one account, a pillar skipped, no comment: the drop goes out and
+    those cells are empty (never 'nan', '<NA>' or 'None'), in the XLSX and in the CSV."""
+    blank = {column: "" for column in ("locale", "role", "account_tier", "sales_owner", "csm", "vip")}
+    wave = drop_wave([*_contacts(), contact("C7", "A7", **blank)])
+    answer = {"score": 2, "comment": None, "pillar_answers": {}}
+    responses.record_response(engine, wave.wave_id, "C7", answer)
+
+    pipeline.share_postwave_drop(wave.wave_id)
+
+    (complete,) = _drops_to(smtp, OPS)
+    files = {a.get_filename().rsplit(".", 1)[1]: a.get_payload(decode=True) for a in complete.iter_attachments()}
+    row = {r["Contact ID"]: r for r in _rows(_book(files["xlsx"]))}["C7"]
+    assert (row["Role"], row["Comment"], row["Salesperson"], row["Support? (1-5)"]) == (None, None, None, None)
+    assert row["Category"] == "detractor" and row["Proposed follow-up owner"] == "cs"  # CS ops: nobody on record
+    text = files["csv"].decode("utf-8-sig")
+    assert not {"nan", "<NA>", "None", "NaT"} & set(next(r for r in csv.reader(io.StringIO(text)) if r[0] == "C7"))
+
+
 def test_the_manifest_matches_the_stored_files_and_a_re_run_is_identical_and_sends_nothing(drop_wave, smtp, tmp_path):
     wave = drop_wave()
     pipeline.share_postwave_drop(wave.wave_id)

@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from include.nps import drops, messages, retrospective, routing, stats
+from include.nps import drops, messages, realtime, retrospective, routing, stats
 from include.nps.responses import band
 
 
@@ -107,19 +107,7 @@ def test_customer_text_is_escaped_in_html_and_chat():
     assert messages.render_email("invitation", "en", "a@b.example", context).subject == (
         "How likely are you to recommend Acme? (10 seconds)"
     )
-    alert = messages.render(
-        "chat/detractor_alert.txt",
-        {
-            "f": {
-                "vip": True,
-                "score": 2,
-                "account_name": "A & B",
-                "contact_name": "<@U123>",
-                "comment": "<!channel> help",
-                "owner_type": "cs",
-                "owner": "c@x",
-                "csm": "c@x",
-            }
-        },
-    )
+    row = {"vip": True, "score": 2, "account_name": "A & B", "contact_name": "<@U123>", "comment": "<!channel> help"}
+    context = {"r": row, "wave": {"name": "W"}, "band": "detractor", "detractor": True, "f": None, "csm": None}
+    alert = realtime.slack_message({**context, "account_url": None, "channel": "program"})["text"]
     assert "&lt;!channel&gt;" in alert and "&lt;@U123&gt;" in alert and "A &amp; B" in alert

@@ -14,7 +14,7 @@ import pytest
 import requests
 from werkzeug import Response
 
-from include.nps import audience, followups, outbox, realtime, responses, routing, routing_rules, storage, tokens, waves
+from include.nps import audience, followups, outbox, realtime, responses, routing_rules, storage, tokens, waves
 from include.nps.delivery import ChatTransport, PermanentFailure, TransientFailure, http_failure
 from include.nps.devservers import SurveyServer
 from tests.factories import contact, planned_wave, write_csv
@@ -237,12 +237,10 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
     }
     assert rows[("crm_task", "C1")]["message_id"] == "00T0001"
 
-    # The wave's close-time chat alert shares the ledger key: it does not post this detractor again.
-    class Refuse:
-        def send(self, payload):
-            raise AssertionError(f"posted again: {payload}")
-
-    assert routing.alert_detractors(engine, WAVE_ID, Refuse()) == outbox.Outcome()
+    # The wave's close-time alert uses the same ledger keys: it posts this detractor to no channel again.
+    nothing = outbox.Outcome().__dict__
+    assert realtime.alert_detractors(engine, WAVE_ID) == {"detractor_alert": nothing, "teams_alert": nothing}
+    assert len(posts(hooks, SLACK["nps_slack"])) == len(posts(hooks, TEAMS)) == 1
 
 
 def test_a_webhook_failing_once_posts_once_and_a_refusal_is_recorded_not_retried(engine, wave, hooks):
@@ -349,6 +347,7 @@ def test_a_response_breaking_the_check_is_set_aside_and_never_alerted(engine, wa
 
 
 def test_the_close_routes_no_detractor_twice_and_keeps_the_real_time_routing(engine, wave, hooks, chat):
+    """Slack, Teams and the chat webhook all configured: the detractor reaches each once, in real time."""
     from include.nps import pipeline
 
     answer_all(hooks)
@@ -359,11 +358,74 @@ def test_the_close_routes_no_detractor_twice_and_keeps_the_real_time_routing(eng
     waves.set_status(engine, WAVE_ID, "closed")
 
     result = pipeline.route_detractors(WAVE_ID)
+    pipeline.route_detractors(WAVE_ID)
 
-    assert result["detractors"] == 1 and result["alerts"]["sent"] == 0
-    assert [r for r, _ in chat.log if r.path == "/hooks/nps"] == []
+    nothing = outbox.Outcome().__dict__
+    assert result["detractors"] == 1
+    assert result["alerts"] == {"detractor_alert": nothing, "teams_alert": nothing, "chat_alert": nothing}
     assert storage.fetch_one(engine, "SELECT rule_id, sla_due_at FROM followups WHERE contact_id = 'C1'") == routed
-    assert len(posts(hooks, SLACK["nps_slack"])) == 1
+    assert len(posts(hooks, SLACK["nps_slack"])) == len(posts(hooks, TEAMS)) == len(posts(chat, "/hooks/nps")) == 1
+    assert posts(chat, "/hooks/nps") == posts(hooks, SLACK["nps_slack"])  # the same words on both
+
+
+def test_the_close_time_alert_reaches_a_chat_webhook_added_after_the_real_time_post(engine, wave, hooks, chat, smtp):
+    """The real-time post went to Slack while only Slack was configured; the chat webhook gets the
+    same alert at close (each channel its own ledger row): CSM mention, due time, escalation, the
+    follow-up link and every line of the comment, escaped. A re-run posts nothing twice."""
+    from include.nps import pipeline
+
+    answer_all(hooks)
+    answer(engine, "C1", 3, "Line one\n<!channel> line *two*\n\nline four")
+    routed_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("AIRFLOW_CONN_NPS_CHAT")
+        realtime.process_new_responses(engine, routed_at)  # alert and band email, Slack and Teams only
+    assert posts(chat, "/hooks/nps") == [] and len(posts(hooks, SLACK["nps_slack"])) == 1
+    waves.set_status(engine, WAVE_ID, "closed")
+
+    pipeline.route_detractors(WAVE_ID)
+    pipeline.route_detractors(WAVE_ID)
+
+    due = due_text("everyone-else", routed_at)
+    form = followups.followup_url(WAVE_ID, "C1", routed_at)
+    assert posts(chat, "/hooks/nps") == [
+        {
+            "text": "*Detractor 3/10* from Person C1 at <https://crm.example.com/accounts/A1|A1 Inc>\n"
+            "> Line one\n> &lt;!channel&gt; line *two*\n> \n> line four\n"
+            "CSM: <@U0CSM>\n"
+            f"Follow-up: CS, <@U0CSM>, first contact by {due} · escalation to cs-leads@vendor.example"
+            f" · <{form}|Record the call>\n"
+            "Wave: W1"
+        }
+    ]
+    assert posts(hooks, SLACK["nps_slack"]) == posts(chat, "/hooks/nps") and len(posts(hooks, TEAMS)) == 1
+    assert {k: r["status"] for k, r in ledger(engine).items() if k[0].endswith("_alert")} == {
+        ("detractor_alert", "C1"): "sent",
+        ("teams_alert", "C1"): "sent",
+        ("chat_alert", "C1"): "sent",
+    }
+
+
+def test_the_close_time_alert_of_an_account_with_blank_optional_fields_and_no_comment(engine, wave, settings, chat):
+    """No tier, CSM or salesperson on record, no comment: the alert says so in words, never 'nan'."""
+    from include.nps import pipeline
+
+    storage.execute(engine, "UPDATE accounts SET tier = NULL, csm = NULL, sales_owner = NULL WHERE account_id = 'A3'")
+    answer(engine, "C3", 4)
+    waves.set_status(engine, WAVE_ID, "closed")
+
+    pipeline.route_detractors(WAVE_ID)
+    pipeline.route_detractors(WAVE_ID)
+
+    (post,) = posts(chat, "/hooks/nps")
+    text = post["text"].split(", first contact by ")[0]
+    assert text == (
+        "*Detractor 4/10* from Person C3 at <https://crm.example.com/accounts/A3|A3 Inc>\n"
+        "> _(no comment)_\n"
+        "CSM: none on record\n"
+        "Follow-up: CS, csops@vendor.example"
+    )
+    assert "|Record the call>" in post["text"]
 
 
 def test_the_close_time_band_emails_accept_those_sent_in_real_time(engine, wave, hooks, smtp):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import textwrap
 
+import pandas as pd
 import pytest
 
 from include.nps import routing, routing_rules, rulefiles
@@ -39,6 +40,19 @@ def test_the_shipped_rules_keep_the_first_routing_rule(tier, sales_owner, csm, e
     assert routing.choose_owner(tier, sales_owner, csm, "ops@x") == expected
     for score in (0, 1, 3, 6):  # whatever the score: the critical rules name the same owner
         assert rules.owner(Facts(score=score, tier=tier, sales_owner=sales_owner, csm=csm), "ops@x") == expected
+
+
+@pytest.mark.parametrize("blank", [None, "", "  ", float("nan"), pd.NA])
+def test_a_blank_or_missing_optional_fact_is_unknown_never_text(blank):
+    """A blank account_tier, salesperson or CSM (None, "", or NaN / NA from a frame) is an unknown fact:
+    no condition on it holds, and the other owner (then CS ops) takes the follow-up."""
+    facts = Facts(score=3, tier=blank, vip=blank, region=blank, sales_owner=blank, csm="c@x")
+    assert (facts.tier, facts.vip, facts.region, facts.sales_owner) == (None, None, None, None)
+    rules = rules_of(rule("vip", {"vip": True}, "sales", "account_owner"), rule("t", {"tier": "smb"}, "cs", "csm"))
+    assert rules.match(facts).name == "everyone-else" and rules.owner(facts, "ops@x") == ("cs", "c@x")
+    assert routing.choose_owner(blank, blank, blank, "ops@x") == ("cs", "ops@x")
+    record = {"score": 2, "tier": blank, "sales_owner": "s@x", "csm": blank, "vip": blank, "country": blank}
+    assert routing_rules.load().owner(routing.facts_of(record), "ops@x") == ("sales", "s@x")
 
 
 def test_the_shipped_rules_give_critical_scores_hours_and_others_days():

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from include.nps import storage
 from include.nps.waves import slug
 
 if TYPE_CHECKING:
@@ -93,19 +94,12 @@ def drop_frame(
     with the decisions sales already returned)."""
     import pandas as pd
 
-    from include.nps.routing import choose_owner
-
     frame = responses.copy()
     frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True, format="mixed")
     frame = frame[frame["answered_at"] <= pd.Timestamp(cutoff)].reset_index(drop=True)
     frame["answered_at"] = frame["answered_at"].dt.tz_localize(None).dt.floor("s")
     frame["category"] = frame["score"].map(category)
-    frame["proposed_owner"] = [
-        choose_owner(r.tier, r.sales_owner, r.csm, "cs-ops", score=r.score, vip=bool(r.vip))[0]
-        if r.score <= detractor_max
-        else ""
-        for r in frame.itertuples()
-    ]
+    frame["proposed_owner"] = proposed_owners(storage.records(frame), detractor_max)
     columns = dict(DROP_COLUMNS)
     for pillar in pillars:
         columns[f"pillar_{pillar['id']}"] = f"{pillar['text']} ({pillar['scale']})"
@@ -115,6 +109,14 @@ def drop_frame(
 
 
 Parts = dict[str, tuple["pd.DataFrame", "pd.DataFrame | None"]]
+def proposed_owners(records: list[dict[str, Any]], detractor_max: int) -> list[str | None]:
+    """The owner type the routing rules propose for each detractor's record (None for the others)."""
+    from include.nps import routing, routing_rules
+
+    rules = routing_rules.load()
+    return [rules.owner(routing.facts_of(r), "cs-ops")[0] if r["score"] <= detractor_max else None for r in records]
+
+
 
 
 def drop_parts(sheet: pd.DataFrame, silent: pd.DataFrame | None) -> Parts:
@@ -189,7 +191,7 @@ def _fill_sheet(worksheet: Any, frame: pd.DataFrame) -> None:
     worksheet.auto_filter.ref = worksheet.dimensions
     _print_setup(worksheet)
     for index, column in enumerate(frame.columns, start=1):
-        longest = max([len(str(column)), *(len(str(v)) for v in frame[column] if v is not None)])
+        longest = max([len(str(column)), *(len(str(v)) for v in map(_cell, frame[column]) if v is not None)])
         letter = worksheet.cell(row=1, column=index).column_letter
         worksheet.column_dimensions[letter].width = min(longest + 2, MAX_COLUMN_WIDTH)
 
@@ -223,12 +225,8 @@ def _style_responses(worksheet: Any, sheet: pd.DataFrame) -> None:
 
 
 def _cell(value: Any) -> Any:
-    """A value openpyxl writes as itself: missing values empty, pandas scalars as Python ones."""
-    if value is None or value != value:  # None, NaN, NaT, pd.NA compare unequal to themselves
-        return None
-    if hasattr(value, "to_pydatetime"):
-        return value.to_pydatetime()
-    return value.item() if hasattr(value, "item") else value
+    """A value openpyxl writes as itself: missing values (NaN, NA, NaT) empty, pandas scalars as Python ones."""
+    return storage.plain(value)
 
 
 def csv_bytes(sheet: pd.DataFrame) -> bytes:

@@ -32,7 +32,7 @@ from include.nps import (
     waves,
 )
 from include.nps.connections import nps_engine, reports_dir
-from include.nps.delivery import ChatTransport, SmtpTransport
+from include.nps.delivery import SmtpTransport
 from include.nps.messages import Attachment
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -342,9 +342,9 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     # What the real-time runs had no time for (answers of the last minutes, a paused DAG): Slack,
     # Teams, VIP and executive posts and CRM tasks, each once.
     late = realtime.alert_new_responses(engine, wave_id, storage.utcnow())
-    with ChatTransport() as transport:
-        outcome = routing.alert_detractors(engine, wave_id, transport)
-    return {"detractors": routed, "realtime": late, "alerts": outcome.__dict__}
+    # Then every routed detractor to each configured detractor channel, in the real-time words.
+    alerted = realtime.alert_detractors(engine, wave_id)
+    return {"detractors": routed, "realtime": late, "alerts": alerted}
 
 
 def _changed_since_routed(engine: Any, wave: waves.WaveParams, detractors: list[str], followups: Any) -> list[str]:

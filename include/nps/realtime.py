@@ -10,7 +10,8 @@ still need work (no score-band email settled yet, or a message waiting for a ret
    - each detractor (score <= the wave's detractor band) is routed by the routing rules to a
      follow-up with its owner, first-contact due time and escalation target (a sales decision wins);
    - every response is posted to the program's Slack channel (`nps_slack`) mentioning the
-     account's CSM, and as an Adaptive Card to Microsoft Teams (`nps_teams`);
+     account's CSM, and as an Adaptive Card to Microsoft Teams (`nps_teams`); each detractor also
+     to the chat webhook (`nps_chat`, Slack-compatible JSON) in the same words as in Slack;
    - VIP accounts also to the escalation channel (`nps_slack_vip`), scores 0-1 also to the
      executive (`nps_slack_executive`);
    - each detractor gets a follow-up task in the CRM (`nps_crm`), whose id is stored.
@@ -20,11 +21,14 @@ still need work (no score-band email settled yet, or a message waiting for a ret
 The chat alert does not wait for that delay: the form records an answer only when it is sent, so
 its first version already holds the comment; an edit made later is not posted again.
 
-Every message is a row of the outbox ledger keyed (wave, kind, contact) before it is sent:
-`detractor_alert` (the kind the wave's close-time alert uses, so it never repeats one sent here),
-`response_alert`, `teams_alert`, `vip_escalation`, `executive_alert`, `crm_task` and the band
-kinds `followup_*` (which the close-time `send_followups` then skips). A channel whose Airflow
-connection is not defined is skipped, and nothing is queued for it.
+Every message is a row of the outbox ledger keyed (wave, kind, contact) before it is sent, and
+a chat kind names its channel, so each configured channel gets an event once: `detractor_alert`
+(Slack program channel), `response_alert`, `teams_alert`, `chat_alert` (`nps_chat`),
+`vip_escalation`, `executive_alert`, `crm_task` and the band kinds `followup_*` (which the
+close-time `send_followups` then skips). The wave's close-time alert (`alert_detractors`) posts
+each routed detractor with the same context and templates to the detractor channels under the same
+kinds, so it never repeats one sent here. A channel whose Airflow connection is not defined is
+skipped, and nothing is queued for it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -47,7 +50,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 
-from include.nps import crm, decisions, messages, outbox, routing, routing_rules, storage, waves
+from include.nps import crm, decisions, messages, outbox, responses, routing, routing_rules, storage, waves
 from include.nps.connections import connection_defined
 from include.nps.delivery import PermanentFailure, Transport
 from include.nps.responses import BAND_KINDS, band
@@ -59,12 +62,15 @@ SLACK_CONN_ID = "nps_slack"
 VIP_CONN_ID = "nps_slack_vip"
 EXECUTIVE_CONN_ID = "nps_slack_executive"
 TEAMS_CONN_ID = "nps_teams"
+CHAT_CONN_ID = "nps_chat"
 DETRACTOR_ALERT = "detractor_alert"
 RESPONSE_ALERT = "response_alert"
 TEAMS_ALERT = "teams_alert"
+CHAT_ALERT = "chat_alert"
 VIP_ESCALATION = "vip_escalation"
 EXECUTIVE_ALERT = "executive_alert"
-ALERT_KINDS = (DETRACTOR_ALERT, RESPONSE_ALERT, TEAMS_ALERT, VIP_ESCALATION, EXECUTIVE_ALERT, crm.KIND)
+ALERT_KINDS = (DETRACTOR_ALERT, RESPONSE_ALERT, TEAMS_ALERT, CHAT_ALERT, VIP_ESCALATION, EXECUTIVE_ALERT, crm.KIND)
+DETRACTOR_CHANNELS = (DETRACTOR_ALERT, TEAMS_ALERT, CHAT_ALERT)  # where a detractor's alert goes, one kind each
 REALTIME_KINDS = (*ALERT_KINDS, *BAND_KINDS.values())
 DEFAULT_DELAY_MINUTES = 5.0
 DEFAULT_CHAT_USERS = storage.PROJECT_ROOT / "rules" / "chat_users.yaml"
@@ -311,12 +317,17 @@ def route_new_detractors(
         decided = decisions.stored(engine, wave.wave_id)
         facts = routing.routing_facts(engine, wave.wave_id)
         followups = []
-        for row in detractors:
-            r = SimpleNamespace(**row)
-            route = rules.route(routing.facts_of(r, facts.get(r.contact_id)), fallback, now, wave.country)
-            followups.append(routing.followup_row(wave.wave_id, r, route, decided.get(r.contact_id), fallback, now))
+        for r in detractors:
+            cid = r["contact_id"]
+            route = rules.route(routing.facts_of(r, facts.get(cid)), fallback, now, wave.country)
+            followups.append(routing.followup_row(wave.wave_id, r, route, decided.get(cid), fallback, now))
         routing.store_followups(engine, followups)
-    stored = storage.fetch_all(engine, storage.query("realtime_followups"), wave_id=wave.wave_id)
+    return wave_followups(engine, wave.wave_id)
+
+
+def wave_followups(engine: Engine, wave_id: str) -> dict[str, dict[str, Any]]:
+    """Every follow-up of a wave, by contact id, as the alerts and CRM tasks show them."""
+    stored = storage.fetch_all(engine, storage.query("realtime_followups"), wave_id=wave_id)
     return {f["contact_id"]: {**f, "sla_due_at": storage.as_utc(f["sla_due_at"])} for f in stored}
 
 
@@ -367,7 +378,7 @@ class Channel:
 
 def channels(settings: Settings) -> list[Channel]:
     """Where each response goes, the program channel first; the CRM only when `nps_crm` is defined."""
-    from include.nps.delivery import CrmTransport, SlackWebhookTransport, TeamsTransport
+    from include.nps.delivery import ChatTransport, CrmTransport, SlackWebhookTransport, TeamsTransport
 
     def slack(conn_id: str) -> Callable[[], Any]:
         return lambda: SlackWebhookTransport(conn_id)
@@ -396,6 +407,14 @@ def channels(settings: Settings) -> list[Channel]:
             slack(SLACK_CONN_ID),
         ),
         Channel(TEAMS_ALERT, TEAMS_CONN_ID, "chat", posted, teams_message, lambda: TeamsTransport(TEAMS_CONN_ID)),
+        Channel(
+            CHAT_ALERT,
+            CHAT_CONN_ID,
+            "chat",
+            lambda c: c["detractor"],
+            slack_post("program"),
+            lambda: ChatTransport(CHAT_CONN_ID),
+        ),
         Channel(VIP_ESCALATION, VIP_CONN_ID, "chat", lambda c: c["r"]["vip"], slack_post("vip"), slack(VIP_CONN_ID)),
         Channel(
             EXECUTIVE_ALERT,
@@ -473,6 +492,45 @@ def _deliver(
 
     with channel.transport() as transport:
         return outbox.deliver(engine, wave_id, channel.kind, render, transport).__dict__
+
+
+def alert_detractors(
+    engine: Engine, wave_id: str, now: dt.datetime | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The wave's close-time detractor alert: every routed detractor posted, with the same context
+    and templates as in real time, to each configured detractor channel (program Slack `nps_slack`,
+    Teams `nps_teams`, the chat webhook `nps_chat`) once; the ledger's kind names the channel, so
+    an alert already sent in real time, or by an earlier run, is not sent again."""
+    settings = settings or Settings.from_env()
+    wave = waves.load_params(engine, wave_id)
+    followups = wave_followups(engine, wave_id)
+    people = load_chat_users(settings.chat_users_file)
+    contexts = {
+        r["contact_id"]: alert_context(wave, r, followups.get(r["contact_id"]), people, settings)
+        for r in response_records(engine, wave_id)
+    }
+    summary: dict[str, Any] = {}
+    incomplete: list[str] = []
+    for channel in channels(settings):
+        if channel.kind not in DETRACTOR_CHANNELS or not connection_defined(channel.conn_id):
+            continue
+        wanted = [cid for cid, c in contexts.items() if c["detractor"] and c["f"] and channel.wants(c)]
+        try:
+            summary[channel.kind] = _deliver(engine, wave_id, channel, wanted, contexts)
+        except outbox.DeliveryIncomplete as exc:
+            incomplete.append(str(exc))
+    log.info("close-time detractor alerts for %s: %s", wave_id, summary)
+    if incomplete:
+        raise outbox.DeliveryIncomplete("; ".join(incomplete))
+    return summary
+
+
+def response_records(engine: Engine, wave_id: str) -> list[dict[str, Any]]:
+    """Every response of a wave (not set aside), as records with the fields the alerts show."""
+    rows = storage.records(responses.responses_frame(engine, wave_id, []))
+    for row in rows:
+        row["vip"] = bool(row["vip"])
+    return rows
 
 
 # --- score-band emails ----------------------------------------------------------------------

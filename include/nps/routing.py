@@ -1,4 +1,4 @@
-"""Route every detractor to one follow-up owner, and alert the team in chat.
+"""Route every detractor to one follow-up owner (its chat alert: `realtime.alert_detractors`).
 
 Who follows up, how soon and who hears when it is late is decided by the routing rules
 (`rules/routing.yaml`, see `routing_rules`); the shipped rules keep the first routing rule:
@@ -10,12 +10,12 @@ known. A decision sales returned in their drop file wins.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from include.nps import messages, outbox, routing_rules, storage
-from include.nps.delivery import Transport
+from include.nps import routing_rules, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,30 +53,25 @@ def detractors(frame: pd.DataFrame, detractor_max: int) -> pd.DataFrame:
     return frame[frame["score"] <= detractor_max]
 
 
-def facts_of(row: Any, extra: dict[str, Any] | None = None) -> routing_rules.Facts:
-    """The routing facts of one response row (with its account), plus `extra` (ARR, region,
-    open follow-ups) when the row does not carry them."""
+def facts_of(row: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> routing_rules.Facts:
+    """The routing facts of one response record (with its account), plus `extra` (ARR, region,
+    open follow-ups) when the record does not carry them; a missing value is an unknown fact."""
     extra = extra or {}
 
     def value(name: str) -> Any:
-        found = extra.get(name, getattr(row, name, None))
-        return None if _missing(found) else found
+        found = extra.get(name, row.get(name))
+        return None if storage.missing(found) else found
 
-    open_followup = value("has_open_followup")
     return routing_rules.Facts(
-        score=int(row.score),
+        score=int(row["score"]),
         tier=value("tier"),
         arr=None if value("arr") is None else float(value("arr")),
         vip=None if value("vip") is None else bool(value("vip")),
         region=value("country"),
-        has_open_followup=None if open_followup is None else bool(open_followup),
+        has_open_followup=None if value("has_open_followup") is None else bool(value("has_open_followup")),
         sales_owner=value("sales_owner"),
         csm=value("csm"),
     )
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or str(value) in ("", "nan", "<NA>")
 
 
 def routing_facts(engine: Engine, wave_id: str) -> dict[str, dict[str, Any]]:
@@ -103,26 +98,32 @@ def route_detractors(
     now = now or storage.utcnow()
     facts = routing_facts(engine, wave_id)
     rows = []
-    for r in detractors(frame, detractor_max).itertuples():
-        route = rules.route(facts_of(r, facts.get(r.contact_id)), fallback, now, country)
-        rows.append(followup_row(wave_id, r, route, decisions.get(r.contact_id), fallback, now))
+    for r in storage.records(detractors(frame, detractor_max)):
+        route = rules.route(facts_of(r, facts.get(r["contact_id"])), fallback, now, country)
+        rows.append(followup_row(wave_id, r, route, decisions.get(r["contact_id"]), fallback, now))
     store_followups(engine, rows)
     return len(rows)
 
 
 def followup_row(
-    wave_id: str, r: Any, route: routing_rules.Route, decision: str | None, fallback: str, now: dt.datetime
+    wave_id: str,
+    r: Mapping[str, Any],
+    route: routing_rules.Route,
+    decision: str | None,
+    fallback: str,
+    now: dt.datetime,
 ) -> dict[str, Any]:
-    """The follow-up of one detractor: the rule's owner, or the one a sales decision names."""
+    """The follow-up of one detractor (a response record): the rule's owner, or the one a sales
+    decision names."""
     owner_type, owner, source = route.owner_type, route.owner, "rule"
     if decision:
         owner_type, source = decision, "sales_decision"
-        owner = (r.sales_owner if decision == "sales" else r.csm) or fallback
+        owner = (r["sales_owner"] if decision == "sales" else r["csm"]) or fallback
     return {
         "wave_id": wave_id,
-        "contact_id": r.contact_id,
-        "account_id": r.account_id,
-        "score": int(r.score),
+        "contact_id": r["contact_id"],
+        "account_id": r["account_id"],
+        "score": int(r["score"]),
         "owner_type": owner_type,
         "owner": owner,
         "owner_source": source,
@@ -142,18 +143,3 @@ def store_followups(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 def followups_frame(engine: Engine, wave_id: str) -> pd.DataFrame:
     return storage.read_frame(engine, storage.query("followups"), wave_id=wave_id)
-
-
-def alert_detractors(engine: Engine, wave_id: str, transport: Transport) -> outbox.Outcome:
-    """Post each routed detractor to the chat channel once (the ledger's `chat` channel)."""
-    followups = followups_frame(engine, wave_id).to_dict("records")
-    by_contact = {f["contact_id"]: f for f in followups}
-    outbox.enqueue(
-        engine, wave_id, "detractor_alert", [(f["contact_id"], "nps_chat") for f in followups], channel="chat"
-    )
-
-    def render(row: dict[str, Any]) -> dict[str, Any]:
-        text = messages.render("chat/detractor_alert.txt", {"f": by_contact[row["recipient"]]})
-        return {"text": text}
-
-    return outbox.deliver(engine, wave_id, "detractor_alert", render, transport)

@@ -64,9 +64,25 @@ class Facts:
     sales_owner: str | None = None
     csm: str | None = None
 
+    def __post_init__(self) -> None:
+        """Whatever the caller read them from, an unknown fact is None: a blank or missing (NaN, NA)
+        value never reaches a condition as text, and text facts are stripped."""
+        for name in ("tier", "region", "sales_owner", "csm"):
+            object.__setattr__(self, name, _text(getattr(self, name)))
+        for name in ("score", "arr", "vip", "has_open_followup"):
+            if _text(getattr(self, name)) is None:
+                object.__setattr__(self, name, None)
+
     @property
     def band(self) -> str | None:
         return None if self.score is None else band(int(self.score))
+
+
+def _text(value: Any) -> str | None:
+    """Optional text as a fact: stripped, and None when missing or blank."""
+    if storage.missing(value):
+        return None
+    return str(value).strip() or None
 
 
 @dataclass(frozen=True)
@@ -133,9 +149,9 @@ def _holds(name: str, wanted: Any, facts: Facts) -> bool:
     if name == "band":
         return facts.band in wanted
     if name == "tier":
-        return (facts.tier or "").strip().lower() in wanted
+        return (facts.tier or "").lower() in wanted
     if name == "region":
-        return (facts.region or "").strip().upper() in wanted
+        return (facts.region or "").upper() in wanted
     if name in ("arr_min", "arr_max"):
         if facts.arr is None:
             return False

@@ -131,5 +131,31 @@ def read_frame(engine: Engine, sql: str, **params: Any) -> pd.DataFrame:
         return pd.read_sql(text(sql), conn, params=params)
 
 
+def missing(value: Any) -> bool:
+    """Whether a cell holds no value: None, or pandas' NaN, NA or NaT."""
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | dict | list | tuple | set):
+        return False
+    import pandas as pd
+
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def plain(value: Any) -> Any:
+    """A cell as a plain Python value: missing ones None, pandas and numpy scalars as their Python type."""
+    if missing(value):
+        return None
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a frame as dicts of plain values: the one place where frames become records, so no
+    NaN, NA or NaT reaches a rule, a template, a cell or a chat post (a missing value is None)."""
+    return [{column: plain(value) for column, value in row.items()} for row in frame.to_dict("records")]
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
