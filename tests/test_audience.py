@@ -142,3 +142,56 @@ def test_a_shift_jis_export_from_japanese_excel_loads(engine, tmp_path):
         "name": "山田 愛子",
         "locale": "ja",
     }
+
+
+JAPANESE_ROWS = [
+    ["C1", "aiko@a1.example", "山田 愛子", "A1", "株式会社エー", "ja-JP", "Asia/Tokyo"],
+    ["C2", "ken@a1.example", "佐藤 健（ｻﾄｳ）", "A1", "株式会社エー", "ja", ""],
+    ["C3", "mary@a2.example", "Mary O'Neil", "A2", "Acme; Ltd", "en", "america/new_york"],
+]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "delimiter", "line_end"),
+    [
+        ("utf-8", b"", ",", "\n"),
+        ("utf-8", b"\xef\xbb\xbf", ",", "\r\n"),  # Excel's "CSV UTF-8" (Windows and Mac)
+        ("utf-8", b"\xef\xbb\xbf", ";", "\r\n"),  # Excel's "CSV UTF-8" where the list separator is ';'
+        ("utf-8", b"", "\t", "\r"),  # tab separated, old Mac line ends
+        ("utf-16-le", b"\xff\xfe", "\t", "\r\n"),  # Excel's "Unicode text"
+        ("utf-16-be", b"\xfe\xff", "\t", "\r\n"),
+        ("cp932", b"", ",", "\r\n"),  # Excel's "CSV" on Japanese Windows
+        ("cp932", b"", "\t", "\r\n"),
+        ("cp932", b"", ";", "\r\n"),
+    ],
+    ids=["utf8", "utf8-bom-comma", "utf8-bom-semicolon", "utf8-tab-cr", "utf16le-bom", "utf16be-bom", "cp932-comma",
+         "cp932-tab", "cp932-semicolon"],
+)  # fmt: skip
+def test_japanese_names_load_in_every_encoding_and_delimiter_excel_writes(
+    engine, tmp_path, encoding, bom, delimiter, line_end
+):
+    import csv
+    import io
+
+    out = io.StringIO()
+    header = ["Contact ID", "Email", "Name", "Account ID", "Account Name", "Locale", "TimeZone"]
+    csv.writer(out, delimiter=delimiter, lineterminator=line_end).writerows([header, *JAPANESE_ROWS])
+    path = tmp_path / "export.csv"
+    path.write_bytes(bom + out.getvalue().encode(encoding))
+
+    result = audience.load_contacts(engine, "w", path)
+    assert (result.rows, result.loaded, result.quarantined) == (3, 3, 0)
+    stored = storage.fetch_all(engine, "SELECT name, locale, timezone FROM contacts ORDER BY contact_id")
+    assert stored == [
+        {"name": "山田 愛子", "locale": "ja", "timezone": "Asia/Tokyo"},
+        {"name": "佐藤 健（ｻﾄｳ）", "locale": "ja", "timezone": None},
+        {"name": "Mary O'Neil", "locale": "en", "timezone": "America/New_York"},
+    ]
+    assert storage.fetch_one(engine, "SELECT name FROM accounts WHERE account_id = 'A2'") == {"name": "Acme; Ltd"}
+
+
+def test_the_timezone_column_is_optional_and_a_file_without_it_stores_none(engine, tmp_path):
+    assert "timezone" in audience.OPTIONAL_COLUMNS
+    path = write_csv(tmp_path / "c.csv", [contact("C1")])  # the factory's columns have no timezone
+    assert audience.load_contacts(engine, "w", path).loaded == 1
+    assert storage.fetch_one(engine, "SELECT timezone FROM contacts") == {"timezone": None}

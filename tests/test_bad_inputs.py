@@ -153,6 +153,214 @@ def test_too_many_bad_rows_stop_the_load_but_keep_the_quarantine(engine, tmp_pat
 
 
 # --------------------------------------------------------------------------------------------
+# What the database or a later step would refuse, caught row by row at the boundary. Where the
+# database was the one refusing (NUL, the country's length, long values), on PostgreSQL too.
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request):
+    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+
+
+WIDE_HEADER = "contact_id,email,name,account_id,account_name,account_country,timezone,role,sales_owner"
+WIDE_FIRST = "C1,alice@a1.example,Alice,A1,Acme,US,America/New_York,admin,seller@vendor.example"  # row 2
+WIDE_LAST = "C9,zoe@a1.example,Zoe,A1,Acme,us,,,"  # row 4
+TEN_MB = "x" * 10 * 1024 * 1024
+
+
+REFUSED_ROWS = [
+    (
+        "nul-in-contact-id",
+        "C\x002,bob@a1.example,Bob,A1,Acme,US,,,",
+        "contact_id",
+        "the control character U+0000 (NUL)",
+    ),
+    (
+        "escape-in-contact-id",
+        "C\x1b2,bob@a1.example,Bob,A1,Acme,US,,,",
+        "contact_id",
+        "the control character U+001B (ESCAPE)",
+    ),
+    ("c1-in-account-id", "C2,bob@a1.example,Bob,A\x9a1,Acme,US,,,", "account_id", "the control character U+009A"),
+    (
+        "line-break-in-account-id",
+        'C2,bob@a1.example,Bob,"A\n1",Acme,US,,,',
+        "account_id",
+        "the control character U+000A (LINE FEED)",
+    ),
+    (
+        "bidi-override-in-contact-id",
+        "C2\u202e,bob@a1.example,Bob,A1,Acme,US,,,",
+        "contact_id",
+        "the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE)",
+    ),
+    ("nul-in-email", "C2,bob\x00@a1.example,Bob,A1,Acme,US,,,", "email", "the control character U+0000 (NUL)"),
+    ("del-in-email", "C2,bob@a1.example\x7f,Bob,A1,Acme,US,,,", "email", "the control character U+007F (DEL)"),
+    (
+        "nul-in-sales-owner",
+        "C2,bob@a1.example,Bob,A1,Acme,US,,,seller\x00@vendor.example",
+        "sales_owner",
+        "the control character U+0000 (NUL)",
+    ),
+]
+REFUSED_ROWS = [(case, row, field, f"{field} contains {what}") for case, row, field, what in REFUSED_ROWS] + [
+    (
+        "three-letter-country",
+        "C2,bob@a1.example,Bob,A2,Beta,USA,,,",
+        "account_country",
+        "account_country must be an ISO 3166 alpha-2 code such as US, DE or JP",
+    ),
+    (
+        "unassigned-country",
+        "C2,bob@a1.example,Bob,A2,Beta,XX,,,",
+        "account_country",
+        "account_country must be an ISO 3166 alpha-2 code such as US, DE or JP",
+    ),
+    (
+        "uk-for-gb",
+        "C2,bob@a1.example,Bob,A2,Beta,uk,,,",
+        "account_country",
+        "account_country must be an ISO 3166 alpha-2 code (GB, not UK)",
+    ),
+    (
+        "nul-in-country",
+        "C2,bob@a1.example,Bob,A2,Beta,J\x00,,,",
+        "account_country",
+        "account_country must be an ISO 3166 alpha-2 code such as US, DE or JP",
+    ),
+    (
+        "unknown-timezone",
+        "C2,bob@a1.example,Bob,A1,Acme,US,Mars/Olympus_Mons,,",
+        "timezone",
+        "timezone must be an IANA time zone such as Asia/Tokyo or America/New_York",
+    ),
+    (
+        "city-as-timezone",
+        "C2,bob@a1.example,Bob,A1,Acme,JP,Tokyo,,",
+        "timezone",
+        "timezone must be an IANA time zone such as Asia/Tokyo or America/New_York; did you mean Asia/Tokyo?",
+    ),
+    (
+        "10mb-name",
+        f"C2,bob@a1.example,{TEN_MB},A1,Acme,US,,,",
+        "name",
+        "name is 10485760 characters long, the limit is 200",
+    ),
+    (
+        "10mb-contact-id",
+        f"{TEN_MB},bob@a1.example,Bob,A1,Acme,US,,,",
+        "contact_id",
+        "contact_id is 10485760 characters long, the limit is 64",
+    ),
+    (
+        "10mb-country",
+        f"C2,bob@a1.example,Bob,A2,Beta,{TEN_MB},,,",
+        "account_country",
+        "account_country must be an ISO 3166 alpha-2 code such as US, DE or JP",
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "field", "reason"), [c[1:] for c in REFUSED_ROWS], ids=[c[0] for c in REFUSED_ROWS])
+def test_a_row_the_database_would_refuse_is_quarantined_naming_its_field(any_engine, tmp_path, row, field, reason):
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([WIDE_HEADER, WIDE_FIRST, row, WIDE_LAST]) + "\n", encoding="utf-8")
+    result = audience.load_contacts(any_engine, "w", path, max_rejected_share=1.0, rejected_csv=tmp_path / "r.csv")
+
+    assert result.rows == 3 == result.loaded + result.quarantined
+    assert [(p["row_number"], p["field"], p["reason"]) for p in result.problems] == [(3, field, reason)]
+    loaded = storage.fetch_all(any_engine, "SELECT contact_id, account_id FROM contacts ORDER BY contact_id")
+    assert loaded == [{"contact_id": "C1", "account_id": "A1"}, {"contact_id": "C9", "account_id": "A1"}]
+    assert storage.fetch_one(any_engine, "SELECT country FROM accounts WHERE account_id = 'A1'") == {"country": "US"}
+    stored = storage.fetch_one(any_engine, "SELECT row_number, field, value, reason FROM quarantine")
+    assert (stored["row_number"], stored["field"], stored["reason"]) == (3, field, reason)
+    assert "\x00" not in stored["value"] and len(stored["value"]) <= 200
+    assert "\x00" not in (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+
+
+def test_control_characters_in_free_text_are_removed_and_the_row_loads(any_engine, tmp_path):
+    rows = [
+        'C1,alice@a1.example,"Ali\x00ce\r\n Smith",A1,"Acme\u202e Corp",jp,asia/tokyo,"Head\tof\x85IT\x7f",',
+        'C2,bob@a1.example,"Bob \u05d1\u05d5\u05d1\u200f",A2,"\u05d0\u05e7\u05de\u05d4",IL,,"",',
+    ]
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([WIDE_HEADER, *rows]) + "\n", encoding="utf-8")
+    result = audience.load_contacts(any_engine, "w", path)
+
+    assert (result.rows, result.loaded, result.quarantined) == (2, 2, 0)
+    contacts = storage.fetch_all(
+        any_engine, "SELECT contact_id, name, role, timezone FROM contacts ORDER BY contact_id"
+    )
+    assert contacts == [
+        {"contact_id": "C1", "name": "Alice Smith", "role": "Head of IT", "timezone": "Asia/Tokyo"},
+        {"contact_id": "C2", "name": "Bob \u05d1\u05d5\u05d1\u200f", "role": None, "timezone": None},  # RLM kept
+    ]
+    accounts = storage.fetch_all(any_engine, "SELECT account_id, name, country FROM accounts ORDER BY account_id")
+    assert accounts == [
+        {"account_id": "A1", "name": "Acme Corp", "country": "JP"},
+        {"account_id": "A2", "name": "\u05d0\u05e7\u05de\u05d4", "country": "IL"},
+    ]
+
+
+# An unclosed quote: the row where it opens is quarantined, the rows it would swallow are read.
+UNCLOSED_QUOTES = [
+    (
+        "runs-to-the-end",
+        ['C2,bob@a1.example,"Bob,A1,Acme,US,,,', "C3,cy@a1.example,Cy,A1,Acme,US,,,"],
+        ["C1", "C3", "C9"],
+        "name",
+        "a quote opens in name and is not closed on its line: it would take in the next 2 line(s), "
+        "to the end of the file, which were read as rows of their own instead",
+    ),
+    (
+        "closed-by-a-later-cell",
+        ['C2,bob@a1.example,Bob,A1,"Acme,US,,,', 'C3,cy@a1.example,Cy,A1,"Acme",US,,,'],
+        ["C1", "C3", "C9"],
+        "account_name",
+        "a quote opens in account_name and is not closed on its line: it would take in the next 1 line(s), "
+        "which were read as rows of their own instead",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rows", "loaded", "field", "reason"), [c[1:] for c in UNCLOSED_QUOTES], ids=[c[0] for c in UNCLOSED_QUOTES]
+)
+def test_an_unclosed_quote_quarantines_its_row_and_the_rows_after_it_still_load(
+    engine, tmp_path, rows, loaded, field, reason
+):
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([WIDE_HEADER, WIDE_FIRST, *rows, WIDE_LAST]) + "\n", encoding="utf-8")
+    result = audience.load_contacts(engine, "w", path, max_rejected_share=1.0)
+
+    assert result.rows == 4 == result.loaded + result.quarantined
+    assert [(p["row_number"], p["field"], p["reason"]) for p in result.problems] == [(3, field, reason)]
+    assert result.contact_ids == loaded
+    stored = storage.fetch_one(engine, "SELECT row_number, field, value FROM quarantine")
+    assert stored == {"row_number": 3, "field": field, "value": rows[0]}
+
+
+def test_a_quote_left_open_on_the_last_row_quarantines_it(engine, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(f'{WIDE_HEADER}\r\n{WIDE_FIRST}\r\nC2,bob@a1.example,"Bob,A1,Acme,US,,,'.encode())
+    result = audience.load_contacts(engine, "w", path, max_rejected_share=1.0)
+    assert (result.rows, result.loaded, result.quarantined) == (2, 1, 1)
+    assert [(p["row_number"], p["field"], p["reason"]) for p in result.problems] == [
+        (3, "name", "a quote opens in name and is never closed")
+    ]
+
+
+def test_a_quoted_cell_over_several_lines_is_not_an_unclosed_quote(engine, tmp_path):
+    cell = '"Acme, Inc.\nBuilding 4, floor 2\n"'  # line breaks and commas, but no line shaped like a row
+    path = tmp_path / "contacts.csv"
+    path.write_text("\n".join([WIDE_HEADER, WIDE_FIRST.replace("Acme", cell), WIDE_LAST]) + "\n")
+    result = audience.load_contacts(engine, "w", path)
+    assert (result.rows, result.loaded, result.problems) == (2, 2, [])
+    stored = storage.fetch_one(engine, "SELECT name FROM accounts WHERE account_id = 'A1'")
+    assert stored == {"name": "Acme, Inc. Building 4, floor 2"}
+
+
+# --------------------------------------------------------------------------------------------
 # Check cases: each step's suite on a frame shaped as the step builds it.
 
 OPEN = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)

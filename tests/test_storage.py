@@ -71,3 +71,20 @@ def test_the_nps_db_comes_from_the_airflow_connection(nps_home, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_NPS_DB", '{"conn_type": "mysql", "host": "db.internal"}')
     with pytest.raises(ValueError, match="connection 'nps_db' has type 'mysql'; use sqlite or postgres"):
         db_url()
+
+
+def test_contacts_have_an_optional_timezone_column(any_engine):
+    columns = {c["name"]: c for c in inspect(any_engine).get_columns("contacts")}
+    assert columns["timezone"]["nullable"] and columns["timezone"]["type"].length == 64
+    storage.execute(
+        any_engine,
+        "INSERT INTO accounts (account_id, name, updated_at) VALUES ('A1', 'Acme', :t)",
+        {"t": storage.utcnow()},
+    )
+    row = {"account_id": "A1", "email": "a@a1.example", "name": "A", "role": None, "locale": "ja"}
+    storage.execute(
+        any_engine,
+        storage.query("upsert_contact"),
+        {**row, "contact_id": "C1", "timezone": "Asia/Tokyo", "updated_at": storage.utcnow()},
+    )
+    assert storage.fetch_one(any_engine, "SELECT timezone FROM contacts") == {"timezone": "Asia/Tokyo"}

@@ -44,18 +44,20 @@ class Survey:
 
 @pytest.fixture
 def start_survey(engine, tmp_path):
-    """Start the form app with the given limits over an open wave; stopped after the test."""
+    """Start the form app with the given limits over an open wave (in `db`, else the SQLite NPS DB);
+    stopped after the test."""
     servers = []
 
-    def start(settings: FormSettings | None = None) -> Survey:
+    def start(settings: FormSettings | None = None, db=None) -> Survey:
+        engine_ = db or engine
         path = write_csv(tmp_path / "c.csv", [contact("C1"), contact("C2", locale="ja"), contact("C3", locale="he-IL")])
-        wave = planned_wave(engine, path, start=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-        audience.load_contacts(engine, wave.wave_id, path)
-        audience.snapshot_audience(engine, wave.wave_id, ["C1", "C2", "C3"], 90, wave.open_at)
-        waves.set_status(engine, wave.wave_id, "open")
-        server = SurveyServer(engine, settings or FormSettings()).__enter__()
+        wave = planned_wave(engine_, path, start=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        audience.load_contacts(engine_, wave.wave_id, path)
+        audience.snapshot_audience(engine_, wave.wave_id, ["C1", "C2", "C3"], 90, wave.open_at)
+        waves.set_status(engine_, wave.wave_id, "open")
+        server = SurveyServer(engine_, settings or FormSettings()).__enter__()
         servers.append(server)
-        return Survey(server, wave, engine)
+        return Survey(server, wave, engine_)
 
     yield start
     for server in servers:
@@ -65,6 +67,12 @@ def start_survey(engine, tmp_path):
 @pytest.fixture
 def survey(start_survey) -> Survey:
     return start_survey()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_survey(request, start_survey) -> Survey:
+    """The form app over the SQLite NPS DB, then over PostgreSQL."""
+    return start_survey(db=request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine"))
 
 
 def test_clicking_a_score_opens_the_form_with_it_selected_but_records_nothing(survey):
@@ -295,3 +303,16 @@ def test_a_re_run_never_reopens_a_closed_wave(survey):
 def test_pillar_answers_are_stored_as_given(survey):
     survey.answer({"score": "10", "pillar_support": "5"})
     assert json.loads(survey.responses()[0]["pillar_answers"]) == {"support": 5}
+
+
+def test_a_comment_with_nul_and_control_characters_is_recorded_without_them(any_survey):
+    # A NUL is refused by PostgreSQL: the answer used to be lost behind a 500.
+    too_long = any_survey.answer({"score": "4", "comment": "x" * 2001 + "\x00"})
+    assert too_long.status_code == 422 and "\x00" not in too_long.text and "x" * 100 in too_long.text
+    comment = "Slow\x00 dashboard\r\nsince\x1b March\u202e.\tThanks\x7f\x85bye"
+    sent = any_survey.answer({"score": "4", "comment": comment})
+    assert sent.history[0].status_code == 303 and sent.url.endswith("/thanks")
+    recorded = "Slow dashboard\nsince March.\tThanks\nbye"
+    assert [(r["score"], r["comment"]) for r in any_survey.responses()] == [(4, recorded)]
+    history = storage.fetch_all(any_survey.engine, "SELECT revision, comment FROM response_history")
+    assert history == [{"revision": 1, "comment": recorded}]

@@ -2,6 +2,14 @@
 
 Every input row is either loaded or quarantined with a reason a person can read; every loaded
 contact lands in the wave's snapshot, included or excluded with its reason.
+
+What the NPS DB or a later step would refuse is refused here, row by row, naming the field:
+ids and addresses holding a control or invisible character (NUL, a line break, a bidi override
+such as U+202E), a value longer than its column, an `account_country` that is not an ISO 3166
+alpha-2 code, a `timezone` that is not an IANA zone. Free text (name, account_name, role,
+account_tier) is cleaned instead and its row loaded: line breaks and tabs (also a line break in
+a quoted cell) become one space, other control characters and bidi overrides are removed
+(`textclean.clean_line`); a name is still a name without them.
 """
 
 from __future__ import annotations
@@ -13,19 +21,23 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from include.nps import exports, i18n, storage
+from include.nps import exports, i18n, storage, textclean
 from include.nps.drops import neutralise
 
 if TYPE_CHECKING:
     import pandas as pd
 
 REQUIRED_COLUMNS = ("contact_id", "email", "name", "account_id", "account_name")
-OPTIONAL_COLUMNS = ("locale", "role", "account_tier", "account_country", "sales_owner", "csm", "vip")
+OPTIONAL_COLUMNS = ("locale", "role", "account_tier", "account_country", "sales_owner", "csm", "vip", "timezone")
+ID_COLUMNS = ("contact_id", "account_id")
+FREE_TEXT_COLUMNS = ("name", "account_name", "role", "account_tier")
 MAX_LENGTHS = {  # the NPS DB's column sizes
     "contact_id": 64,
     "email": 254,
@@ -54,6 +66,8 @@ LOOK_ALIKES = str.maketrans(
     }
 )  # fmt: skip
 DEFAULT_MAX_REJECTED_SHARE = 0.05
+COUNTRY_HINTS = {"UK": "GB", "EL": "GR"}  # codes people use that ISO 3166 gives another country or none
+EXCEL_CELL_LIMIT = 32_767  # characters Excel shows in one cell
 
 
 class AudienceError(ValueError):
@@ -95,6 +109,8 @@ def clean_email(value: str) -> str:
 
 def email_problem(value: str) -> str | None:
     """Why an address cannot be mailed, or None."""
+    if control := textclean.forbidden_character(value, "email"):
+        return control
     if foreign := next((c for c in value if ord(c) > 127), None):
         latin = foreign.translate(LOOK_ALIKES)
         alike = f", a look-alike of '{latin}'" if latin != foreign else ""
@@ -105,21 +121,63 @@ def email_problem(value: str) -> str | None:
     return None
 
 
+@cache
+def iso_countries() -> frozenset[str]:
+    """The ISO 3166-1 alpha-2 codes, as the tz database lists them (`iso3166.tab` of `tzdata`)."""
+    table = files("tzdata").joinpath("zoneinfo", "iso3166.tab").read_text(encoding="utf-8")
+    return frozenset(line.split("\t", 1)[0] for line in table.splitlines() if line and not line.startswith("#"))
+
+
+@cache
+def time_zones() -> dict[str, str]:
+    """The IANA time zone names (the `tzdata` package's list) by their lower-case spelling."""
+    names = files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return {name.lower(): name for name in names}
+
+
+def country_problem(value: str) -> str | None:
+    """Why an `account_country` is not an ISO 3166 alpha-2 code (any case; blank is fine), or None."""
+    code = value.upper()
+    if not code or code in iso_countries():
+        return None
+    hint = f" ({COUNTRY_HINTS[code]}, not {code})" if code in COUNTRY_HINTS else " such as US, DE or JP"
+    return f"account_country must be an ISO 3166 alpha-2 code{hint}"
+
+
+def timezone_problem(value: str) -> str | None:
+    """Why a `timezone` is not an IANA zone name (any case; blank is fine), or None."""
+    if not value or value.lower() in time_zones():
+        return None
+    city = value.strip().replace(" ", "_").lower()
+    near = [zone for zone in time_zones().values() if zone.lower().rsplit("/", 1)[-1] == city]
+    hint = f"; did you mean {near[0]}?" if len(near) == 1 else ""
+    return f"timezone must be an IANA time zone such as Asia/Tokyo or America/New_York{hint}"
+
+
 def row_problems(row: Any) -> Iterator[tuple[str, str]]:
     """(field, reason) for each problem of one contact row on its own."""
     for column in REQUIRED_COLUMNS:
         if row[column] == "":
             yield column, f"{column} is empty"
+    for column in ID_COLUMNS:
+        if problem := textclean.forbidden_character(row[column], column):
+            yield column, problem
     for column, limit in MAX_LENGTHS.items():
         if len(row[column]) > limit:
             yield column, f"{column} is {len(row[column])} characters long, the limit is {limit}"
     if row["email"] and (problem := email_problem(clean_email(row["email"]))):
         yield "email", problem
     for column in ("sales_owner", "csm"):
-        if row[column] and email_problem(row[column]):
+        if control := textclean.forbidden_character(row[column], column):
+            yield column, control
+        elif row[column] and email_problem(row[column]):
             yield column, f"{column} is not a valid email address"
     if row["vip"].lower() not in TRUE_WORDS | FALSE_WORDS:
         yield "vip", "vip must be true or false"
+    if problem := country_problem(row["account_country"]):
+        yield "account_country", problem
+    if problem := timezone_problem(row["timezone"]):
+        yield "timezone", problem
 
 
 def duplicate_problems(frame: pd.DataFrame) -> Iterator[tuple[int, str, str]]:
@@ -137,8 +195,11 @@ def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Split rows into good ones and quarantine entries (row number, field, value, reason).
 
     A row can have several problems, the first one per field is kept; every row is either good
-    or quarantined.
+    or quarantined. Free text is cleaned first (see the module's docstring), so its limits hold
+    for what is stored. Good rows come back as stored: address lower-case, country upper-case,
+    the time zone spelt as the tz database spells it.
     """
+    frame = clean_free_text(frame)
     problems: dict[tuple[int, str], dict] = {}
     values = frame.set_index("row_number")
 
@@ -156,7 +217,14 @@ def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     good["email"] = good["email"].map(clean_email).str.lower()
     good["vip"] = good["vip"].str.lower().isin(TRUE_WORDS)
     good["locale"] = good["locale"].map(i18n.normalize_locale)
+    good["account_country"] = good["account_country"].str.upper()
+    good["timezone"] = good["timezone"].map(lambda zone: time_zones().get(zone.lower(), ""))
     return good, sorted(problems.values(), key=lambda p: (p["row_number"], p["field"]))
+
+
+def clean_free_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with control characters and bidi overrides out of its free-text columns."""
+    return frame.assign(**{column: frame[column].map(textclean.clean_line) for column in FREE_TEXT_COLUMNS})
 
 
 def load_contacts(
@@ -175,6 +243,7 @@ def load_contacts(
     table = read_contacts_csv(source)
     good, problems = validate_contacts(table.frame)
     problems = sorted(table.problems + problems, key=lambda p: (p["row_number"], p["field"]))
+    problems = [{**p, "value": textclean.visible(p["value"])[:200]} for p in problems]
     result = LoadResult(contact_ids=good["contact_id"].tolist(), problems=problems, rows=table.rows)
     storage.execute(
         engine,
@@ -208,7 +277,7 @@ def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
             {
                 "account_id": r.account_id,
                 "name": r.account_name,
-                "country": r.account_country.upper() or None,
+                "country": r.account_country or None,
                 "tier": r.account_tier or None,
                 "sales_owner": r.sales_owner.lower() or None,
                 "csm": r.csm.lower() or None,
@@ -229,6 +298,7 @@ def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
                 "name": r.name,
                 "role": r.role or None,
                 "locale": r.locale,
+                "timezone": r.timezone or None,
                 "updated_at": now,
             }
             for r in good.itertuples()
@@ -239,7 +309,8 @@ def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
 def write_rejected_csv(path: Path, table: exports.Table, problems: list[dict]) -> Path:
     """The rejected rows as a CSV a person can fix and re-import: row, field, reason, then the row.
 
-    UTF-8 with a byte order mark for Excel; cells that a spreadsheet would run are neutralised.
+    UTF-8 with a byte order mark for Excel; cells that a spreadsheet would run are neutralised,
+    control characters written as escapes (`\\x00`) and cells cut to what Excel shows in a cell.
     """
     original = table.frame.set_index("row_number")
     columns = [c for c in table.frame.columns if c != "row_number"]
@@ -250,8 +321,18 @@ def write_rejected_csv(path: Path, table: exports.Table, problems: list[dict]) -
         for p in problems:
             row = original.loc[p["row_number"]].tolist() if p["row_number"] in original.index else [""] * len(columns)
             cells = [p["row_number"], p["field"], p["reason"], p["value"], *row]
-            writer.writerow([neutralise(c) for c in cells])
+            writer.writerow([neutralise(_cell(c)) for c in cells])
     return path
+
+
+def _cell(value: Any) -> Any:
+    """A rejected row's cell as a spreadsheet can hold it."""
+    if not isinstance(value, str):
+        return value
+    shown = textclean.visible(value)
+    if len(shown) <= EXCEL_CELL_LIMIT:
+        return shown
+    return f"{shown[: EXCEL_CELL_LIMIT - 60]}... ({len(value)} characters, cut here)"
 
 
 def snapshot_audience(

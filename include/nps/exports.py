@@ -2,9 +2,11 @@
 
 Accepts UTF-8 with or without a byte order mark, UTF-16 (Excel's "Unicode text"), Shift-JIS /
 CP932 (Excel on Japanese Windows), CRLF line ends, comma, semicolon or tab delimiters, quoted
-newlines, extra columns, and column names in any case with spaces. Rows are numbered as a
-spreadsheet shows them: the header is row 1, and a quoted multi-line cell stays in one row.
-A row whose field count does not match the header is returned as a problem, not loaded.
+newlines, extra columns, fields of any length, and column names in any case with spaces. Rows
+are numbered as a spreadsheet shows them: the header is row 1, and a quoted multi-line cell stays
+in one row. A row whose field count does not match the header, or whose quote never closes (it
+would swallow the rows after it), is returned as a problem, not loaded; the rows after an open
+quote are read as rows of their own.
 """
 
 from __future__ import annotations
@@ -102,11 +104,92 @@ def parse_csv(raw: bytes, name: str, required: tuple[str, ...], optional: tuple[
     if not text.strip():
         raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
     delimiter = sniff_delimiter(text.lstrip().splitlines()[0])
+    _allow_fields_up_to(len(text))  # a long field is a row problem (checked per column), not a file one
+    lines = io.StringIO(text.lstrip("\r\n"), newline="").readlines()
     try:
-        records = list(csv.reader(io.StringIO(text.lstrip("\r\n"), newline=""), delimiter=delimiter))
+        records, broken = read_records(lines, delimiter)
     except csv.Error as exc:
         raise ExportError(f"{name} is not a readable CSV file: {exc}") from exc
-    return table_from_records(records, name, required, optional, encoding, delimiter)
+    return table_from_records(records, name, required, optional, encoding, delimiter, broken)
+
+
+def _allow_fields_up_to(size: int) -> None:
+    """Raise the csv module's field size limit (131072 by default, process-wide) to `size`."""
+    csv.field_size_limit(max(csv.field_size_limit(), size + 1))
+
+
+def read_records(lines: list[str], delimiter: str) -> tuple[list[list[str]], dict[int, dict]]:
+    """The file's records (the header first), and the rows whose quote never closes, by row number.
+
+    A quote left open swallows the lines after it into one field. Such a row is kept as the text of
+    its own line only and reported (field, reason); reading starts again on the next line, so the
+    rows it would have swallowed are read as rows of their own.
+    """
+    records: list[list[str]] = []
+    broken: dict[int, dict] = {}
+    start = 0
+    while start < len(lines):
+        reader = csv.reader((lines[i] for i in range(start, len(lines))), delimiter=delimiter)
+        position, restart = start, None
+        for record in reader:
+            end = start + reader.line_num
+            field = _unclosed_quote(record, lines[position:end], end == len(lines), delimiter, records)
+            if field is not None:
+                row = next(csv.reader([lines[position]], delimiter=delimiter), [])
+                swallowed, to_end = end - position - 1, end == len(lines)
+                broken[len(records) + 1] = _unclosed_problem(records[0], field, lines[position], swallowed, to_end)
+                records.append(row)
+                restart = position + 1
+                break
+            records.append(record)
+            position = end
+        if restart is None:
+            break
+        start = restart
+    return records, broken
+
+
+def _unclosed_quote(
+    record: list[str], chunk: list[str], at_end: bool, delimiter: str, records: list[list[str]]
+) -> int | None:
+    """The index of the field whose quote does not close on its line, when it swallowed rows."""
+    if not records or (len(chunk) == 1 and not at_end):
+        return None  # the header, or a one-line row
+    width = len(records[0])
+    spanning = [i for i, value in enumerate(record) if "\n" in value or "\r" in value]
+    opened = spanning[0] if spanning else len(record) - 1
+    if at_end and _ends_inside_quotes("".join(chunk), delimiter):
+        return opened
+    if len(chunk) > 1 and (len(record) != width or any(_row_shaped(line, delimiter, width) for line in chunk[1:])):
+        return opened
+    return None
+
+
+def _ends_inside_quotes(text: str, delimiter: str) -> bool:
+    try:
+        list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _row_shaped(line: str, delimiter: str, width: int) -> bool:
+    """A line inside a multi-line row that reads on its own as a row of the header's width: swallowed."""
+    return width > 1 and len(next(csv.reader([line], delimiter=delimiter), [])) == width
+
+
+def _unclosed_problem(header: list[str], index: int, line: str, swallowed: int, to_end: bool) -> dict:
+    key = column_key(header[index]) if index < len(header) else ""
+    field = key if key and len(key) <= 64 and key.isprintable() else "(row)"
+    where = "this row" if field == "(row)" else field
+    reason = f"a quote opens in {where} and is never closed"
+    if swallowed:
+        reason = (
+            f"a quote opens in {where} and is not closed on its line: it would take in the next "
+            f"{swallowed} line(s){', to the end of the file' if to_end else ''}, which were read as rows "
+            "of their own instead"
+        )
+    return {"field": field, "value": line.rstrip("\r\n")[:200], "reason": reason}
 
 
 def parse_xlsx(raw: bytes, name: str, sheet: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
@@ -132,10 +215,12 @@ def table_from_records(
     optional: tuple[str, ...],
     encoding: str,
     delimiter: str,
+    broken: dict[int, dict] | None = None,
 ) -> Table:
+    """A Table from rows of cells, the header first; `broken`: problems of rows by row number."""
     header = [column_key(h) for h in records[0]]
     _check_header(name, header, required)
-    return _frame(records[1:], header, required, optional, encoding, delimiter)
+    return _frame(records[1:], header, required, optional, encoding, delimiter, broken or {})
 
 
 def _check_header(source: str, header: list[str], required: tuple[str, ...]) -> None:
@@ -155,11 +240,16 @@ def _frame(
     optional: tuple[str, ...],
     encoding: str,
     delimiter: str,
+    broken: dict[int, dict],
 ) -> Table:
     import pandas as pd
 
     rows, problems, count = [], [], 0
     for number, record in enumerate(records, start=2):
+        if number in broken:
+            count += 1
+            problems.append({"row_number": number, **broken[number]})
+            continue
         if not any(cell.strip() for cell in record):
             continue  # blank lines, as spreadsheets leave at the end
         count += 1

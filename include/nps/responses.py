@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 
-from include.nps import storage
+from include.nps import i18n, storage, textclean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +61,8 @@ def survey_context(engine: Engine, wave_id: str, contact_id: str) -> SurveyConte
         "close_at": close_at,
         "flash_at": storage.as_utc(invited["flash_at"]) or close_at,
     }
-    contact = {"contact_id": contact_id, "name": invited["name"], "locale": invited["locale"]}
+    zone = i18n.reader_zone(invited["timezone"], invited["account_country"], invited["wave_country"])
+    contact = {"contact_id": contact_id, "name": invited["name"], "locale": invited["locale"], "zone": zone}
     return SurveyContext(wave=wave, contact=contact, pillars=params.get("pillar_questions", []), response=response)
 
 
@@ -82,15 +83,21 @@ def submitted_answer(form: dict[str, str], pillars: list[dict[str, Any]]) -> dic
         low, high = PILLAR_SCALES[pillar["scale"]]
         if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
             answers[pillar["id"]] = int(raw)
-    return {"score": parse_score(form.get("score")), "comment": form.get("comment") or "", "pillars": answers}
+    comment = textclean.clean_multiline(form.get("comment") or "")
+    return {"score": parse_score(form.get("score")), "comment": comment, "pillars": answers}
 
 
 def parse_submission(form: dict[str, str], pillars: list[dict[str, Any]]) -> dict[str, Any]:
-    """Validate a submitted form into score, comment and pillar answers."""
+    """Validate a submitted form into score, comment and pillar answers.
+
+    The comment is recorded, never refused, for the characters it holds: line breaks become `\\n`,
+    tabs stay, and NUL, other control characters and bidi overrides are removed (the database
+    refuses NUL; the others garble the alerts and emails that quote the comment).
+    """
     score = parse_score(form.get("score"))
     if score is None:
         raise ResponseRejected("score_missing")
-    comment = (form.get("comment") or "").replace("\r\n", "\n").strip()
+    comment = textclean.clean_multiline(form.get("comment") or "").strip()
     if len(comment) > MAX_COMMENT_LENGTH:
         raise ResponseRejected("comment_too_long")
     answers: dict[str, int] = {}
