@@ -83,3 +83,41 @@ def test_the_flash_email_reads_right_in_every_language(browser, locale):
         page.screenshot(path=SCREENSHOTS / f"flash-{locale}-{who}.png", full_page=True)
     assert texts[True] != texts[False]  # thanks for answering vs an invitation to answer next time
     page.close()
+
+
+# Where a piece of text ends up on screen: the left and right edges of `word` and of the character after it.
+_EDGES = """([root, word]) => {
+    const walker = document.createTreeWalker(document.querySelector(root), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.data.indexOf(word);
+        if (at < 0) continue;
+        const range = document.createRange();
+        range.setStart(node, at); range.setEnd(node, at + word.length - 1);
+        const body = range.getBoundingClientRect();
+        range.setStart(node, at + word.length - 1); range.setEnd(node, at + word.length);
+        const last = range.getBoundingClientRect();
+        return [body.left, body.right, last.left, last.right];
+    }
+    return null;
+}"""
+
+
+def test_english_customer_text_keeps_its_punctuation_in_the_hebrew_email(browser):
+    """An English quote and an untranslated pillar question inside the right-to-left email: the full
+    stop and the question mark stay at the end of their own sentence (right of the last word)."""
+    figures = flash_figures()
+    figures["pillar_rows"][0] = {**figures["pillar_rows"][0], "text": "Are the docs clear?", "translations": {}}
+    context = email_context(quotes=["Setup took a day and the team was great."], **figures)
+    html = messages.render_email("flash_results", "he", "ada@example.com", context).html
+    page = browser.new_page(viewport={"width": MAIL_WIDTH, "height": 900})
+
+    def sides(document: str) -> list[bool]:
+        page.set_content(document)
+        stop = page.evaluate(_EDGES, ["blockquote", "great."])
+        mark = page.evaluate(_EDGES, ["table", "clear?"])
+        return [stop[2] >= stop[1] - 1, mark[2] >= mark[1] - 1]  # the mark is right of its word
+
+    assert sides(html) == [True, True]
+    unisolated = html.replace("<bdi>", "").replace("</bdi>", "")
+    assert sides(unisolated) == [False, False]  # what the reader saw before: the marks on the wrong side
+    page.close()

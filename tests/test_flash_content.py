@@ -5,6 +5,7 @@ flash emails show the right directions and the first wave's completed action ite
 from __future__ import annotations
 
 import datetime as dt
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -165,3 +166,70 @@ def test_what_we_will_do_next_names_the_themes_detractors_complained_about_most(
     assert "- מחיר ותמורה\n- התמיכה שלנו\n" in hebrew
     html = flash["c02@a2.example"].get_body(preferencelist=("html",)).get_content()
     assert '<li style="margin:0 0 6px;">מחיר ותמורה</li>' in html
+
+
+class _Table(HTMLParser):
+    """The text of each cell of each row of an HTML document's tables."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _figure_rows(html: str) -> list[list[str]]:
+    table = _Table()
+    table.feed(html)
+    return [row for row in table.rows if len(row) == 3]
+
+
+@pytest.mark.parametrize("locale", ["en", "ja", "zh", "he", "nb"])
+def test_since_the_last_survey_shows_the_change_not_the_previous_figure(locale):
+    from include.nps import i18n, messages
+    from tests.factories import email_context, flash_figures
+
+    figures = flash_figures()
+    figures["current"]["nps"], figures["previous"]["nps"] = 45.0, 4.0  # +41 since the last survey
+    figures["pillar_rows"][0].update(score=4.2, previous=3.9)  # +0.3
+    html = messages.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
+    _, nps, pillar = _figure_rows(html)
+    up, stable = (i18n.translations(locale).gettext(word) for word in ("up", "stable"))
+    assert nps[1:] == ["+45", f"▲ {up} (+41)"], locale
+    assert pillar[1] == f"{i18n.format_decimal(4.2, locale)} / 5"
+    assert pillar[2] == f"▬ {stable} (+{i18n.format_decimal(0.3, locale)})", locale
+    figures["pillar_rows"][0].update(score=4.35, previous=4.05)  # shown 4.4 and 4.0 (half to even): +0.4
+    figures["current"]["nps"], figures["previous"]["nps"] = -12.4, 5.4  # shown -12 and +5: -17
+    html = messages.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
+    _, nps, pillar = _figure_rows(html)
+    assert nps[2].endswith("(-17)") and pillar[2].endswith(f"(+{i18n.format_decimal(0.4, locale)})"), locale
+
+
+def test_the_same_promoter_comment_is_quoted_once():
+    answers = pd.DataFrame(
+        {
+            "score": [10, 10, 9, 9],
+            "comment": ["Great support team, thanks!", "great  support team — thanks", "GREAT SUPPORT TEAM, THANKS",
+                        "Reliable and quick answers too"],
+            "locale": ["en", "en", "en", "en"],
+            "answered_at": pd.to_datetime(["2026-06-02", "2026-06-03", "2026-06-04", "2026-06-05"]),
+        }
+    )  # fmt: skip
+    assert flash_content.quotes_by_locale(answers, []) == {
+        "en": ["Great support team, thanks!", "Reliable and quick answers too"]
+    }
+    assert flash_content.same_words("Ｇreat　support!") == flash_content.same_words("great support")  # NFKC

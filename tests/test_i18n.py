@@ -119,8 +119,39 @@ def test_dates_are_written_the_way_each_language_writes_them():
     moment = dt.datetime(2026, 3, 16, 9, 30, tzinfo=dt.UTC)
     assert i18n.format_datetime(moment, "en") == "Mar 16, 2026, 9:30\u202fAM UTC"
     assert i18n.format_datetime(moment, "ja") == "2026/03/16 9:30 UTC"
-    assert i18n.format_datetime(moment, "nb", "Europe/Oslo").endswith("10:30 Europe/Oslo")
+    assert i18n.format_datetime(moment, "nb", "Europe/Oslo") == "16. mars 2026, 10:30 CET"
     assert "16. mars 2026" in i18n.format_date(moment, "nb")
+
+
+@pytest.mark.parametrize(
+    ("locale", "zone", "written"),
+    [
+        ("ja", "Asia/Tokyo", "2026/12/02 3:19 JST"),  # already the next day in Tokyo
+        ("en", "America/New_York", "Dec 1, 2026, 1:19\u202fPM EST"),
+        ("nb", "Europe/Oslo", "1. des. 2026, 19:19 CET"),
+        ("zh", "Asia/Shanghai", "2026年12月2日 02:19 中国标准时间"),  # no abbreviation in use: the zone's name
+        ("he", "Asia/Jerusalem", "1 בדצמ׳ 2026, 20:19 שעון ישראל (חורף)"),
+    ],
+)
+def test_a_time_is_written_in_the_readers_zone_and_names_it(locale, zone, written):
+    assert i18n.format_datetime(dt.datetime(2026, 12, 1, 18, 19, tzinfo=dt.UTC), locale, zone) == written
+
+
+@pytest.mark.parametrize(
+    ("timezone", "account_country", "wave_country", "zone"),
+    [
+        ("Asia/Tokyo", "US", "US", "Asia/Tokyo"),  # the contact's own zone first
+        (" Europe/Oslo ", None, "US", "Europe/Oslo"),
+        ("Mars/Olympus", "JP", "US", "Asia/Tokyo"),  # not a zone: the account's country
+        (None, "IL", "US", "Asia/Jerusalem"),
+        ("", "", "NO", "Europe/Oslo"),  # blanks: the wave's country
+        (float("nan"), float("nan"), "DE", "Europe/Berlin"),  # what a blank cell becomes in a frame
+        (None, "XX", "CN", "Asia/Shanghai"),  # a country the tz database does not know
+        (None, None, None, "UTC"),
+    ],
+)
+def test_the_readers_zone_is_theirs_else_their_accounts_else_the_waves(timezone, account_country, wave_country, zone):
+    assert i18n.reader_zone(timezone, account_country, wave_country) == zone
 
 
 def test_scores_are_written_the_way_each_language_writes_them():
@@ -135,8 +166,10 @@ def test_scores_are_written_the_way_each_language_writes_them():
 def test_a_quote_is_escaped_and_set_in_the_readers_quotation_marks(locale, marks):
     context = {**_context("flash_results"), "quotes": ["<b>Fast</b> & friendly", "Clear reports"]}
     email = messages.render_email("flash_results", locale, "ada@example.com", context)
-    assert f"{marks[0]}&lt;b&gt;Fast&lt;/b&gt; &amp; friendly{marks[1]}</blockquote>" in email.html
-    assert f"\n{marks[0]}<b>Fast</b> & friendly{marks[1]}\n{marks[0]}Clear reports{marks[1]}\n" in email.text
+    assert f"{marks[0]}<bdi>&lt;b&gt;Fast&lt;/b&gt; &amp; friendly</bdi>{marks[1]}</blockquote>" in email.html
+    fsi, pdi = ("\u2068", "\u2069") if locale == "he" else ("", "")  # isolated in right-to-left plain text
+    quotes = f"\n{marks[0]}{fsi}<b>Fast</b> & friendly{pdi}{marks[1]}\n{marks[0]}{fsi}Clear reports{pdi}{marks[1]}\n"
+    assert quotes in email.text
 
 
 def test_pillar_questions_use_their_own_translation_else_the_catalogs():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -45,16 +46,29 @@ def anonymise(text: str, names: list[str]) -> str:
 
 def quotes_by_locale(answers: pd.DataFrame, names: list[str]) -> dict[str, list[str]]:
     """Up to `QUOTES_PER_EMAIL` anonymised promoter comments per language, highest score and
-    earliest answer first."""
-    commented = answers[(answers["score"] >= 9) & answers["comment"].fillna("").str.strip().astype(bool)]
+    earliest answer first; a comment that says the same as one chosen already (see `same_words`)
+    is not chosen again."""
+    commented = answers[(answers["score"] >= 9) & answers["comment"].fillna("").astype(str).str.strip().astype(bool)]
     commented = commented.assign(language=commented["locale"].map(i18n.normalize_locale))
     chosen: dict[str, list[str]] = {}
     for row in commented.sort_values(["score", "answered_at"], ascending=[False, True]).itertuples():
         quote = anonymise(str(row.comment), names)
         picked = chosen.setdefault(row.language, [])
-        if QUOTE_MIN_CHARS <= len(quote) <= QUOTE_MAX_CHARS and len(picked) < QUOTES_PER_EMAIL:
+        if (
+            QUOTE_MIN_CHARS <= len(quote) <= QUOTE_MAX_CHARS
+            and len(picked) < QUOTES_PER_EMAIL
+            and same_words(quote) not in {same_words(earlier) for earlier in picked}
+        ):
             picked.append(quote)
     return {language: quotes for language, quotes in chosen.items() if quotes}
+
+
+def same_words(text: str) -> str:
+    """`text` reduced to what tells two comments apart: Unicode-normalised (NFKC), case-folded,
+    without punctuation or symbols, one space between words ("Great support!" = "great  SUPPORT")."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LNZ" else " " for ch in folded)
+    return " ".join(kept.split())
 
 
 def focus_themes(parts: list[dict[str, Any]], themes: Themes, wave_detractors: int) -> list[Theme]:

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from babel.support import NullTranslations, Translations
 
@@ -78,7 +79,8 @@ def translations(locale: str) -> NullTranslations:
 
 
 def format_datetime(value: dt.datetime, locale: str, timezone: str = "UTC") -> str:
-    """A date and a time to the minute as people of `locale` write them, with the time zone."""
+    """A date and a time to the minute as people of `locale` write them, in `timezone`, with the
+    zone named as the locale names it ("2026/12/02 3:19 JST", "Dec 1, 2026, 1:19 PM EST")."""
     from babel import Locale
     from babel.dates import format_date as babel_date
     from babel.dates import format_time as babel_time
@@ -87,13 +89,52 @@ def format_datetime(value: dt.datetime, locale: str, timezone: str = "UTC") -> s
     moment = value.astimezone(_zone(timezone))
     pattern = str(where.datetime_formats["medium"])
     text = pattern.replace("{1}", babel_date(moment, "medium", locale=where))
-    return text.replace("{0}", babel_time(moment, "short", locale=where)) + f" {timezone}"
+    return text.replace("{0}", babel_time(moment, "short", locale=where)) + " " + zone_name(moment, where)
 
 
-def format_date(value: dt.date | dt.datetime, locale: str) -> str:
+def zone_name(moment: dt.datetime, locale: Any) -> str:
+    """The zone of an aware `moment` as the locale's readers know it: its abbreviation where the
+    locale has one in common use (EST, JST, CET, UTC), else its long name (Japan Standard Time)."""
+    from babel.dates import format_time as babel_time
+
+    short = babel_time(moment, "z", locale=locale)
+    return short if short.isalpha() else babel_time(moment, "zzzz", locale=locale)
+
+
+def format_date(value: dt.date | dt.datetime, locale: str, timezone: str = "UTC") -> str:
+    """A date as people of `locale` write it; a datetime is first taken to `timezone`'s day."""
     from babel.dates import format_date as babel_format
 
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(_zone(timezone)).date()
     return babel_format(value, format="long", locale=_babel_locale(locale))
+
+
+def reader_zone(timezone: str | None, account_country: str | None, wave_country: str | None) -> str:
+    """The zone a reader's times are written in: the contact's own `timezone` (an IANA name), else
+    the main zone of their account's country, else of the wave's country, else UTC."""
+    from include.nps.calendar import country_timezone
+
+    if _is_zone(timezone):
+        return str(timezone).strip()
+    for country in (account_country, wave_country):
+        if isinstance(country, str) and len(country.strip()) == 2:
+            zone = country_timezone(country.strip())
+            if zone != "UTC":
+                return zone
+    return "UTC"
+
+
+def _is_zone(name: Any) -> bool:
+    from zoneinfo import ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name.strip():
+        return False
+    try:
+        _zone(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def format_decimal(value: float, locale: str, digits: int = 1) -> str:

@@ -89,7 +89,7 @@ def deliver_to_contacts(
     from_address = sender or wave.sender
 
     def render(row: dict[str, Any]) -> Any:
-        contact = by_id.get(row["recipient"]) or _missing(row)
+        contact = reader(by_id.get(row["recipient"]) or _missing(row), wave)
         links = survey_links(wave, contact["contact_id"])
         context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
         email = messages.render_email(kind, contact["locale"], row["address"], context)
@@ -103,6 +103,13 @@ def deliver_to_contacts(
         return messages.build_mime(email, from_address, msg_id)
 
     return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk)
+
+
+def reader(contact: dict[str, Any], wave: WaveParams) -> dict[str, Any]:
+    """A contact as the templates read them: with `zone`, the time zone their times are written in
+    (their own `timezone`, else their account's country's, else the wave country's)."""
+    zone = i18n.reader_zone(contact.get("timezone"), contact.get("account_country"), wave.country)
+    return {**contact, "zone": zone}
 
 
 def send_internal(

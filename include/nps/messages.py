@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, pass_eval_context, select_autoescape
+from jinja2.ext import Extension
+from markupsafe import Markup
 
 from include.nps import i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+MISSING = "–"  # what a template shows for a figure that has no value (no answers yet)
+FIRST_STRONG_ISOLATE, POP_DIRECTIONAL_ISOLATE = "\u2068", "\u2069"
+END_OF_TRANS_LINE = re.compile(r"\{%(-?)\s*endtrans\s*%\}(?=\r?\n)")
 
 
 @dataclass
@@ -46,27 +53,85 @@ class RenderedEmail:
     inline_images: list[Attachment] = field(default_factory=list)
 
 
+class TransKeepsItsLine(Extension):
+    """In a plain-text template, a `{% trans %}` block that ends a line keeps that line's break.
+
+    `trim_blocks` drops the newline after every block tag, which is right for a line holding only
+    `{% if %}` or `{% for %}`, but joined a sentence to the next ("Thank you,The ... team")."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        if name and name.endswith(".txt"):
+            return END_OF_TRANS_LINE.sub(r"{%\1 endtrans +%}", source)
+        return source
+
+
 @cache
 def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
-    """The template environment of one locale: its catalog installed for `{% trans %}` blocks."""
+    """The template environment of one locale: its catalog installed for `{% trans %}` blocks.
+
+    Times and dates are written in the reader's zone, `contact.zone` of the rendering context
+    (UTC when the context has no contact, as in emails to colleagues)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        extensions=["jinja2.ext.i18n"],
+        extensions=["jinja2.ext.i18n", TransKeepsItsLine],
     )
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(lang=locale, dir=i18n.direction(locale))
     env.globals["localized_text"] = lambda item: localized_text(item, locale)
     env.filters["chat_escape"] = chat_escape
-    env.filters["signed"] = lambda value: f"{value:+.0f}" if value is not None else "n/a"
-    env.filters["datetime"] = lambda value: i18n.format_datetime(value, locale)
-    env.filters["date"] = lambda value: i18n.format_date(value, locale)
+    env.filters["signed"] = signed
+    env.filters["change"] = lambda current, previous: signed(_change(current, previous, 0))
+    env.filters["decimal_change"] = lambda current, previous: _decimal_change(current, previous, locale)
+    env.filters["datetime"] = pass_context(lambda ctx, value: i18n.format_datetime(value, locale, reader_zone(ctx)))
+    env.filters["date"] = pass_context(lambda ctx, value: i18n.format_date(value, locale, reader_zone(ctx)))
     env.filters["decimal"] = lambda value: i18n.format_decimal(value, locale)
+    env.filters["isolate"] = pass_eval_context(lambda eval_ctx, value: isolate(value, eval_ctx.autoescape, locale))
     return env
+
+
+def reader_zone(context: Any) -> str:
+    """The zone of the rendering context's reader (`contact.zone`), else UTC."""
+    contact = context.get("contact")
+    zone = contact.get("zone") if isinstance(contact, dict) else None
+    return zone or "UTC"
+
+
+def signed(value: float | None) -> str:
+    """A score with its sign (+12, -3, +0), or `MISSING` when there is none."""
+    return f"{value:+.0f}" if value is not None else MISSING
+
+
+def _change(current: float | None, previous: float | None, digits: int) -> float | None:
+    """The change between two figures as the reader sees them: each rounded to `digits` decimals
+    half to even, as `signed` and Babel round them for display."""
+    if current is None or previous is None:
+        return None
+    step = Decimal(1).scaleb(-digits)
+    shown = [Decimal(str(value)).quantize(step, rounding=ROUND_HALF_EVEN) for value in (current, previous)]
+    return float(shown[0] - shown[1])
+
+
+def _decimal_change(current: float | None, previous: float | None, locale: str) -> str:
+    change = _change(current, previous, 1)
+    if change is None:
+        return MISSING
+    return ("+" if change >= 0 else "-") + i18n.format_decimal(abs(change), locale)
+
+
+def isolate(value: Any, html: bool, locale: str) -> str:
+    """Customer text (a name, a quote) set apart from the sentence around it, so that text of
+    another direction keeps its punctuation on its own side: `<bdi>` in HTML; FSI ... PDI in the
+    plain text of right-to-left languages (left-to-right ones do without invisible characters)."""
+    if html:
+        return Markup("<bdi>{}</bdi>").format(value)
+    if i18n.direction(locale) == "rtl":
+        return f"{FIRST_STRONG_ISOLATE}{value}{POP_DIRECTIONAL_ISOLATE}"
+    return str(value)
 
 
 def localized_text(item: dict[str, Any], locale: str) -> str:
