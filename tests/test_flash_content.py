@@ -233,3 +233,9 @@ def test_the_same_promoter_comment_is_quoted_once():
         "en": ["Great support team, thanks!", "Reliable and quick answers too"]
     }
     assert flash_content.same_words("Ｇreat　support!") == flash_content.same_words("great support")  # NFKC
+
+
+def test_a_done_items_blank_note_gives_way_to_another_language():
+    item = {"public_note": {"ja": "  ", "en": " Support now answers within 4 hours "}}
+    assert flash_content.note_in(item, "ja") == "Support now answers within 4 hours"
+    assert flash_content.note_in({"public_note": {"nb": "Raskere svar"}}, "he") == "Raskere svar"

@@ -95,7 +95,7 @@ def done_items(engine: Engine, wave_id: str | None) -> list[dict[str, Any]]:
 
 def note_in(item: dict[str, Any], locale: str) -> str:
     """The item's note in `locale`, else in English, else in any language it has."""
-    notes = item["public_note"]
+    notes = {language: text.strip() for language, text in item["public_note"].items() if text and text.strip()}
     return notes.get(locale) or notes.get(i18n.DEFAULT_LOCALE) or next(iter(notes.values()), "")
 
 
