@@ -73,6 +73,7 @@ def _strings(message) -> list[str]:
         ("fr", "en"),
         ("", "en"),
         (None, "en"),
+        (float("nan"), "en"),  # a blank cell read into a frame
     ],
 )
 def test_locales_from_crm_exports_are_understood(given, locale):

@@ -25,8 +25,8 @@ ALIASES = {"iw": "he", "no": "nb", "nn": "nb", "zh-hans": "zh", "zh-cn": "zh", "
 
 
 def normalize_locale(value: str | None) -> str:
-    """`ja-JP`, `ja_JP`, `JA` -> `ja`; `no` -> `nb`; anything unsupported -> English."""
-    tag = (value or "").strip().lower().replace("_", "-")
+    """`ja-JP`, `ja_JP`, `JA` -> `ja`; `no` -> `nb`; anything unsupported or blank (None, NaN) -> English."""
+    tag = (value if isinstance(value, str) else "").strip().lower().replace("_", "-")
     if tag in ALIASES:
         return ALIASES[tag]
     language = tag.split("-", 1)[0]

@@ -133,7 +133,7 @@ def check_mailing(wave_id: str, kind: str) -> dict[str, int]:
 def _mailing_recipients(engine: Any, wave_id: str, kind: str) -> list[dict[str, Any]]:
     if kind == "reminder":
         return storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
-    return _included(engine, wave_id)[["contact_id", "email", "name", "locale"]].to_dict("records")
+    return storage.records(_included(engine, wave_id)[["contact_id", "email", "name", "locale"]])
 
 
 @fails_fast
@@ -608,7 +608,8 @@ def _included(engine: Any, wave_id: str) -> Any:
 
 
 def _contacts(frame: Any) -> list[dict[str, Any]]:
-    return frame.rename(columns={"contact_name": "name"})[["contact_id", "email", "name", "locale"]].to_dict("records")
+    """The respondents of `frame` as the band emails' recipients (a blank name or locale is None)."""
+    return storage.records(frame.rename(columns={"contact_name": "name"})[["contact_id", "email", "name", "locale"]])
 
 
 def _score_of(frame: Any) -> Any:
