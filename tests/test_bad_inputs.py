@@ -712,3 +712,51 @@ def test_an_action_item_without_owner_priority_or_due_date_stops_the_retrospecti
     assert "priority is high, medium or low: 1 row(s) fail, e.g. theme-support: urgent" in message
     assert "every action item has a due date: 1 row(s) fail, e.g. theme-support: empty" in message
     assert "response-rate" not in message
+
+
+def _load(engine, tmp_path, name: str, rows: list[str]):
+    path = tmp_path / name
+    path.write_text("\n".join(["contact_id,email,name,account_id,account_name", *rows]) + "\n")
+    return audience.load_contacts(engine, name, path, max_rejected_share=1.0)
+
+
+def test_an_address_another_contact_holds_in_the_database_is_quarantined(any_engine, tmp_path):
+    _load(any_engine, tmp_path, "w1.csv", ["C1,al@a1.example,Al,A1,Acme", "C2,bo@a1.example,Bo,A1,Acme"])
+    result = _load(
+        any_engine,
+        tmp_path,
+        "w2.csv",
+        [
+            "CUST-1,al@a1.example,Al,A1,Acme",  # the CRM gave Al a new id: C1 keeps the address
+            "C2,bo2@a1.example,,A1,Acme",  # C2 moves to a new address, but its row is bad: it keeps bo@ ...
+            "C5,BO@a1.example,Bob,A1,Acme",  # ... which C5 cannot take
+            "C6,cy@a1.example,Cy,A1,Acme",
+        ],
+    )
+    assert result.rows == 4 == result.loaded + result.quarantined and result.contact_ids == ["C6"]
+    keeps = "in the NPS DB and {0} keeps it; an address does not move to another contact id (opt-outs and "
+    keeps += "bounces stay with their contact)"
+    assert [(p["row_number"], p["field"], p["reason"]) for p in result.problems] == [
+        (2, "email", "email belongs to contact C1 " + keeps.format("C1")),
+        (3, "name", "name is empty"),
+        (4, "email", "email belongs to contact C2 " + keeps.format("C2")),
+    ]
+    held = storage.fetch_all(any_engine, "SELECT contact_id, email FROM contacts ORDER BY contact_id")
+    assert held == [
+        {"contact_id": "C1", "email": "al@a1.example"},
+        {"contact_id": "C2", "email": "bo@a1.example"},
+        {"contact_id": "C6", "email": "cy@a1.example"},
+    ]
+
+
+def test_addresses_change_hands_within_one_file_even_crosswise(any_engine, tmp_path):
+    _load(any_engine, tmp_path, "w1.csv", ["C1,al@a1.example,Al,A1,Acme", "C2,bo@a1.example,Bo,A1,Acme"])
+    result = _load(
+        any_engine,
+        tmp_path,
+        "w2.csv",
+        ["C1,bo@a1.example,Al,A1,Acme", "C2,al@a1.example,Bo,A1,Acme", "C3,cy@a1.example,Cy,A1,Acme"],
+    )
+    assert (result.rows, result.loaded, result.problems) == (3, 3, [])
+    held = storage.fetch_all(any_engine, "SELECT contact_id, email FROM contacts ORDER BY contact_id")
+    assert [h["email"] for h in held] == ["bo@a1.example", "al@a1.example", "cy@a1.example"]

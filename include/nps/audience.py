@@ -26,7 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from include.nps import exports, i18n, storage, textclean
 from include.nps.drops import neutralise
@@ -68,6 +68,8 @@ LOOK_ALIKES = str.maketrans(
 DEFAULT_MAX_REJECTED_SHARE = 0.05
 COUNTRY_HINTS = {"UK": "GB", "EL": "GR"}  # codes people use that ISO 3166 gives another country or none
 EXCEL_CELL_LIMIT = 32_767  # characters Excel shows in one cell
+# A placeholder no address matches (no @), unique per contact, while its address passes to another.
+PARK_ADDRESS = "UPDATE contacts SET email = '~' || contact_id WHERE contact_id = :contact_id"
 
 
 class AudienceError(ValueError):
@@ -242,7 +244,8 @@ def load_contacts(
     """
     table = read_contacts_csv(source)
     good, problems = validate_contacts(table.frame)
-    problems = sorted(table.problems + problems, key=lambda p: (p["row_number"], p["field"]))
+    good, taken, moving = split_taken_addresses(good, _held_addresses(engine))
+    problems = sorted(table.problems + problems + taken, key=lambda p: (p["row_number"], p["field"]))
     problems = [{**p, "value": textclean.visible(p["value"])[:200]} for p in problems]
     result = LoadResult(contact_ids=good["contact_id"].tolist(), problems=problems, rows=table.rows)
     storage.execute(
@@ -258,8 +261,39 @@ def load_contacts(
             f"({result.quarantined / table.rows:.1%}, above the {max_rejected_share:.0%} threshold); "
             f"most common reasons: {_top_reasons(problems)}. Nothing was loaded."
         )
-    _upsert_contacts(engine, good)
+    _upsert_contacts(engine, good, moving)
     return result
+
+
+def _held_addresses(engine: Engine) -> pd.DataFrame:
+    return storage.read_frame(engine, "SELECT contact_id AS holder, email FROM contacts")
+
+
+def split_taken_addresses(good: pd.DataFrame, held: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], list[str]]:
+    """Rows whose address another contact holds in the NPS DB (one contact per address there).
+
+    An address moves to another contact id only when its holder is in the file with a new
+    address; otherwise the row is quarantined: the holder's opt-out and bounces stay with it.
+    Returns the rows to load, the problems, and the holders to move off their old address first.
+    """
+    problems: list[dict] = []
+    while True:
+        wanted = good[["row_number", "contact_id", "email"]].merge(held, on="email")
+        wanted = wanted[wanted["holder"] != wanted["contact_id"]]
+        moves = wanted["holder"].isin(good["contact_id"])
+        if moves.all():
+            return good, problems, wanted["holder"].tolist()
+        problems += [
+            {
+                "row_number": int(r.row_number),
+                "field": "email",
+                "value": r.email,
+                "reason": f"email belongs to contact {r.holder} in the NPS DB and {r.holder} keeps it; an "
+                "address does not move to another contact id (opt-outs and bounces stay with their contact)",
+            }
+            for r in wanted[~moves].itertuples()
+        ]
+        good = good[~good["row_number"].isin(wanted.loc[~moves, "row_number"])]
 
 
 def _top_reasons(problems: list[dict], top: int = 3) -> str:
@@ -267,7 +301,9 @@ def _top_reasons(problems: list[dict], top: int = 3) -> str:
     return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(top))
 
 
-def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
+def _upsert_contacts(engine: Engine, good: pd.DataFrame, moving: list[str]) -> None:
+    """Upsert accounts, then contacts; `moving` contacts leave their old address first (in the same
+    transaction), so addresses can change hands within one file, even crosswise."""
     now = storage.utcnow()
     accounts = good.drop_duplicates("account_id")
     storage.execute(
@@ -287,23 +323,25 @@ def _upsert_contacts(engine: Engine, good: pd.DataFrame) -> None:
             for r in accounts.itertuples()
         ],
     )
-    storage.execute(
-        engine,
-        storage.query("upsert_contact"),
-        [
-            {
-                "contact_id": r.contact_id,
-                "account_id": r.account_id,
-                "email": r.email,
-                "name": r.name,
-                "role": r.role or None,
-                "locale": r.locale,
-                "timezone": r.timezone or None,
-                "updated_at": now,
-            }
-            for r in good.itertuples()
-        ],
-    )
+    contacts = [
+        {
+            "contact_id": r.contact_id,
+            "account_id": r.account_id,
+            "email": r.email,
+            "name": r.name,
+            "role": r.role or None,
+            "locale": r.locale,
+            "timezone": r.timezone or None,
+            "updated_at": now,
+        }
+        for r in good.itertuples()
+    ]
+    if not contacts:
+        return
+    with engine.begin() as conn:
+        if moving:
+            conn.execute(text(PARK_ADDRESS), [{"contact_id": c} for c in moving])
+        conn.execute(text(storage.query("upsert_contact")), contacts)
 
 
 def write_rejected_csv(path: Path, table: exports.Table, problems: list[dict]) -> Path:
