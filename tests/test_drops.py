@@ -12,7 +12,7 @@ import json
 import openpyxl
 import pytest
 
-from include.nps import audience, outbox, pipeline, responses, storage, waves
+from include.nps import audience, drops, outbox, pipeline, responses, storage, waves
 from tests.factories import contact, planned_wave, write_csv
 
 SELLER_1, SELLER_2, OPS = "seller1@vendor.example", "seller2@vendor.example", "ops@vendor.example"
@@ -318,3 +318,85 @@ def test_a_response_set_aside_at_close_leaves_the_drop_and_a_re_run_clears_it(dr
     assert (
         storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM responses WHERE quarantine_reason IS NOT NULL")["n"] == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("address", "allow_list", "expected"),
+    [
+        ("a@vendor.example", ["vendor.example"], True),
+        ("A@Vendor.Example", ["@VENDOR.example"], True),
+        ("sales@partner.example", ["sales@partner.example"], True),
+        # A list in one item, whatever separates it, is never allowed: the outsider is in it.
+        ("x@evil.example,y@vendor.example", ["vendor.example"], False),
+        ("x@evil.example;y@vendor.example", ["vendor.example"], False),
+        ("x@evil.example y@vendor.example", ["vendor.example"], False),
+        ("x@evil.example\ny@vendor.example", ["vendor.example"], False),
+        ("Evil <x@evil.example>, y@vendor.example", ["vendor.example"], False),
+        ('"x@evil.example"@vendor.example', ["vendor.example"], False),
+        # Whole domains only: not a domain that ends the same, nor a subdomain, nor a longer one.
+        ("a@evilvendor.example", ["vendor.example"], False),
+        ("a@eu.vendor.example", ["vendor.example"], False),
+        ("a@vendor.example.evil.example", ["vendor.example"], False),
+        ("other@partner.example", ["sales@partner.example"], False),
+        # An entry that is itself a list allows no one.
+        ("y@vendor.example", ["evil.example,vendor.example"], False),
+    ],
+)
+def test_the_allow_list_matches_one_bare_address_by_whole_address_or_whole_domain(address, allow_list, expected):
+    assert drops.allowed(address, allow_list) is expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "x@evil.example,ops@vendor.example",
+        "x@evil.example;ops@vendor.example",
+        "x@evil.example ops@vendor.example",
+        "x@evil.example\nops@vendor.example",
+    ],
+)
+def test_the_send_refuses_a_recipient_item_holding_several_addresses(address):
+    recipients = {OPS: "sales recipient", address: "salesperson of the accounts"}
+    with pytest.raises(drops.DropRefused) as refused:
+        drops.check_recipients(recipients, ["vendor.example"])
+    assert f"{address!r} (salesperson of the accounts; not one address: it holds a" in str(refused.value)
+    assert str(refused.value).startswith("raw-data drop stopped: 1 recipient(s)")
+    assert str(refused.value).endswith("Nothing was sent.")
+
+
+def test_the_send_refuses_an_allow_list_entry_that_is_not_an_address_or_a_domain():
+    with pytest.raises(drops.DropRefused, match=r"entries 'evil\.example,vendor\.example' holds a comma"):
+        drops.check_recipients({OPS: "sales recipient"}, ["evil.example,vendor.example"])
+    drops.check_recipients({OPS: "sales recipient"}, ["vendor.example"])  # the same recipient, a good list
+
+
+def test_a_salesperson_field_holding_two_addresses_stops_the_drop_before_anything_is_sent(drop_wave, engine, smtp):
+    """Defence in depth: even if an account's owner reached the NPS DB as a list (the contacts file
+    check refuses it), the drop is refused at send and no one gets the file."""
+    wave = drop_wave()
+    storage.execute(
+        engine, "UPDATE accounts SET sales_owner = :o WHERE account_id = 'A1'", {"o": f"x@evil.example,{SELLER_1}"}
+    )
+    with pytest.raises(
+        Exception,
+        match=r"'x@evil\.example,seller1@vendor\.example' \(salesperson of the accounts; "
+        r"not one address: it holds a comma",
+    ) as failure:
+        pipeline.share_postwave_drop(wave.wave_id)
+    assert type(failure.value).__name__ == "AirflowFailException"
+    assert smtp.spool.messages() == []
+
+
+def test_a_stored_wave_with_a_recipient_list_in_one_item_sends_no_drop(drop_wave, engine, smtp):
+    """Parameters read back at send are parsed again: a wave stored before the strict parsing sends nothing."""
+    wave = drop_wave()
+    row = storage.fetch_one(engine, "SELECT params FROM waves WHERE wave_id = :w", w=wave.wave_id)
+    params = {**json.loads(row["params"]), "sales_recipients": ["x@evil.example,ops@vendor.example"]}
+    storage.execute(
+        engine, "UPDATE waves SET params = :p WHERE wave_id = :w", {"p": json.dumps(params), "w": wave.wave_id}
+    )
+    with pytest.raises(
+        waves.WaveError, match=r"sales_recipients\[0\] 'x@evil\.example,ops@vendor\.example' holds a comma"
+    ):
+        pipeline.share_postwave_drop(wave.wave_id)
+    assert smtp.spool.messages() == []

@@ -78,6 +78,13 @@ def test_norway_is_a_country_not_a_no(tmp_path: Path):
     assert wave.conf["country"] == "NO"
 
 
+def test_optional_fields_may_be_left_empty_as_in_the_trigger_form(tmp_path: Path):
+    empty = "    drop_location:\n    drop_storage_conn_id:\n    sales_recipients:\n    drop_allow_list:\n"
+    (wave,) = wave_calendar.load_calendar(write(tmp_path, f"waves:\n{Q1}{empty}"), NOW)
+    assert (wave.wave.drop_location, wave.wave.drop_storage_conn_id, wave.wave.sales_recipients) == ("", "", [])
+    assert "drop_location" not in wave.conf  # the run gets the form's own default
+
+
 def test_waves_that_have_started_stay_in_the_file_as_history(tmp_path: Path):
     later = NOW + dt.timedelta(days=40)  # wave 1 has opened (and closed)
     path = write(tmp_path, f"waves:\n{Q1}")
@@ -233,14 +240,73 @@ BAD_FILES = [
         "bad-recipient-emails",
         "waves:\n" + wave(sales_recipients="[sales.acme.example, bob@acme]", cs_ops_recipients="[ops@acme.example]"),
         [
-            "{file}: " + W1 + ": sales_recipients[0] 'sales.acme.example': not a valid email address",
-            "{file}: " + W1 + ": sales_recipients[1] 'bob@acme': not a valid email address",
+            "{file}: " + W1 + ": sales_recipients[0] 'sales.acme.example' is not exactly one email address like "
+            "name@example.com",
+            "{file}: " + W1 + ": sales_recipients[1] 'bob@acme' the domain 'acme' is not a full domain name like "
+            "example.com",
+        ],
+    ),
+    (
+        "several-recipients-in-one-item",
+        "waves:\n"
+        + wave(
+            sales_recipients='["x@evil.example,y@acme.example", "x@evil.example;y@acme.example", '
+            '"x@evil.example y@acme.example", "x@evil.example\\ny@acme.example", "Evil <x@evil.example>"]'
+        ),
+        [
+            "{file}: " + W1 + ": sales_recipients[0] 'x@evil.example,y@acme.example' holds a comma: give one "
+            "address per item, each in its own item",
+            "{file}: " + W1 + ": sales_recipients[1] 'x@evil.example;y@acme.example' holds a semicolon: give one "
+            "address per item, each in its own item",
+            "{file}: " + W1 + ": sales_recipients[2] 'x@evil.example y@acme.example' holds a space: give one "
+            "address per item, each in its own item",
+            "{file}: " + W1 + ": sales_recipients[3] 'x@evil.example\\ny@acme.example' holds a newline: give one "
+            "address per item, each in its own item",
+            "{file}: " + W1 + ": sales_recipients[4] 'Evil <x@evil.example>' has a display name, quotes or a "
+            "comment: give the bare address only, like name@example.com",
+        ],
+    ),
+    (
+        "allow-list-entry-that-is-a-list",
+        "waves:\n" + wave(drop_allow_list='["evil.example,acme.example", "*.acme.example"]'),
+        [
+            "{file}: " + W1 + ": drop_allow_list[0] 'evil.example,acme.example' holds a comma: give one address "
+            "or domain per item, each in its own item",
+            "{file}: " + W1 + ": drop_allow_list[1] '*.acme.example' holds a wildcard (*): list each "
+            "domain itself (subdomains are not included)",
+        ],
+    ),
+    (
+        "sales-recipient-outside-the-allow-list",
+        "waves:\n" + wave(drop_allow_list="[vendor.example]", sales_recipients="[x@evilvendor.example]"),
+        [
+            "{file}: " + W1 + ": sales_recipients[0] 'x@evilvendor.example' is not on "
+            "the drop allow-list [vendor.example]: raw data only goes to listed addresses and whole domains"
+        ],
+    ),
+    (
+        "sender-not-an-address",
+        "waves:\n" + wave(sender="Acme Customer Success", executive_sender='"CEO, Acme <ceo@acme.example>"'),
+        [
+            "{file}: " + W1 + ": sender 'Acme Customer Success' is not one address: write it like \"Acme Customer "
+            'Success <cs@acme.example>" or cs@acme.example (put a display name with a comma in double quotes)',
+            "{file}: " + W1 + ": executive_sender 'CEO, Acme <ceo@acme.example>' is not one address: write it "
+            'like "Acme Customer Success <cs@acme.example>" or cs@acme.example (put a display name with a comma '
+            "in double quotes)",
+        ],
+    ),
+    (
+        "drop-channel-not-offered",
+        "waves:\n" + wave(drop_channels="[email, fax]", drop_formats="[]"),
+        [
+            "{file}: " + W1 + ": drop_channels[1]: 'fax' is not one of ['email', 'storage']",
+            "{file}: " + W1 + ": drop_formats: [] should be non-empty",
         ],
     ),
     (
         "recipients-not-a-list",
         "waves:\n" + wave(cs_ops_recipients="cs-ops@acme.example"),
-        ["{file}: " + W1 + ": cs_ops_recipients: 'cs-ops@acme.example' is not of type 'array'"],
+        ["{file}: " + W1 + ": cs_ops_recipients: 'cs-ops@acme.example' is not of type 'null', 'array'"],
     ),
     (
         "date-without-time",

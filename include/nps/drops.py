@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.nps import storage
+from include.nps import addresses, storage
 from include.nps.waves import slug
 
 if TYPE_CHECKING:
@@ -269,19 +269,25 @@ def manifest(wave_id: str, phase: str, cutoff: dt.datetime, files: list[DropFile
 
 
 def allowed(address: str, allow_list: list[str]) -> bool:
-    """An address is allowed when listed itself, or its domain is (`vendor.example` or `@vendor.example`)."""
-    address = address.strip().lower()
-    domain = address.rpartition("@")[2]
-    entries = {entry.strip().lower().lstrip("@") for entry in allow_list}
-    return address in entries or domain in entries
+    """`address` is exactly one bare address, listed itself or by its whole domain (`vendor.example` or
+    `@vendor.example`; subdomains are not included, see `include.nps.addresses`)."""
+    return addresses.is_allowed(address, allow_list)
 
 
 def check_recipients(recipients: dict[str, str], allow_list: list[str]) -> None:
-    """Stop the drop before anything is sent when any recipient is not allow-listed."""
-    refused = {address: why for address, why in recipients.items() if not allowed(address, allow_list)}
-    if refused:
-        listed = "; ".join(f"{address} ({why})" for address, why in sorted(refused.items()))
+    """Stop the drop before anything is sent when any recipient is not exactly one allow-listed
+    address, or an allow-list entry is neither an address nor a domain."""
+    refused = {address: problem for address in recipients if (problem := addresses.refusal(address, allow_list))}
+    broken = addresses.entry_problems(allow_list)
+    if refused or broken:
+        listed = "; ".join(
+            f"{address} ({recipients[address]})"
+            if problem == "not on the allow-list"
+            else f"{address!r} ({recipients[address]}; {problem})"
+            for address, problem in sorted(refused.items())
+        )
+        entries = f" The allow-list entries {'; '.join(broken)}." if broken else ""
         raise DropRefused(
             f"raw-data drop stopped: {len(refused)} recipient(s) not on the drop allow-list "
-            f"[{', '.join(allow_list) or 'empty'}]: {listed}. Nothing was sent."
+            f"[{', '.join(allow_list) or 'empty'}]: {listed or 'none'}.{entries} Nothing was sent."
         )

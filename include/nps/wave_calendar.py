@@ -18,7 +18,7 @@ import importlib.util
 import json
 import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from include.nps import calendar, rulefiles, storage, waves
-from include.nps.audience import email_problem
+from include.nps import addresses, calendar, rulefiles, storage, waves
 from include.nps.rulefiles import did_you_mean, display_path, kind_of
 
 if TYPE_CHECKING:
@@ -40,7 +39,14 @@ WAVE_DAG_FILE = storage.PROJECT_ROOT / "dags" / "nps_wave.py"
 RUN_ID_PREFIX = "wave__"
 START_BUSINESS_DAYS_BEFORE_PREANNOUNCE = 1
 TOP_LEVEL_KEYS = ("defaults", "waves")
-RECIPIENT_FIELDS = ("sales_recipients", "cs_ops_recipients")
+# Each field of addresses, and how one of its values is parsed (`include.nps.addresses`).
+ADDRESS_FIELDS: dict[str, Callable[[object], str]] = {
+    "sales_recipients": addresses.bare_address,
+    "cs_ops_recipients": addresses.bare_address,
+    "drop_allow_list": addresses.allow_entry,
+    "sender": addresses.mailbox,
+    "executive_sender": addresses.mailbox,
+}
 MAX_WAVE_ID = 128  # waves.wave_id and wave_starts.wave_id are VARCHAR(128)
 DATE_ONLY = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
 TIME_EXAMPLE = "write it like 2027-02-01 09:00 (times are UTC)"
@@ -136,7 +142,7 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
     validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]):
-        if name in RECIPIENT_FIELDS and error.validator == "format":
+        if name in ADDRESS_FIELDS and error.validator in ("format", "pattern"):
             continue  # `_address_problems` says more
         where = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         number_for_text = error.validator == "type" and isinstance(error.instance, int | float)
@@ -146,14 +152,22 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
 
 
 def _address_problems(name: str, value: Any) -> list[str]:
-    """Recipients must be addresses mail can go to (the form only asks for an @)."""
-    if name not in RECIPIENT_FIELDS or not isinstance(value, list):
+    """Recipients exactly one address per item, allow-list entries whole addresses or domains,
+    senders one address (a display name allowed), as `WaveParams` parses them."""
+    parse = ADDRESS_FIELDS.get(name)
+    if parse is None or value is None:
         return []
-    return [
-        f"{name}[{position}] {address!r}: {problem}"
-        for position, address in enumerate(value)
-        if isinstance(address, str) and (problem := email_problem(address.strip()))
-    ]
+    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+    problems = []
+    for position, item in items:
+        if not isinstance(item, str):
+            continue  # the schema says what type it should be
+        try:
+            parse(item)
+        except addresses.AddressError as exc:
+            where = name if position is None else f"{name}[{position}]"
+            problems.append(f"{where} {item!r} {exc}")
+    return problems
 
 
 def _check_fields(fields: Mapping[str, Any], form: ParamsDict) -> tuple[dict[str, Any], dict[str, list[str]]]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Engine
 
-from include.nps import calendar, storage
+from include.nps import addresses, calendar, storage
 
 OVERRIDABLE = ("preannounce", "reminder", "midwave", "flash", "retrospective")
 STATUSES = ("planned", "open", "closed", "done")
@@ -34,10 +35,10 @@ class CheckThresholds:
     def from_params(cls, params: dict[str, Any]) -> CheckThresholds:
         defaults = cls()
         thresholds = cls(
-            max_rejected_share=float(params.get("max_rejected_share", defaults.max_rejected_share)),
-            audience_min_ratio=float(params.get("audience_min_ratio", defaults.audience_min_ratio)),
-            audience_max_ratio=float(params.get("audience_max_ratio", defaults.audience_max_ratio)),
-            max_comment_chars=int(params.get("max_comment_chars", defaults.max_comment_chars)),
+            max_rejected_share=float(given(params, "max_rejected_share", defaults.max_rejected_share)),
+            audience_min_ratio=float(given(params, "audience_min_ratio", defaults.audience_min_ratio)),
+            audience_max_ratio=float(given(params, "audience_max_ratio", defaults.audience_max_ratio)),
+            max_comment_chars=int(given(params, "max_comment_chars", defaults.max_comment_chars)),
         )
         if not 0 <= thresholds.max_rejected_share <= 1:
             raise WaveError(f"max_rejected_share must be between 0 and 1, got {thresholds.max_rejected_share}")
@@ -77,8 +78,8 @@ class WaveParams:
 
     @property
     def drop_allowed(self) -> list[str]:
-        """Who may receive raw data: the listed addresses and domains, else the sender's domain."""
-        return self.drop_allow_list or [parseaddr(self.sender)[1].rpartition("@")[2]]
+        """Who may receive raw data: the listed addresses and whole domains, else the sender's domain."""
+        return self.drop_allow_list or [parseaddr(self.sender)[1].rpartition("@")[2].lower()]
 
     @property
     def wave_id(self) -> str:
@@ -86,7 +87,9 @@ class WaveParams:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> WaveParams:
-        """Parse the DAG run's Params (strings from the trigger form) into a checked WaveParams."""
+        """Parse the DAG run's Params (strings from the trigger form) into a checked WaveParams; an
+        optional field may be None (an empty form field). Recipients, senders and the drop allow-list
+        are parsed strictly (`include.nps.addresses`): a WaveError names the field and the item."""
         try:
             overrides = {name: parse_time(params.get(f"{name}_at")) for name in OVERRIDABLE}
             wave = cls(
@@ -98,26 +101,27 @@ class WaveParams:
                 open_at=parse_time(params["open_at"]),
                 close_at=parse_time(params["close_at"]),
                 pillar_questions=list(params.get("pillar_questions") or []),
-                sales_recipients=[a.strip().lower() for a in params.get("sales_recipients") or []],
-                cs_ops_recipients=[a.strip().lower() for a in params.get("cs_ops_recipients") or []],
-                sender=params["sender"],
-                executive_sender=params["executive_sender"],
-                detractor_max=int(params.get("detractor_max", 6)),
-                frequency_days=int(params.get("frequency_days", 90)),
+                sales_recipients=parse_items(params, "sales_recipients", addresses.bare_address),
+                cs_ops_recipients=parse_items(params, "cs_ops_recipients", addresses.bare_address),
+                sender=parse_sender(params, "sender"),
+                executive_sender=parse_sender(params, "executive_sender"),
+                detractor_max=int(given(params, "detractor_max", 6)),
+                frequency_days=int(given(params, "frequency_days", 90)),
                 share_quotes=params.get("share_quotes") in (True, "true", "True", 1),
-                chunk_size=int(params.get("chunk_size", 500)),
+                chunk_size=int(given(params, "chunk_size", 500)),
                 drop_channels=list(params.get("drop_channels") or ["email"]),
                 drop_formats=list(params.get("drop_formats") or ["xlsx"]),
                 drop_location=(params.get("drop_location") or "").strip().rstrip("/"),
                 drop_storage_conn_id=(params.get("drop_storage_conn_id") or "").strip(),
-                drop_allow_list=[a.strip().lower() for a in params.get("drop_allow_list") or []],
-                mail_size_limit_mb=float(params.get("mail_size_limit_mb", 10)),
+                drop_allow_list=parse_items(params, "drop_allow_list", addresses.allow_entry),
+                mail_size_limit_mb=float(given(params, "mail_size_limit_mb", 10)),
                 thresholds=CheckThresholds.from_params(params.get("thresholds") or params),
                 overrides=overrides,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WaveError(f"invalid wave parameters: {exc}") from exc
         wave.check()
+        wave.check_drop_recipients()
         return wave
 
     def check(self) -> None:
@@ -140,8 +144,48 @@ class WaveParams:
         if "storage" in self.drop_channels and not self.drop_location:
             raise WaveError("drop_location is required when drops are delivered to storage")
 
+    def check_drop_recipients(self) -> None:
+        """Sales recipients of emailed drops are on the drop allow-list (checked again at send, with
+        each salesperson of the contacts file)."""
+        if "email" not in self.drop_channels:
+            return
+        for position, address in enumerate(self.sales_recipients):
+            if not addresses.is_allowed(address, self.drop_allowed):
+                raise WaveError(
+                    f"sales_recipients[{position}] {address!r} is not on the drop allow-list "
+                    f"[{', '.join(self.drop_allowed)}]: raw data only goes to listed addresses and whole domains"
+                )
+
     def to_json(self) -> str:
         return storage.dumps({**asdict(self), "wave_id": self.wave_id})
+
+
+def given(params: dict[str, Any], name: str, default: Any) -> Any:
+    """The field's value, or `default` when it is missing or None (left empty in the form)."""
+    value = params.get(name)
+    return default if value is None else value
+
+
+def parse_items(params: dict[str, Any], name: str, parse: Callable[[str], str]) -> list[str]:
+    """Each item of a list field parsed by `parse`; a WaveError names the field and the item."""
+    items = params.get(name) or []
+    if isinstance(items, str) or not isinstance(items, list | tuple):
+        raise WaveError(f"{name} must be a list with one address per item, got {items!r}")
+    parsed = []
+    for position, item in enumerate(items):
+        try:
+            parsed.append(parse(item))
+        except addresses.AddressError as exc:
+            raise WaveError(f"{name}[{position}] {item!r} {exc}") from exc
+    return parsed
+
+
+def parse_sender(params: dict[str, Any], name: str) -> str:
+    """A sender field: one address, a display name allowed; a WaveError names the field."""
+    try:
+        return addresses.mailbox(params[name])
+    except addresses.AddressError as exc:
+        raise WaveError(f"{name} {params[name]!r} {exc}") from exc
 
 
 def slug(text: str) -> str:
