@@ -15,7 +15,8 @@ from include.nps.deadlines import WaveRetrospective
 
 
 def add_business_days(moment: dt.datetime | str, days: int, country: str = "US") -> dt.datetime:
-    """`moment` moved by `days` business days of `country`, keeping the time of day."""
+    """`moment` moved by `days` business days of `country` (counted on its local dates, keeping the
+    local time of day), in UTC; a time without an offset is UTC."""
     from include.nps import calendar
 
     if isinstance(moment, str):
@@ -24,9 +25,11 @@ def add_business_days(moment: dt.datetime | str, days: int, country: str = "US")
 
 
 def is_business_day(day: dt.date | dt.datetime, country: str = "US") -> bool:
+    """Whether `day` is a business day of `country`; a moment counts by its local date there."""
     from include.nps import calendar
 
-    return calendar.is_business_day(day.date() if isinstance(day, dt.datetime) else day, country)
+    local = calendar.local_time(day, country).date() if isinstance(day, dt.datetime) else day
+    return calendar.is_business_day(local, country)
 
 
 def _dashboard() -> dict:

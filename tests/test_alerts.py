@@ -251,7 +251,7 @@ def _milestones_done_on_time(engine, wave_id: str, but: set[str]) -> None:
 
 
 def test_the_watchdog_reports_a_late_flash_once(engine, alerts_chat, tmp_path):
-    wave = planned_wave(engine, tmp_path / "contacts.csv", name="Q1")  # flash due 2026-03-19 09:00 UTC
+    wave = planned_wave(engine, tmp_path / "contacts.csv", name="Q1")  # flash due 2026-03-19 09:00 New York
     _milestones_done_on_time(engine, wave.wave_id, but={"flash"})
     due = waves.milestone_due(engine, wave.wave_id, "flash")
 
@@ -263,7 +263,7 @@ def test_the_watchdog_reports_a_late_flash_once(engine, alerts_chat, tmp_path):
 
     assert posts(alerts_chat) == [
         ":alarm_clock: *NPS wave test-q1: 1 milestone(s) late*\n"
-        "• flash results: planned 2026-03-19 09:00 UTC, not done yet (9.0 h late)\n"
+        "• flash results: planned 2026-03-19 13:00 UTC, not done yet (9.0 h late)\n"
         "Late means not done within 8 h of the planned time. Look at the run for a failed, queued or waiting "
         "task; tell CS ops if customers will notice."
     ]

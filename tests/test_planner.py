@@ -14,7 +14,8 @@ from include.nps import storage, wave_calendar, waves
 
 UTC = dt.UTC
 NOW = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
-# Opens Mon 1 Feb 09:00: pre-announcement Wed 27 Jan 09:00, started Tue 26 Jan 09:00.
+# Opens Mon 1 Feb 09:00 UTC: pre-announcement Wed 27 Jan, started Tue 26 Jan, both at 09:00 in New
+# York (14:00 UTC), the opening of business hours.
 ONE_WAVE = """\
 waves:
   - wave_name: 2027-Q1
@@ -33,8 +34,8 @@ def write(folder: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("now", "started", "group"),
     [
-        (dt.datetime(2027, 1, 26, 8, 59, tzinfo=UTC), set(), "waiting"),
-        (dt.datetime(2027, 1, 26, 9, 0, tzinfo=UTC), set(), "due"),
+        (dt.datetime(2027, 1, 26, 13, 59, tzinfo=UTC), set(), "waiting"),
+        (dt.datetime(2027, 1, 26, 14, 0, tzinfo=UTC), set(), "due"),
         (dt.datetime(2027, 1, 29, 12, tzinfo=UTC), set(), "due"),  # a late planner: after the pre-announcement
         (dt.datetime(2027, 2, 1, 9, 0, tzinfo=UTC), set(), "too_late"),  # opened without being started
         (dt.datetime(2027, 2, 20, tzinfo=UTC), set(), "too_late"),  # closed
@@ -53,8 +54,8 @@ def test_a_wave_is_due_from_a_business_day_before_its_preannouncement_until_it_o
 def test_a_preannouncement_on_monday_starts_the_wave_on_friday(tmp_path):
     calendar_file = write(tmp_path, ONE_WAVE.replace("2027-02-01 09:00", "2027-02-04 09:00"))
     (wave,) = wave_calendar.load_calendar(calendar_file, NOW)  # opens Thu 4 Feb
-    assert wave.milestones["preannounce"] == dt.datetime(2027, 2, 1, 9, tzinfo=UTC)  # Monday
-    assert wave.start_at == dt.datetime(2027, 1, 29, 9, tzinfo=UTC)  # Friday
+    assert wave.milestones["preannounce"] == dt.datetime(2027, 2, 1, 14, tzinfo=UTC)  # Monday, 09:00 in New York
+    assert wave.start_at == dt.datetime(2027, 1, 29, 14, tzinfo=UTC)  # Friday
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -62,9 +62,10 @@ def test_a_good_calendar_loads_into_the_forms_conf(tmp_path: Path):
         "open_at": "2027-02-01T09:00:00+00:00",
         "close_at": "2027-02-15T17:00:00+00:00",
     }
-    # Pre-announcement 3 business days before open (Wed 27 Jan); the run starts one before that.
-    assert first.milestones["preannounce"] == dt.datetime(2027, 1, 27, 9, tzinfo=dt.UTC)
-    assert first.start_at == dt.datetime(2027, 1, 26, 9, tzinfo=dt.UTC)
+    # Pre-announcement 3 business days before open (Wed 27 Jan); the run starts one before that;
+    # both at 09:00 in New York (the open's 04:00 there moved to the opening of business hours).
+    assert first.milestones["preannounce"] == dt.datetime(2027, 1, 27, 14, tzinfo=dt.UTC)
+    assert first.start_at == dt.datetime(2027, 1, 26, 14, tzinfo=dt.UTC)
     # Times with an offset are turned into UTC; an override is kept; Japan's own business days count.
     assert japan.conf["open_at"] == "2027-02-08T01:00:00+00:00"
     assert japan.conf["close_at"] == "2027-02-19T09:00:00+00:00"
@@ -160,7 +161,7 @@ BAD_FILES = [
         "waves:\n" + wave(open_at="2027-01-04 09:00"),
         [
             "{file}: " + W1 + ": open_at 2027-01-04 09:00 UTC is in the past and the wave was never started: "
-            "start it by hand from the trigger form, give it new dates, or remove it"
+            "give it new dates, or remove it"
         ],
     ),
     (

@@ -55,8 +55,9 @@ def fails_fast(step: F) -> F:
 
 
 def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Plan the wave; for a run (`(dag_id, run_id)`), refuse times that run cannot keep from now."""
     wave = waves.WaveParams.from_params(params)
-    milestones = waves.plan_wave(nps_engine(), wave, run)
+    milestones = waves.plan_wave(nps_engine(), wave, run, starts_at=storage.utcnow() if run else None)
     return {"wave_id": wave.wave_id, "milestones": milestones}
 
 

@@ -87,8 +87,9 @@ class PlannedWave:
 
     @property
     def start_at(self) -> dt.datetime:
-        """When the planner starts the run: one business day before the pre-announcement."""
-        return calendar.add_business_days(
+        """When the planner starts the run: one business day before the pre-announcement, at a
+        business hour."""
+        return calendar.business_days_away(
             self.milestones["preannounce"], -START_BUSINESS_DAYS_BEFORE_PREANNOUNCE, self.wave.country
         )
 
@@ -215,11 +216,8 @@ def _wave_problems(conf: dict[str, Any], wave_id: str | None, now: dt.datetime, 
     if open_at and close_at and close_at <= open_at:
         relation = "is before" if close_at < open_at else "is the same time as"
         problems.append(f"close_at {_fmt(close_at)} {relation} open_at {_fmt(open_at)}")
-    if open_at and wave_id and wave_id not in started and open_at < now:
-        problems.append(
-            f"open_at {_fmt(open_at)} is in the past and the wave was never started: "
-            "start it by hand from the trigger form, give it new dates, or remove it"
-        )
+    if open_at and wave_id and wave_id not in started and (late := calendar.open_problem(open_at, now)):
+        problems.append(f"{late} and the wave was never started: give it new dates, or remove it")
     if wave_id and len(wave_id) > MAX_WAVE_ID:
         problems.append(
             f"program and wave_name make a wave id of {len(wave_id)} characters; the limit is {MAX_WAVE_ID}"
@@ -316,10 +314,13 @@ def _check_wave(
         merged = copy.deepcopy(form)
         merged.update(conf)  # each value checked against its Param, as Airflow does with a run's conf
         wave = waves.WaveParams.from_params(merged.validate())
-        milestones = calendar.plan_milestones(wave.open_at, wave.close_at, wave.country, wave.overrides)
+        milestones = wave.milestones()
     except (ValueError, TypeError) as exc:  # WaveError, CalendarError, ParamValidationError
         return None, [str(exc)]
-    return PlannedWave(index, label, wave, conf, milestones), []
+    planned = PlannedWave(index, label, wave, conf, milestones)
+    if too_long := calendar.wait_problem(milestones, planned.start_at, "the planner's start"):
+        return None, [too_long]
+    return planned, []
 
 
 def _across_waves(planned: list[PlannedWave]) -> list[str]:

@@ -143,6 +143,12 @@ class WaveParams:
             raise WaveError(f"drop_formats: unknown format(s) {sorted(unknown)}; use xlsx and/or csv")
         if "storage" in self.drop_channels and not self.drop_location:
             raise WaveError("drop_location is required when drops are delivered to storage")
+        self.milestones()
+
+    def milestones(self) -> dict[str, dt.datetime]:
+        """The wave's milestones in its country's business days; a CalendarError says why its times
+        make no plan (close not after open, a span too short, longer than the waits, out of order)."""
+        return calendar.plan_milestones(self.open_at, self.close_at, self.country, self.overrides)
 
     def check_drop_recipients(self) -> None:
         """Sales recipients of emailed drops are on the drop allow-list (checked again at send, with
@@ -199,11 +205,20 @@ def parse_time(value: Any) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def plan_wave(engine: Engine, params: WaveParams, run: tuple[str, str] | None = None) -> dict[str, str]:
+def plan_wave(
+    engine: Engine, params: WaveParams, run: tuple[str, str] | None = None, starts_at: dt.datetime | None = None
+) -> dict[str, str]:
     """Store the wave, the Airflow `(dag_id, run_id)` running it, and its milestones; return the
     milestones as ISO strings. Re-planning a wave that already exists keeps its status and
-    completed milestones (and the run that last planned it)."""
-    milestones = calendar.plan_milestones(params.open_at, params.close_at, params.country, params.overrides)
+    completed milestones (and the run that last planned it).
+
+    `starts_at` is when the run that will wait for the milestones starts (the DAG's plan task
+    gives the time now): a new wave whose open is already past, or a last milestone beyond the
+    waits' timeout from then, is refused (CalendarError). Without it (history, a single step
+    under test) the plan is stored as given."""
+    milestones = params.milestones()
+    if starts_at is not None:
+        _check_run_times(engine, params.wave_id, milestones, starts_at)
     now = storage.utcnow()
     storage.execute(
         engine,
@@ -227,6 +242,13 @@ def plan_wave(engine: Engine, params: WaveParams, run: tuple[str, str] | None = 
         [{"wave_id": params.wave_id, "milestone": name, "due_at": due} for name, due in milestones.items()],
     )
     return {name: due.isoformat() for name, due in milestones.items()}
+
+
+def _check_run_times(engine: Engine, wave_id: str, milestones: dict[str, dt.datetime], starts_at: dt.datetime) -> None:
+    """Refuse a run that cannot keep the plan; a wave planned before (a re-run) may have opened."""
+    new = storage.fetch_one(engine, "SELECT wave_id FROM waves WHERE wave_id = :w", w=wave_id) is None
+    if problems := calendar.run_problems(milestones, starts_at, new):
+        raise calendar.CalendarError(f"wave {wave_id!r} cannot be planned: {'; '.join(problems)}")
 
 
 def load_params(engine: Engine, wave_id: str) -> WaveParams:
