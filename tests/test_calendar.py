@@ -237,3 +237,13 @@ def test_the_wave_calendar_reports_the_same_time_problems_per_wave(tmp_path):
         "start (2027-01-26 14:00 UTC), longer than the 120 days the wave's run can wait: shorten the wave or start "
         "it later",
     ]
+
+
+def test_the_wave_dags_plan_task_refuses_a_new_wave_that_opened_months_ago(nps_home, tmp_path):
+    from include.nps import pipeline
+
+    params = wave_params(tmp_path / "contacts.csv", name="late", start=dt.datetime(2026, 3, 2, 14, tzinfo=UTC))
+    with pytest.raises(calendar.CalendarError, match=r"open_at 2026-03-02 14:00 UTC is in the past \(it is "):
+        pipeline.plan_wave(params, ("nps_wave", "manual__late"))
+    # Without a run (a wave of the past recorded as history, a step under test) it is stored.
+    assert pipeline.plan_wave(params)["wave_id"] == "test-late"
