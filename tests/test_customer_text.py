@@ -9,8 +9,11 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from include.nps import audience, i18n, messages, outbox, pipeline, storage, tokens, waves
 from include.nps.outbox import CUSTOMER_KINDS
@@ -262,3 +265,48 @@ def test_survey_pages_write_the_close_in_the_readers_zone(engine, tmp_path):
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
             thanks = requests.post(link, data={"csrf_token": csrf, "score": "8"}, timeout=10)
             assert thanks.status_code == 200 and written in thanks.text, contact_id
+
+
+# --- any contact, any figures ------------------------------------------------------------------
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=30).filter(
+    lambda value: not MISSING_SHOWN.search(value)
+)
+_blank = st.sampled_from([None, "", "  ", float("nan")])
+_figure = st.one_of(st.none(), st.floats(-100, 100, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(CUSTOMER_KINDS)),
+    name=st.one_of(_blank, _text, st.sampled_from(["佐藤 花子", "דנה כהן", "Åse Ødegård"])),
+    locale=st.one_of(_blank, st.sampled_from(["ja-JP", "zh_CN", "iw", "nb-NO", "en", "fr", "xx"])),
+    timezone=st.one_of(_blank, st.sampled_from(["Asia/Tokyo", "Europe/Oslo", "Not/AZone"])),
+    account_country=st.one_of(_blank, st.sampled_from(["JP", "IL", "NO", "ZZ", "us"])),
+    nps=_figure,
+    previous_nps=_figure,
+    pillar=st.one_of(st.none(), st.floats(1, 5)),
+    previous_pillar=st.one_of(st.none(), st.floats(1, 5)),
+    quotes=st.lists(_text.filter(str.strip), max_size=2),
+)
+def test_any_contact_and_any_figures_read_clean(
+    kind, name, locale, timezone, account_country, nps, previous_nps, pillar, previous_pillar, quotes
+):
+    from include.nps import mailings
+
+    wave = waves.WaveParams.from_params(wave_params(Path("c.csv"), start=OPEN, close_at=CLOSE.isoformat()))
+    raw = {"contact_id": "C1", "name": name, "locale": locale, "timezone": timezone, "account_country": account_country}
+    reader = mailings.reader(storage.records(pd.DataFrame([raw]))[0], wave)
+    context = {**_context(kind), "wave": mailings.wave_context(wave), "contact": reader}
+    if kind == "flash_results":
+        context.update(current={"nps": nps, "responses": 3}, previous={"nps": previous_nps}, quotes=quotes)
+        context["pillar_rows"][0].update(score=pillar, previous=previous_pillar)
+    email = messages.render_email(kind, reader["locale"], "ada@example.com", context)
+    for part in (email.subject, email.text, email.html):
+        assert not MISSING_SHOWN.search(part), MISSING_SHOWN.search(part)[0]
+    assert not [line for line in email.text.split("\n") if CLAUSE_END.search(line)]
+    if not (isinstance(name, str) and name.strip()):
+        hello = i18n.translations(i18n.normalize_locale(locale)).gettext("Hello,")
+        assert email.text.startswith(hello + "\n"), "a blank name greets without one"
+    if kind in ("invitation", "reminder"):
+        assert i18n.format_datetime(wave.close_at, i18n.normalize_locale(locale), reader["zone"]) in email.text

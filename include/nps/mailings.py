@@ -106,10 +106,12 @@ def deliver_to_contacts(
 
 
 def reader(contact: dict[str, Any], wave: WaveParams) -> dict[str, Any]:
-    """A contact as the templates read them: with `zone`, the time zone their times are written in
-    (their own `timezone`, else their account's country's, else the wave country's)."""
+    """A contact as the templates read them: a blank name as None (the templates then greet without
+    one), and `zone`, the time zone their times are written in (their own `timezone`, else their
+    account's country's, else the wave country's)."""
+    name = contact.get("name")
     zone = i18n.reader_zone(contact.get("timezone"), contact.get("account_country"), wave.country)
-    return {**contact, "zone": zone}
+    return {**contact, "name": name.strip() or None if isinstance(name, str) else None, "zone": zone}
 
 
 def send_internal(
