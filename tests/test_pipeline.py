@@ -39,4 +39,5 @@ def test_the_plan_is_stored_with_every_milestone(engine, tmp_path):
     plan = pipeline.plan_wave(wave_params(tmp_path / "c.csv"))
     stored = storage.fetch_all(engine, "SELECT milestone FROM wave_milestones WHERE wave_id = :w", w=plan["wave_id"])
     assert {m["milestone"] for m in stored} == set(plan["milestones"]) and len(stored) == 7
-    assert plan["milestones"]["flash"] == "2026-03-19T09:00:00+00:00"  # close Mon 16 + 3 business days
+    # Close Mon 16 (05:00 in New York) + 3 business days, at the opening of business hours there.
+    assert plan["milestones"]["flash"] == "2026-03-19T13:00:00+00:00"
