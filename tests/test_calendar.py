@@ -75,6 +75,30 @@ def test_overrides_win_and_are_checked():
         calendar.plan_milestones(open_at, close_at, "US", {**given, "flash": open_at})
 
 
+@pytest.mark.parametrize(("given", "share"), [("reminder", 0.6), ("midwave", 0.3)])
+def test_a_computed_reminder_or_midwave_keeps_its_order_with_the_other_given(given, share):
+    # A reminder given after half the span: the mid-wave drop comes after it; a mid-wave drop given
+    # before 40 %: the reminder comes before it. Both at a business time in New York.
+    open_at = dt.datetime(2026, 3, 2, 14, tzinfo=UTC)
+    close_at = open_at + dt.timedelta(days=14)
+    plan = calendar.plan_milestones(open_at, close_at, "US", {given: open_at + (close_at - open_at) * share})
+    assert open_at < plan["reminder"] < plan["midwave"] < close_at
+    computed = "midwave" if given == "reminder" else "reminder"
+    assert calendar.is_business_time(plan[computed], "US")
+
+
+def test_a_short_wave_over_a_weekend_gets_both_its_reminder_and_midwave_on_monday_and_tuesday():
+    # Opens Sat 23 Oct 16:32 and closes Tue 26 Oct 17:45 in New York: 50 % of the span is Mon 05:00,
+    # so the mid-wave drop would open Monday and leave the reminder only the weekend; the reminder
+    # goes first (Mon 09:00) and the mid-wave drop after it (Tue 09:00).
+    open_at = dt.datetime(2027, 10, 23, 20, 32, tzinfo=UTC)
+    plan = calendar.plan_milestones(open_at, dt.datetime(2027, 10, 26, 21, 45, tzinfo=UTC), "US")
+    assert [plan[name].astimezone(ZoneInfo(NEW_YORK)).replace(tzinfo=None) for name in ("reminder", "midwave")] == [
+        dt.datetime(2027, 10, 25, 9),
+        dt.datetime(2027, 10, 26, 9),
+    ]
+
+
 def test_a_retrospective_is_counted_from_the_flash_results_given():
     open_at = dt.datetime(2026, 3, 2, 14, tzinfo=UTC)
     flash = dt.datetime(2026, 3, 27, 15, tzinfo=UTC)  # Fri 27 Mar, 11:00 New York

@@ -166,18 +166,35 @@ def _within_span(
     open_at: dt.datetime, close_at: dt.datetime, given: Mapping[str, dt.datetime], country: str
 ) -> tuple[dt.datetime, dt.datetime]:
     """The reminder and the mid-wave drop: given ones as given, computed ones at a business time
-    strictly between their neighbours (the shares of the span when no business time fits)."""
-    span = close_at - open_at
-    midwave = given.get("midwave")
-    if midwave is None:
-        target = open_at + span * MIDWAVE_SHARE
-        midwave = _business_time_between(target, given.get("reminder", open_at), close_at, country) or target
-    reminder = given.get("reminder")
-    if reminder is None:
-        target = open_at + span * REMINDER_SHARE
-        fallback = open_at + (midwave - open_at) * (REMINDER_SHARE / MIDWAVE_SHARE)
-        reminder = _business_time_between(target, open_at, midwave, country) or fallback
-    return reminder, midwave
+    strictly between their neighbours (their shares of the span when no business time fits; a
+    share that would pass a given neighbour becomes the middle of what is left).
+
+    The mid-wave drop is placed first and the reminder before it; when that leaves the reminder
+    no business time (a short wave whose mid-wave drop is the first opening after a weekend), the
+    reminder is placed first and the mid-wave drop after it."""
+    midwave = given.get("midwave") or _midwave_after(given.get("reminder", open_at), open_at, close_at, country)
+    reminder = given.get("reminder") or _reminder_before(midwave, open_at, close_at, country)
+    if "reminder" in given or "midwave" in given or is_business_time(reminder, country):
+        return reminder, midwave
+    reminder = _reminder_before(close_at, open_at, close_at, country)
+    later = _midwave_after(reminder, open_at, close_at, country)
+    return (reminder, later) if is_business_time(later, country) else (reminder, midwave)
+
+
+def _midwave_after(after: dt.datetime, open_at: dt.datetime, close_at: dt.datetime, country: str) -> dt.datetime:
+    """The mid-wave drop strictly between `after` and close: at `MIDWAVE_SHARE` of the span (the
+    middle of what is left when that is not after `after`), at a business time when one fits."""
+    target = open_at + (close_at - open_at) * MIDWAVE_SHARE
+    target = target if target > after else after + (close_at - after) / 2
+    return _business_time_between(target, after, close_at, country) or target
+
+
+def _reminder_before(before: dt.datetime, open_at: dt.datetime, close_at: dt.datetime, country: str) -> dt.datetime:
+    """The reminder strictly between open and `before`: at `REMINDER_SHARE` of the span (the same
+    share of the way to `before` when that is not before it), at a business time when one fits."""
+    target = open_at + (close_at - open_at) * REMINDER_SHARE
+    target = target if target < before else open_at + (before - open_at) * (REMINDER_SHARE / MIDWAVE_SHARE)
+    return _business_time_between(target, open_at, before, country) or target
 
 
 def plan_milestones(
