@@ -7,12 +7,16 @@ step's Great Expectations suite through `checks.run_check`, as the DAG does.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from include.nps import audience, checks, storage
+from include.nps import audience, checks, storage, textclean
 from include.nps.waves import CheckThresholds
 
 HEADER = "contact_id,email,name,account_id,account_name,sales_owner,vip"
@@ -760,3 +764,82 @@ def test_addresses_change_hands_within_one_file_even_crosswise(any_engine, tmp_p
     assert (result.rows, result.loaded, result.problems) == (3, 3, [])
     held = storage.fetch_all(any_engine, "SELECT contact_id, email FROM contacts ORDER BY contact_id")
     assert [h["email"] for h in held] == ["bo@a1.example", "al@a1.example", "cy@a1.example"]
+
+
+# --------------------------------------------------------------------------------------------
+# Any file: every character (NUL, C0/C1 controls, line breaks, bidi overrides, quotes, the
+# delimiter) in any column, any encoding and delimiter, now and then a quote left open.
+
+COLUMNS = (*audience.REQUIRED_COLUMNS, *audience.OPTIONAL_COLUMNS)
+TYPICAL = {
+    "contact_id": ("C1", "c1", "C2", "C\x003", "C\u202e4"),
+    "email": ("a@x.example", "A@X.example", "b@x.example", "c\x00@x.example", "not an address"),
+    "account_id": ("A1", "A2", "A\n3"),
+    "account_country": ("US", "jp", "USA", "UK", "\x00"),
+    "timezone": ("Asia/Tokyo", "europe/oslo", "Mars/Base", "Tokyo"),
+    "vip": ("yes", "no", "maybe"),
+    "locale": ("ja-JP", "he", "xx"),
+}
+NAMES = ("Ann", "山田 愛子", "דנה\u200f", 'O\'Neil, "Jr"', "line\r\nbreak", "nul\x00", "\u202eevil", "tab\there")
+
+
+@st.composite
+def contacts_files(draw):
+    """(file bytes, its non-blank data rows, all its data rows, the row left with an open quote or None)."""
+    header = [*audience.REQUIRED_COLUMNS, *draw(st.lists(st.sampled_from(audience.OPTIONAL_COLUMNS), unique=True))]
+    any_text = st.text(max_size=8)  # every character but lone surrogates
+    cell = {c: st.one_of(st.just(""), st.sampled_from(TYPICAL.get(c, NAMES)), any_text) for c in header}
+    rows = draw(st.lists(st.fixed_dictionaries(cell), min_size=1, max_size=6))
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    line_end = draw(st.sampled_from(["\n", "\r\n"]))
+    if any("\r" in value for row in rows for value in row.values()):
+        line_end = "\r\n"  # Python's writer leaves a lone CR unquoted in an LF file; no exporter does
+    left_open = draw(st.one_of(st.none(), st.integers(0, len(rows) - 1)))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=line_end)
+    writer.writerow(header)
+    for index, row in enumerate(rows):
+        if index == left_open:
+            out.write(delimiter.join(["C9", '"Open quote', *["x"] * (len(header) - 2)]) + line_end)
+        else:
+            writer.writerow([row[c] for c in header])
+    counted = sum(1 for i, row in enumerate(rows) if i == left_open or any(v.strip() for v in row.values()))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp932"]))
+    try:
+        raw = out.getvalue().encode(encoding)
+    except UnicodeEncodeError:
+        raw = out.getvalue().encode("utf-8")
+    return raw, counted, len(rows), None if left_open is None else left_open + 2
+
+
+def _any_file_loads_or_quarantines_every_row(db, path, file):
+    raw, counted, total, left_open = file
+    for table in ("quarantine", "contacts", "accounts"):
+        storage.execute(db, f"DELETE FROM {table}")
+    path.write_bytes(raw)
+    result = audience.load_contacts(db, "w", path, max_rejected_share=1.0)
+
+    assert result.rows == counted == result.loaded + result.quarantined
+    assert {p["field"] for p in result.problems} <= {*COLUMNS, "(row)"}
+    assert all(p["reason"] and 2 <= p["row_number"] <= total + 1 for p in result.problems)
+    if left_open is not None:
+        assert [p["field"] for p in result.problems if "quote opens" in p["reason"]] == ["email"]
+    stored = storage.fetch_all(db, "SELECT contact_id, email, name, role FROM contacts")
+    assert sorted(c["contact_id"] for c in stored) == sorted(result.contact_ids)
+    assert not any(textclean.is_control(ch) for c in stored for v in c.values() if v for ch in v)
+    quarantined = storage.fetch_all(db, "SELECT value FROM quarantine")
+    assert not any("\x00" in (q["value"] or "") for q in quarantined)
+
+
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(file=contacts_files())
+def test_any_contacts_file_loads_or_quarantines_every_row(engine, tmp_path, file):
+    _any_file_loads_or_quarantines_every_row(engine, tmp_path / "contacts.csv", file)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=contacts_files())
+def test_any_contacts_file_loads_or_quarantines_every_row_on_postgres(pg_engine, tmp_path, file):
+    _any_file_loads_or_quarantines_every_row(pg_engine, tmp_path / "contacts.csv", file)

@@ -152,25 +152,35 @@ def read_records(lines: list[str], delimiter: str) -> tuple[list[list[str]], dic
 def _unclosed_quote(
     record: list[str], chunk: list[str], at_end: bool, delimiter: str, records: list[list[str]]
 ) -> int | None:
-    """The index of the field whose quote does not close on its line, when it swallowed rows."""
+    """The index of the field whose quote does not close on its line, when it swallowed rows.
+
+    A quote left open runs to the end of the file, or closes on a quote meant to open a later
+    cell: the row then has the wrong number of fields, or is not CSV as a writer writes it
+    (text after a closing quote) and holds a line that reads as a row on its own. A quoted cell
+    over several lines, as a CSV writer writes it, is none of these.
+    """
     if not records or (len(chunk) == 1 and not at_end):
         return None  # the header, or a one-line row
+    failure = _strict_failure("".join(chunk), delimiter) or ""
     width = len(records[0])
     spanning = [i for i, value in enumerate(record) if "\n" in value or "\r" in value]
     opened = spanning[0] if spanning else len(record) - 1
-    if at_end and _ends_inside_quotes("".join(chunk), delimiter):
+    if at_end and "unexpected end of data" in failure:
         return opened
-    if len(chunk) > 1 and (len(record) != width or any(_row_shaped(line, delimiter, width) for line in chunk[1:])):
+    if len(chunk) == 1:
+        return None
+    if len(record) != width or (failure and any(_row_shaped(line, delimiter, width) for line in chunk[1:])):
         return opened
     return None
 
 
-def _ends_inside_quotes(text: str, delimiter: str) -> bool:
+def _strict_failure(text: str, delimiter: str) -> str | None:
+    """Why `text` is not CSV as a writer writes it (an open quote, text after a closing quote), or None."""
     try:
         list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error as exc:
-        return "unexpected end of data" in str(exc)
-    return False
+        return str(exc)
+    return None
 
 
 def _row_shaped(line: str, delimiter: str, width: int) -> bool:
