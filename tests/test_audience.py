@@ -174,7 +174,7 @@ def test_japanese_names_load_in_every_encoding_and_delimiter_excel_writes(
     import io
 
     out = io.StringIO()
-    header = ["Contact ID", "Email", "Name", "Account ID", "Account Name", "Locale", "TimeZone"]
+    header = ["Contact ID", "Email", "Name", "Account ID", "Account Name", "Locale", "Time Zone"]
     csv.writer(out, delimiter=delimiter, lineterminator=line_end).writerows([header, *JAPANESE_ROWS])
     path = tmp_path / "export.csv"
     path.write_bytes(bom + out.getvalue().encode(encoding))

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 DELIMITERS = (",", ";", "\t")
 LEGACY_ENCODINGS = ("cp932",)  # tried, strictly, after UTF-8
 WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (OLE)
+COLUMN_ALIASES = {"time_zone": "timezone"}
 
 
 class ExportError(ValueError):
@@ -86,8 +87,9 @@ def sniff_delimiter(header_line: str) -> str:
 
 
 def column_key(name: str) -> str:
-    """`" Contact ID "` → `contact_id`: case, spaces and hyphens do not matter."""
-    return re.sub(r"[\s\-]+", "_", name.strip().lower()).strip("_")
+    """`" Contact ID "` → `contact_id`: case, spaces and hyphens do not matter (`Time Zone` is `timezone`)."""
+    key = re.sub(r"[\s\-]+", "_", name.strip().lower()).strip("_")
+    return COLUMN_ALIASES.get(key, key)
 
 
 def read_table(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
