@@ -511,22 +511,22 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     suite = checks.retrospective_suite()
     checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, suite, row_key="item_key")
     if target:  # a transient tracker failure fails the task here; its retry opens only what is left
-        tracker.open_issues(engine, target, mailings.wave_context(wave), stored.to_dict("records"), parts)
+        tracker.open_issues(engine, target, mailings.wave_context(wave), storage.records(stored), parts)
         stored = retrospective.action_items_frame(engine, wave_id, items)
     chart = retrospective.themes_chart(ranking)
     context = {
         "figures": figures,
-        "accounts": accounts.to_dict("records"),
+        "accounts": storage.records(accounts),
         "themes": ranking,
         "theme_names": {theme.id: theme.name for theme in themes.themes},
         "comments": comments,
-        "items": stored.to_dict("records"),
+        "items": storage.records(stored),
         "tracker": target.address if target else None,
-        "segments": {segment: stats.segment_rates(invited, segment).to_dict("records") for segment in stats.SEGMENTS},
+        "segments": {segment: storage.records(stats.segment_rates(invited, segment)) for segment in stats.SEGMENTS},
         "coverage": stats.account_coverage(invited),
         "account_nps": stats.account_level_nps(invited),
         "collection": collection,
-        "checks": checks.results_frame(engine, wave_id).to_dict("records"),
+        "checks": storage.records(checks.results_frame(engine, wave_id)),
         "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),
     }

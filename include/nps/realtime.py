@@ -502,13 +502,7 @@ def alert_detractors(
     Teams `nps_teams`, the chat webhook `nps_chat`) once; the ledger's kind names the channel, so
     an alert already sent in real time, or by an earlier run, is not sent again."""
     settings = settings or Settings.from_env()
-    wave = waves.load_params(engine, wave_id)
-    followups = wave_followups(engine, wave_id)
-    people = load_chat_users(settings.chat_users_file)
-    contexts = {
-        r["contact_id"]: alert_context(wave, r, followups.get(r["contact_id"]), people, settings)
-        for r in response_records(engine, wave_id)
-    }
+    contexts = wave_alert_contexts(engine, wave_id, settings)
     summary: dict[str, Any] = {}
     incomplete: list[str] = []
     for channel in channels(settings):
@@ -523,6 +517,17 @@ def alert_detractors(
     if incomplete:
         raise outbox.DeliveryIncomplete("; ".join(incomplete))
     return summary
+
+
+def wave_alert_contexts(engine: Engine, wave_id: str, settings: Settings) -> dict[str, dict[str, Any]]:
+    """The alert context of every response of a wave (not set aside), by contact id, with its follow-up."""
+    wave = waves.load_params(engine, wave_id)
+    followups = wave_followups(engine, wave_id)
+    people = load_chat_users(settings.chat_users_file)
+    return {
+        r["contact_id"]: alert_context(wave, r, followups.get(r["contact_id"]), people, settings)
+        for r in response_records(engine, wave_id)
+    }
 
 
 def response_records(engine: Engine, wave_id: str) -> list[dict[str, Any]]:
