@@ -159,7 +159,8 @@ def _unclosed_quote(
     A quote left open runs to the end of the file, or closes on a quote meant to open a later
     cell: the row then has the wrong number of fields, or is not CSV as a writer writes it
     (text after a closing quote) and holds a line that reads as a row on its own. A quoted cell
-    over several lines, as a CSV writer writes it, is none of these.
+    over several lines, as a CSV writer writes it, in a row of the right width, is none of these
+    (a row of the wrong width is re-read line by line too: each line is then a row or a problem).
     """
     if not records or (len(chunk) == 1 and not at_end):
         return None  # the header, or a one-line row
