@@ -1,6 +1,8 @@
 """The real Airflow processes (api-server, scheduler, dag-processor, triggerer) on LocalExecutor and a
 PostgreSQL metadata DB, each a child process of the test with its own log file, driven through the
-REST API exactly as a user would (a token from the login endpoint, then /api/v2).
+REST API exactly as a user would (a token from the login endpoint, then /api/v2). A short test that
+needs no triggerer may run them on a SQLite metadata DB (`sqlite_url`); the UI's user is `ADMIN_USER`
+with `ADMIN_PASSWORD` (the simple auth manager).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"  # a throwaway cluster on loopback
 AIRFLOW = Path(sys.executable).with_name("airflow")
+
+
+def sqlite_url(home: Path) -> str:
+    """A SQLite metadata DB under `home`: enough for the api-server, dag-processor and scheduler of a
+    short test (LocalExecutor, one writer at a time); long waves and restarts use PostgreSQL."""
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'airflow.db'}"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
@@ -139,6 +148,11 @@ class AirflowCluster:
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         return requests.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        response.raise_for_status()
+        return response.json()
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500})
