@@ -264,10 +264,31 @@ def test_the_wave_calendar_reports_the_same_time_problems_per_wave(tmp_path):
 
 
 def test_the_wave_dags_plan_task_refuses_a_new_wave_that_opened_months_ago(nps_home, tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.nps import pipeline
 
     params = wave_params(tmp_path / "contacts.csv", name="late", start=dt.datetime(2026, 3, 2, 14, tzinfo=UTC))
-    with pytest.raises(calendar.CalendarError, match=r"open_at 2026-03-02 14:00 UTC is in the past \(it is "):
+    # Refused at once: a retry could only fail the same way.
+    with pytest.raises(AirflowFailException, match=r"open_at 2026-03-02 14:00 UTC is in the past \(it is "):
         pipeline.plan_wave(params, ("nps_wave", "manual__late"))
     # Without a run (a wave of the past recorded as history, a step under test) it is stored.
     assert pipeline.plan_wave(params)["wave_id"] == "test-late"
+
+
+def test_a_compressed_wave_reads_back_as_it_was_planned(engine, tmp_path):
+    """Every step loads the stored wave: its given reminder and mid-wave times come back with it."""
+    start = storage.utcnow() + dt.timedelta(minutes=1)
+    at = {name: (start + dt.timedelta(seconds=s)).isoformat() for name, s in (("reminder", 20), ("midwave", 30))}
+    params = wave_params(
+        tmp_path / "contacts.csv",
+        name="compressed",
+        start=start,
+        close_at=(start + dt.timedelta(seconds=40)).isoformat(),
+        reminder_at=at["reminder"],
+        midwave_at=at["midwave"],
+    )
+    wave = waves.WaveParams.from_params(params)
+    waves.plan_wave(engine, wave)
+    loaded = waves.load_params(engine, wave.wave_id)
+    assert loaded.overrides == wave.overrides and loaded.milestones() == wave.milestones()

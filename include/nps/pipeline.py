@@ -39,14 +39,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fails_fast(step: F) -> F:
-    """A failed data check, an unusable audience file or a refused drop fails the task at once:
-    retrying cannot fix them."""
+    """A failed data check, an unusable audience file, a refused drop or a wave that cannot be
+    planned fails the task at once: retrying cannot fix them."""
 
     @functools.wraps(step)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return step(*args, **kwargs)
-        except (checks.DataCheckFailed, drops.DropRefused, audience.AudienceError) as exc:
+        except (
+            checks.DataCheckFailed,
+            drops.DropRefused,
+            audience.AudienceError,
+            waves.WaveError,
+            calendar.CalendarError,
+        ) as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(exc)) from exc
@@ -54,6 +60,7 @@ def fails_fast(step: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@fails_fast
 def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None) -> dict[str, Any]:
     """Plan the wave; for a run (`(dag_id, run_id)`), refuse times that run cannot keep from now."""
     wave = waves.WaveParams.from_params(params)

@@ -91,7 +91,8 @@ class WaveParams:
         optional field may be None (an empty form field). Recipients, senders and the drop allow-list
         are parsed strictly (`include.nps.addresses`): a WaveError names the field and the item."""
         try:
-            overrides = {name: parse_time(params.get(f"{name}_at")) for name in OVERRIDABLE}
+            stored = params.get("overrides") or {}  # a stored wave keeps them under this key
+            overrides = {name: parse_time(params.get(f"{name}_at") or stored.get(name)) for name in OVERRIDABLE}
             wave = cls(
                 wave_name=params["wave_name"].strip(),
                 program=params["program"].strip(),
