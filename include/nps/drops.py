@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.nps import addresses, storage
+from include.nps import addresses, storage, textclean
 from include.nps.waves import slug
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ SILENT_COLUMNS = {"account_id": "Account ID", "account_name": "Account", "invite
 DETRACTOR_FILL = "FDE2E1"
 HEADER_FILL = "E4E7EB"
 MAX_COLUMN_WIDTH = 60
+XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what openpyxl refuses in a cell (tab, newline stay)
 FORMATS = ("xlsx", "csv")
 
 
@@ -108,7 +109,6 @@ def drop_frame(
     return sheet.map(neutralise)
 
 
-Parts = dict[str, tuple["pd.DataFrame", "pd.DataFrame | None"]]
 def proposed_owners(records: list[dict[str, Any]], detractor_max: int) -> list[str | None]:
     """The owner type the routing rules propose for each detractor's record (None for the others)."""
     from include.nps import routing, routing_rules
@@ -117,6 +117,7 @@ def proposed_owners(records: list[dict[str, Any]], detractor_max: int) -> list[s
     return [rules.owner(routing.facts_of(r), "cs-ops")[0] if r["score"] <= detractor_max else None for r in records]
 
 
+Parts = dict[str, tuple["pd.DataFrame", "pd.DataFrame | None"]]
 
 
 def drop_parts(sheet: pd.DataFrame, silent: pd.DataFrame | None) -> Parts:
@@ -225,8 +226,12 @@ def _style_responses(worksheet: Any, sheet: pd.DataFrame) -> None:
 
 
 def _cell(value: Any) -> Any:
-    """A value openpyxl writes as itself: missing values (NaN, NA, NaT) empty, pandas scalars as Python ones."""
-    return storage.plain(value)
+    """A value openpyxl writes as itself: missing values (NaN, NA, NaT) empty, pandas scalars as Python
+    ones, and the control characters a workbook cannot hold (NUL, escape...) written as escapes (`\\x00`)."""
+    value = storage.plain(value)
+    if isinstance(value, str):
+        return XLSX_ILLEGAL.sub(lambda found: textclean.visible(found.group()), value)
+    return value
 
 
 def csv_bytes(sheet: pd.DataFrame) -> bytes:
