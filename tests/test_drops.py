@@ -158,6 +158,20 @@ def test_blank_optional_columns_a_skipped_pillar_and_no_comment_leave_empty_cell
     assert not {"nan", "<NA>", "None", "NaT"} & set(next(r for r in csv.reader(io.StringIO(text)) if r[0] == "C7"))
 
 
+def test_a_stored_comment_with_control_characters_is_written_escaped_not_refused(drop_wave, engine, smtp):
+    """A comment stored before the form cleaned them (NUL, escape) would make openpyxl refuse the whole
+    workbook: the cell shows them as escapes, the line break stays."""
+    wave = drop_wave()
+    storage.execute(engine, "UPDATE responses SET comment = :c WHERE contact_id = 'C1'", {"c": "a\x00b\x1bc\nd"})
+    storage.execute(engine, "UPDATE response_history SET comment = :c WHERE contact_id = 'C1'", {"c": "a\x00b\x1bc\nd"})
+
+    pipeline.share_postwave_drop(wave.wave_id)
+
+    (complete,) = _drops_to(smtp, OPS)
+    rows = {r["Contact ID"]: r for r in _rows(_book(_xlsx(complete)))}
+    assert rows["C1"]["Comment"] == "a\\x00b\\x1bc\nd"
+
+
 def test_the_manifest_matches_the_stored_files_and_a_re_run_is_identical_and_sends_nothing(drop_wave, smtp, tmp_path):
     wave = drop_wave()
     pipeline.share_postwave_drop(wave.wave_id)
