@@ -293,7 +293,7 @@ def test_the_readme_contacts_path_is_inside_the_data_mount():
     path = PurePosixPath(re.search(r"`(/opt/airflow/data/[^`]+\.csv)`", section)[1])
     worker_mounts = _mounts("airflow-worker")
     assert any(path.is_relative_to(target) and worker_mounts[target] == "./data" for target in worker_mounts)
-    assert "audience_csv" in (PROJECT_ROOT / "dags" / "nps_wave.py").read_text()
+    assert "audience_csv" in (PROJECT_ROOT / "include" / "nps" / "wave_form.py").read_text()
 
 
 # --- environment -------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import importlib.util
 import json
 import logging
 import re
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 DEFAULT_CALENDAR = storage.PROJECT_ROOT / "calendar" / "waves.yaml"
 CALENDAR_ENV = "NPS_WAVE_CALENDAR"
 CALENDAR_VARIABLE = "nps_wave_calendar"
-WAVE_DAG_FILE = storage.PROJECT_ROOT / "dags" / "nps_wave.py"
 RUN_ID_PREFIX = "wave__"
 START_BUSINESS_DAYS_BEFORE_PREANNOUNCE = 1
 TOP_LEVEL_KEYS = ("defaults", "waves")
@@ -107,13 +105,12 @@ def calendar_path(setting: str | None = None) -> Path:
 
 @cache
 def wave_form() -> ParamsDict:
-    """The `nps_wave` DAG's Params (the trigger form's fields and schemas), from its DAG file."""
-    spec = importlib.util.spec_from_file_location("nps_wave_form", WAVE_DAG_FILE)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {WAVE_DAG_FILE}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.nps_wave().params
+    """The `nps_wave` DAG's Params: the trigger form's fields and schemas."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    from include.nps.wave_form import wave_form_params
+
+    return ParamsDict(wave_form_params())
 
 
 # --- checking the fields of one wave ------------------------------------------------------------
