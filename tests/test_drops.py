@@ -414,3 +414,19 @@ def test_a_stored_wave_with_a_recipient_list_in_one_item_sends_no_drop(drop_wave
     ):
         pipeline.share_postwave_drop(wave.wave_id)
     assert smtp.spool.messages() == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_returned_file_with_nul_characters_is_quarantined_naming_its_rows(database, request):
+    """PostgreSQL refuses a NUL in text: a decision file's bad cells are kept as visible escapes."""
+    from include.nps import decisions
+
+    engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
+    content = f"Contact ID,{decisions.DECISION_HEADER}\nC\x001,cs\nC2,c\x00s\n".encode()
+    assert decisions.collect(engine, "w1", [decisions.ReturnedFile("back.csv", content)], {"C2"}) == {}
+    rows = storage.fetch_all(engine, "SELECT row_number, field, value, reason FROM quarantine ORDER BY row_number")
+    assert [(r["row_number"], r["field"], r["value"]) for r in rows] == [
+        (2, "contact_id", "C\\x001"),
+        (3, decisions.DECISION_HEADER, "c\\x00s"),
+    ]
+    assert "C\\x001 has no response" in rows[0]["reason"]

@@ -107,6 +107,18 @@ def test_a_followup_goes_open_contacting_reached_closed_and_every_step_is_logged
     assert followups.events(engine, w, "C1")[1]["note"] == "voicemail"
 
 
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_note_with_nul_and_control_characters_is_kept_without_them(database, request, tmp_path):
+    """PostgreSQL refuses a NUL in text: a call note pasted with one is stored without it, lines kept."""
+    engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
+    wave = seed_wave(engine, tmp_path, ["C1"])
+    open_followup(engine, wave.wave_id, "C1", T0, comment="slow dashboards")
+    followups.claim(engine, wave.wave_id, "C1", "ana@vendor.example", at(1), RULES)
+    note = "left a voicemail\x00\r\nwill call\x1b[31m back\tFriday"
+    followups.log_attempt(engine, wave.wave_id, "C1", "ana@vendor.example", "tried", at(1.1), RULES, note=note)
+    assert followups.events(engine, wave.wave_id, "C1")[1]["note"] == "left a voicemail\nwill call[31m back\tFriday"
+
+
 def test_a_first_call_that_reaches_the_customer_passes_through_contacting(engine, wave):
     followups.log_attempt(engine, wave.wave_id, "C1", "ana", "reached", at(1), RULES)
     assert state(engine, wave.wave_id)["status"] == "reached"

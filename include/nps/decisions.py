@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from include.nps import exports, storage
+from include.nps import exports, storage, textclean
 from include.nps.drops import DECISION_HEADER, unneutralise
 
 CHOICES = ("sales", "cs")
@@ -86,9 +86,15 @@ def collect(engine: Engine, wave_id: str, files: list[ReturnedFile], known: set[
         storage.execute(
             engine,
             storage.query("upsert_quarantine"),
-            [{**p, "wave_id": wave_id, "source": f"returned/{returned.name}"} for p in problems],
+            [{**_storable(p), "wave_id": wave_id, "source": f"returned/{returned.name}"} for p in problems],
         )
     return stored(engine, wave_id)
+
+
+def _storable(problem: dict) -> dict:
+    """A quarantine entry whose cell text any database takes: control characters (NUL) as escapes."""
+    value, reason = textclean.visible(str(problem["value"]))[:200], textclean.visible(problem["reason"])
+    return {**problem, "value": value, "reason": reason}
 
 
 def stored(engine: Engine, wave_id: str) -> dict[str, str]:

@@ -42,7 +42,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, text
 
-from include.nps import calendar, messages, outbox, rulefiles, storage, tokens, waves
+from include.nps import calendar, messages, outbox, rulefiles, storage, textclean, tokens, waves
 from include.nps.connections import survey_base_url
 from include.nps.delivery import PermanentFailure, Transport
 
@@ -429,7 +429,7 @@ def _check_actor(actor: str | None) -> str:
 
 
 def _check_text(value: str | None, limit: int, code: str = "text_too_long") -> str | None:
-    value = (value or "").replace("\r\n", "\n").strip()
+    value = textclean.clean_multiline(value or "").strip()  # NUL and other controls go; breaks stay
     if len(value) > limit:
         raise InvalidInput(code, f"the text is longer than {limit} characters", limit=limit)
     return value or None

@@ -276,8 +276,8 @@ def wave_form_params() -> dict[str, Param]:
             section="Data checks",
         ),
         "preannounce_at": milestone_override("Pre-announcement", "3 business days before open"),
-        "reminder_at": milestone_override("Reminder", "40% of the way from open to close"),
-        "midwave_at": milestone_override("Mid-wave drop", "halfway from open to close"),
+        "reminder_at": milestone_override("Reminder", "about 40% of the way from open to close, at a business time"),
+        "midwave_at": milestone_override("Mid-wave drop", "about halfway from open to close, at a business time"),
         "flash_at": milestone_override("Flash results", "close + 3 business days"),
         "retrospective_at": milestone_override("Retrospective", "flash results + 1 business day"),
     }
