@@ -10,7 +10,7 @@ import json
 import pandas as pd
 import pytest
 
-from include.nps import audience, classifier, outbox, pipeline, retrospective, storage, waves
+from include.nps import audience, calendar, classifier, outbox, pipeline, retrospective, storage, waves
 from tests.factories import contact, planned_wave, write_csv
 
 # (contact, account, score, locale, comment): 7 detractors (one without a comment)
@@ -185,6 +185,17 @@ def test_due_dates_and_checkpoints_count_business_days_of_the_waves_country():
     assert retrospective.schedule("low", friday, "US")[0] == dt.date(2026, 4, 3)
     before_memorial_day = dt.datetime(2026, 5, 22, 9, tzinfo=dt.UTC)
     assert retrospective.schedule("high", before_memorial_day, "US")[1][0]["date"] == "2026-05-26"
+
+
+def test_due_dates_are_dates_of_the_waves_country_not_of_utc():
+    """Tokyo is 9 hours ahead: the retrospective at 20:00 UTC on Tue 04-28 is Wed 04-29 (Showa Day) there,
+    so the plan is agreed on Thu 04-30, a business day in Japan, not on the holiday (the UTC date)."""
+    late_in_utc = dt.datetime(2026, 4, 28, 20, tzinfo=dt.UTC)
+    due, checkpoints = retrospective.schedule("high", late_in_utc, "JP")
+    plan_agreed = dt.date.fromisoformat(checkpoints[0]["date"])
+    assert plan_agreed == dt.date(2026, 4, 30) and calendar.is_business_day(plan_agreed, "JP")
+    assert all(calendar.is_business_day(dt.date.fromisoformat(c["date"]), "JP") for c in checkpoints)
+    assert due == dt.date.fromisoformat(checkpoints[-1]["date"])
 
 
 def test_a_re_run_updates_items_but_never_duplicates_reassigns_or_re_dates_them(engine, tmp_path, parts, themes):

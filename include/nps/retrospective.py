@@ -364,8 +364,8 @@ def schedule(risk: str, start: dt.datetime, country: str) -> tuple[dt.date, list
     """An item's due date (DUE_BUSINESS_DAYS by risk) and its dated checkpoints."""
     days = DUE_BUSINESS_DAYS[risk]
 
-    def after(n: int) -> dt.date:
-        return calendar.add_business_days(start, n, country).date()
+    def after(n: int) -> dt.date:  # a date on the wave country's calendar, not the UTC one
+        return calendar.local_time(calendar.add_business_days(start, n, country), country).date()
 
     checkpoints = [
         {"name": "plan agreed", "date": after(1).isoformat()},
