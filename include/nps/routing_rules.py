@@ -108,7 +108,7 @@ class Sla:
         zone = ZoneInfo(hours.timezone)
         local = start.astimezone(zone)
         if self.unit == "day":
-            return calendar.add_business_days(local, self.amount, country).astimezone(dt.UTC)
+            return _business_days_later(local, self.amount, country).astimezone(dt.UTC)
         remaining = dt.timedelta(hours=self.amount)
         current = _next_open(local, country, hours)
         while True:
@@ -117,6 +117,16 @@ class Sla:
                 return (current + remaining).astimezone(dt.UTC)
             remaining -= closing - current
             current = _next_open(closing + dt.timedelta(minutes=1), country, hours)
+
+
+def _business_days_later(local: dt.datetime, days: int, country: str) -> dt.datetime:
+    """`days` business days of `country` after `local`, at the same time of day in the business hours' zone."""
+    day = local.date()
+    while days:
+        day += dt.timedelta(days=1)
+        if calendar.is_business_day(day, country):
+            days -= 1
+    return local.replace(year=day.year, month=day.month, day=day.day)
 
 
 def _next_open(moment: dt.datetime, country: str, hours: BusinessHours) -> dt.datetime:
