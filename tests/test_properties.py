@@ -407,3 +407,38 @@ def check_flash_and_retrospective(servers: Servers, engine, wave: waves.WavePara
     (email,) = servers.emails("retrospective")
     for part in email_texts(email):
         assert_clean("retrospective email", part)
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.none() | st.text(max_size=3),
+            st.none() | st.integers(-5, 5),
+            st.none() | st.floats(allow_nan=True, allow_infinity=False),
+            st.none() | st.datetimes(timezones=st.just(dt.UTC)),
+            st.none() | st.booleans(),
+        ),
+        max_size=6,
+    )
+)
+def test_records_turn_every_missing_value_into_none(rows):
+    """Whatever pandas made of a missing value (NaN in a text or float column, NA in a nullable integer or
+    boolean column, NaT in a time column), a record holds None, and every other value as plain Python."""
+    import pandas as pd
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 5
+    frame = pd.DataFrame(
+        {
+            "text": pd.array(columns[0], dtype="str"),
+            "count": pd.array(columns[1], dtype="Int64"),
+            "ratio": pd.array([float("nan") if v is None else v for v in columns[2]], dtype="float64"),
+            "at": pd.to_datetime(pd.Series(columns[3], dtype=object), utc=True),
+            "flag": pd.array(columns[4], dtype="boolean"),
+        }
+    )
+    records = storage.records(frame)
+    for record, row in zip(records, rows, strict=True):
+        ratio = None if row[2] is None or row[2] != row[2] else row[2]
+        assert record == {"text": row[0], "count": row[1], "ratio": ratio, "at": row[3], "flag": row[4]}
+        assert all(type(value) in (str, int, float, bool, dt.datetime, type(None)) for value in record.values())
