@@ -3,9 +3,8 @@
 
 Triggered by CS ops from the trigger form (or by the wave planner). The run plans the wave's
 milestones from its open and close times and the country's business days, then waits for each
-one without holding a worker:
-
-The customer timeline is the spine; each of its steps waits only for the one it needs:
+one without holding a worker. The customer timeline is the spine; each of its steps waits only
+for the one it needs:
 
 1. **plan_wave**: store the wave and its milestones;
 2. **build_audience**: load the contacts file, quarantine bad rows, drop opted-out, bounced and
@@ -14,7 +13,8 @@ The customer timeline is the spine; each of its steps waits only for the one it 
 4. **send_invitations**: personal signed links, the 0-10 scale clickable in the email ⇒ check;
 5. **send_reminders** to non-respondents ⇒ check;
 6. **close_wave**: freeze responses ⇒ check;
-7. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check;
+7. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check, once the close's
+   detractor routing has run (succeeded or failed);
 8. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
 9. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check (it runs once the
    wave is closed, whatever became of the flash results, and reports them).
@@ -71,10 +71,10 @@ def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     )
 
 
-def wave_step(name: str):
+def wave_step(name: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS):
     """The task `name`: `include.nps.pipeline.<name>` for the run's wave, imported when it runs."""
 
-    @task(task_id=name)
+    @task(task_id=name, trigger_rule=trigger_rule)
     def run_step(plan: dict) -> dict:
         from include.nps import pipeline
 
@@ -156,14 +156,18 @@ def nps_wave() -> None:
         mass_mailing("send_reminders", "reminder", plan),
         wait_for("close"),
         close,
-        wave_step("send_followups")(plan),
     )
     chain(close, wait_for("flash"), flash)
     # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
     # but the close and the flash results never wait for it.
     chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop")(plan))
     chain(close, wave_step("share_postwave_drop")(plan))
-    chain(close, wave_step("route_detractors")(plan))
+    route = wave_step("route_detractors")(plan)
+    # Band emails go once the close's catch-up has alerted the last answers (VIP, executive, CRM:
+    # it picks answers without a band email yet), whether that branch succeeded or failed.
+    # It reads the wave from the close's result: no run at all unless the close succeeded.
+    followups = wave_step("send_followups", TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)(close)
+    chain(close, route, followups)
     # The retrospective reviews a closed wave, whatever became of its flash results.
     retrospective_wait = wait_for("retrospective", trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     chain([close, flash], retrospective_wait, wave_step("run_retrospective")(plan))

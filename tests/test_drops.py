@@ -323,12 +323,12 @@ def test_a_drop_with_no_answers_yet_is_checked_and_stored_empty(drop_wave, engin
 def test_a_response_set_aside_at_close_leaves_the_drop_and_a_re_run_clears_it(drop_wave, engine, smtp, tmp_path):
     wave = drop_wave(drop_channels=["storage"], drop_formats=["csv"], max_rejected_share=0.5)
     storage.execute(engine, "UPDATE outbox SET status = 'failed' WHERE recipient = 'C5'")  # C5 was never invited
-    assert pipeline.close_wave(wave.wave_id) == {"responses": 4, "set_aside": 1}
+    assert pipeline.close_wave(wave.wave_id) == {"wave_id": wave.wave_id, "responses": 4, "set_aside": 1}
     reasons = storage.fetch_all(engine, "SELECT contact_id FROM responses WHERE quarantine_reason IS NOT NULL")
     assert reasons == [{"contact_id": "C5"}]
     assert pipeline.share_postwave_drop(wave.wave_id)["rows"] == 4
     storage.execute(engine, "UPDATE outbox SET status = 'sent' WHERE recipient = 'C5'")
-    assert pipeline.close_wave(wave.wave_id) == {"responses": 5, "set_aside": 0}
+    assert pipeline.close_wave(wave.wave_id) == {"wave_id": wave.wave_id, "responses": 5, "set_aside": 0}
     assert (
         storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM responses WHERE quarantine_reason IS NOT NULL")["n"] == 0
     )

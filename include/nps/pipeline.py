@@ -320,7 +320,8 @@ def close_wave(wave_id: str) -> dict[str, Any]:
     )
     responses.set_aside(engine, wave_id, result.rejected)
     waves.mark_done(engine, wave_id, "close")
-    return {"responses": len(frame) - len(result.rejected), "set_aside": len(result.rejected)}
+    # The wave id too: the steps that must follow a successful close take it from here.
+    return {"wave_id": wave_id, "responses": len(frame) - len(result.rejected), "set_aside": len(result.rejected)}
 
 
 @fails_fast
