@@ -4,6 +4,7 @@ wave opening in the past)."""
 
 import datetime as dt
 import importlib.util
+import json
 import textwrap
 from zoneinfo import ZoneInfo
 
@@ -292,3 +293,16 @@ def test_a_compressed_wave_reads_back_as_it_was_planned(engine, tmp_path):
     waves.plan_wave(engine, wave)
     loaded = waves.load_params(engine, wave.wave_id)
     assert loaded.overrides == wave.overrides and loaded.milestones() == wave.milestones()
+
+
+def test_a_stored_wave_planned_by_earlier_rules_still_loads(engine, tmp_path):
+    """Steps and the real-time runs load stored waves: a wave planned before a rule existed (here a
+    one-day span with computed reminders) is not judged again, so it keeps running."""
+    start = storage.utcnow() + dt.timedelta(minutes=1)
+    params = wave_params(tmp_path / "contacts.csv", name="old", start=start)
+    waves.plan_wave(engine, waves.WaveParams.from_params(params))
+    one_day = {**params, "close_at": (start + dt.timedelta(days=1)).isoformat()}
+    storage.execute(engine, "UPDATE waves SET params = :p WHERE wave_id = 'test-old'", {"p": json.dumps(one_day)})
+    with pytest.raises(calendar.CalendarError, match="a wave runs at least"):
+        waves.WaveParams.from_params(one_day)  # planning it today is refused
+    assert waves.load_params(engine, "test-old").close_at == start + dt.timedelta(days=1)

@@ -86,10 +86,14 @@ class WaveParams:
         return f"{slug(self.program)}-{slug(self.wave_name)}"
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> WaveParams:
+    def from_params(cls, params: dict[str, Any], planning: bool = True) -> WaveParams:
         """Parse the DAG run's Params (strings from the trigger form) into a checked WaveParams; an
         optional field may be None (an empty form field). Recipients, senders and the drop allow-list
-        are parsed strictly (`include.nps.addresses`): a WaveError names the field and the item."""
+        are parsed strictly (`include.nps.addresses`): a WaveError names the field and the item.
+
+        `planning=False` reads a stored wave: its times and drop recipients were checked when it was
+        planned, by the rules of that day, and are not judged again (the drop checks each recipient
+        at send)."""
         try:
             stored = params.get("overrides") or {}  # a stored wave keeps them under this key
             overrides = {name: parse_time(params.get(f"{name}_at") or stored.get(name)) for name in OVERRIDABLE}
@@ -122,7 +126,9 @@ class WaveParams:
         except (KeyError, TypeError, ValueError) as exc:
             raise WaveError(f"invalid wave parameters: {exc}") from exc
         wave.check()
-        wave.check_drop_recipients()
+        if planning:
+            wave.milestones()
+            wave.check_drop_recipients()
         return wave
 
     def check(self) -> None:
@@ -144,7 +150,6 @@ class WaveParams:
             raise WaveError(f"drop_formats: unknown format(s) {sorted(unknown)}; use xlsx and/or csv")
         if "storage" in self.drop_channels and not self.drop_location:
             raise WaveError("drop_location is required when drops are delivered to storage")
-        self.milestones()
 
     def milestones(self) -> dict[str, dt.datetime]:
         """The wave's milestones in its country's business days; a CalendarError says why its times
@@ -256,7 +261,7 @@ def load_params(engine: Engine, wave_id: str) -> WaveParams:
     row = storage.fetch_one(engine, "SELECT params FROM waves WHERE wave_id = :w", w=wave_id)
     if row is None:
         raise WaveError(f"wave {wave_id!r} is not planned")
-    return WaveParams.from_params(json.loads(row["params"]))
+    return WaveParams.from_params(json.loads(row["params"]), planning=False)
 
 
 def set_status(engine: Engine, wave_id: str, status: str) -> None:
