@@ -168,3 +168,22 @@ def test_business_hours_are_local_and_at_both_ends(country):
     assert [calendar.is_business_time(moment, country) for moment in at.values()] == [False, True, True, False]
     assert calendar.next_business_time(at[dt.time(8, 59)], country) == at[dt.time(9)]
     assert calendar.previous_business_time(at[dt.time(17, 1)], country) == at[dt.time(17)]
+
+
+@pytest.mark.parametrize(
+    ("country", "zone"),
+    [
+        ("US", "America/New_York"),
+        ("JP", "Asia/Tokyo"),
+        ("IL", "Asia/Jerusalem"),
+        ("AU", "Australia/Sydney"),  # the tz database lists Lord Howe Island first
+        ("BR", "America/Sao_Paulo"),  # ... Fernando de Noronha
+        ("CA", "America/Toronto"),  # ... St. John's
+        ("RU", "Europe/Moscow"),  # ... Kaliningrad
+    ],
+)
+def test_a_countrys_main_zone_is_where_most_of_it_lives(country, zone):
+    from zoneinfo import available_timezones
+
+    assert calendar.country_timezone(country) == zone
+    assert set(calendar.MAIN_ZONES.values()) <= available_timezones()

@@ -63,12 +63,28 @@ class CalendarError(ValueError):
     """A wave's times cannot make a valid plan."""
 
 
+# Where the tz database's first zone of a country is not where most of its people and businesses
+# are (it lists zones roughly east to west or by area, not by population).
+MAIN_ZONES = {
+    "AU": "Australia/Sydney",
+    "BR": "America/Sao_Paulo",
+    "CA": "America/Toronto",
+    "RU": "Europe/Moscow",
+    "UA": "Europe/Kyiv",
+    "UZ": "Asia/Tashkent",
+    "FM": "Pacific/Pohnpei",
+    "PS": "Asia/Hebron",
+}
+
+
 @cache
 def country_timezone(country: str) -> str:
-    """The country's main time zone (the first the tz database lists for it, e.g. America/New_York
-    for US), UTC when it lists none."""
+    """The country's main time zone: the one most of it lives in where several exist (MAIN_ZONES),
+    else the first the tz database lists for it (America/New_York for US), UTC when it lists none."""
     from importlib.resources import files
 
+    if main := MAIN_ZONES.get(country.upper()):
+        return main
     table = files("tzdata").joinpath("zoneinfo/zone.tab").read_text(encoding="utf-8")
     rows = (line.split("\t") for line in table.splitlines() if line and not line.startswith("#"))
     return next((row[2] for row in rows if row[0] == country.upper()), "UTC")
