@@ -65,7 +65,7 @@ def classify_comments(frame: pd.DataFrame, sorter: CommentClassifier) -> list[di
     (`comment`), kind (pro / con / suggestion), theme and the words that decided; lowest score first."""
     commented = frame[frame["comment"].notna() & (frame["comment"].astype(str).str.strip() != "")]
     parts: list[dict[str, Any]] = []
-    for row in commented.sort_values(["score", "contact_id"]).to_dict("records"):
+    for row in storage.records(commented.sort_values(["score", "contact_id"])):
         locale = row.get("locale") or "en"
         for text in sorter.split(str(row["comment"]), locale):
             found = sorter.classify(text, locale, int(row["score"]))

@@ -256,7 +256,7 @@ def _open_survey(engine: Engine, token: str, invitation: tokens.Invitation | Non
 
 
 def _closed(ctx: responses.SurveyContext) -> Refused:
-    return Refused("closed", 410, {"wave": ctx.wave}, ctx.contact["locale"])
+    return Refused("closed", 410, {"wave": ctx.wave, "contact": ctx.contact}, ctx.contact["locale"])
 
 
 async def _read_form(request: Request, limit: int) -> dict[str, str]:

@@ -86,7 +86,7 @@ def wave_form_params() -> dict[str, Param]:
             title="Contacts file",
             description=(
                 "Path of the contacts CSV. Columns: contact_id, email, name, account_id, account_name; "
-                "optional: locale, role, account_tier, account_country, sales_owner, csm, vip."
+                "optional: locale, role, account_tier, account_country, sales_owner, csm, vip, timezone."
             ),
         ),
         "open_at": Param(
