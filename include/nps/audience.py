@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 
-from include.nps import exports, i18n, storage, textclean
+from include.nps import addresses, exports, i18n, storage, textclean
 from include.nps.drops import neutralise
 
 if TYPE_CHECKING:
@@ -120,6 +120,10 @@ def email_problem(value: str) -> str | None:
         return f"email contains the non-ASCII character U+{ord(foreign):04X} ({name}){alike}"
     if not EMAIL_PATTERN.match(value):
         return "not a valid email address"
+    try:  # the grammar recipients are parsed with at send: what loads here can be mailed there
+        addresses.bare_address(value)
+    except addresses.AddressError as exc:
+        return f"not a valid email address ({exc})"
     return None
 
 
