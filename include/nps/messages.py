@@ -87,14 +87,14 @@ def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
     env.filters["signed"] = signed
     env.filters["change"] = lambda current, previous: signed(_change(current, previous, 0))
     env.filters["decimal_change"] = lambda current, previous: _decimal_change(current, previous, locale)
-    env.filters["datetime"] = pass_context(lambda ctx, value: i18n.format_datetime(value, locale, reader_zone(ctx)))
-    env.filters["date"] = pass_context(lambda ctx, value: i18n.format_date(value, locale, reader_zone(ctx)))
+    env.filters["datetime"] = pass_context(lambda ctx, value: i18n.format_datetime(value, locale, context_zone(ctx)))
+    env.filters["date"] = pass_context(lambda ctx, value: i18n.format_date(value, locale, context_zone(ctx)))
     env.filters["decimal"] = lambda value: i18n.format_decimal(value, locale)
     env.filters["isolate"] = pass_eval_context(lambda eval_ctx, value: isolate(value, eval_ctx.autoescape, locale))
     return env
 
 
-def reader_zone(context: Any) -> str:
+def context_zone(context: Any) -> str:
     """The zone of the rendering context's reader (`contact.zone`), else UTC."""
     contact = context.get("contact")
     zone = contact.get("zone") if isinstance(contact, dict) else None

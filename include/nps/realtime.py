@@ -494,9 +494,7 @@ def _deliver(
         return outbox.deliver(engine, wave_id, channel.kind, render, transport).__dict__
 
 
-def alert_detractors(
-    engine: Engine, wave_id: str, now: dt.datetime | None = None, settings: Settings | None = None
-) -> dict[str, Any]:
+def alert_detractors(engine: Engine, wave_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """The wave's close-time detractor alert: every routed detractor posted, with the same context
     and templates as in real time, to each configured detractor channel (program Slack `nps_slack`,
     Teams `nps_teams`, the chat webhook `nps_chat`) once; the ledger's kind names the channel, so
