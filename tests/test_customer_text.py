@@ -206,6 +206,26 @@ def test_invitations_write_the_close_in_each_readers_zone(engine, smtp, tmp_path
     assert sent["c3@a3.example"][0].startswith("Hello,\n\n")  # a blank name and locale: English, no name
 
 
+def test_one_click_unsubscribe_goes_out_as_a_plain_link_on_one_line(engine, smtp, tmp_path, monkeypatch):
+    """Gmail and Yahoo read `List-Unsubscribe: <https://...>` as written (RFC 8058); the email
+    package would fold the long link into an RFC 2047 encoded-word, which Python's own parser
+    decodes back, so the bytes the SMTP server received are what is checked."""
+    wave = _plan(engine, tmp_path)
+    monkeypatch.setattr(storage, "utcnow", lambda: OPEN + dt.timedelta(minutes=5))
+    _send(wave.wave_id, "invitation")
+    raw = [path.read_bytes() for path in sorted(smtp.spool.folder.glob("*.eml"))]
+    assert raw
+    for data in raw:
+        head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+        lines = head.split(b"\n")
+        link = next(line for line in lines if line.startswith(b"List-Unsubscribe: "))
+        assert re.fullmatch(rb"List-Unsubscribe: <https?://[!-~]+>", link), link
+        following = lines[lines.index(link) + 1]
+        assert not following[:1].isspace(), "the link is not folded onto a second line"
+        assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+        assert b"=?utf-8?" not in link
+
+
 def test_no_customer_email_of_a_wave_shows_a_missing_value(engine, smtp, tmp_path, monkeypatch):
     """Blank optional columns in the contacts file, answers without comment or pillar answers:
     every customer email of the wave (invitation, reminder, band emails, flash results) reads clean."""
