@@ -2,11 +2,13 @@
 JSON over HTTP; Slack through the Slack provider; Microsoft Teams) and CRM tasks over HTTP.
 
 A transport sends one payload and says how it failed: `PermanentFailure` (never retried: the
-address is rejected, the payload refused) or `TransientFailure` (retried later with backoff).
+address is rejected, the payload refused; `bounce` when the recipient's address itself is refused)
+or `TransientFailure` (retried later with backoff).
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 from contextlib import AbstractContextManager, suppress
 from email.message import EmailMessage
@@ -14,7 +16,12 @@ from typing import Any, Protocol
 
 
 class PermanentFailure(Exception):
-    """The message can never be delivered as it is (bounced, rejected)."""
+    """The message can never be delivered as it is (rejected, refused). `bounce`: the recipient's
+    address itself is refused, so every later message to that contact is suppressed."""
+
+    def __init__(self, message: str = "", *, bounce: bool = False) -> None:
+        super().__init__(message)
+        self.bounce = bounce
 
 
 class TransientFailure(Exception):
@@ -25,45 +32,111 @@ class Transport(Protocol):
     def send(self, payload: Any) -> None: ...
 
 
+ENHANCED_STATUS = re.compile(r"^[245]\.(\d{1,3})\.(\d{1,3})")  # RFC 3463 class.subject.detail
+BOUNCE_REPLIES = (550, 551, 553)  # a refused mailbox at RCPT when the reply has no enhanced code
+SESSION_GONE = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError, TimeoutError)
+
+
+def is_bounce(code: int, reply: str) -> bool:
+    """Whether a refusal at RCPT means the address itself is bad: 5yz with an enhanced status
+    5.1.0 to 5.1.10 (mailbox, domain or address syntax), or, with no enhanced code, 550/551/553."""
+    if not 500 <= code < 600:
+        return False
+    enhanced = ENHANCED_STATUS.match(reply.strip())
+    if enhanced is None:
+        return code in BOUNCE_REPLIES
+    return int(enhanced.group(1)) == 1 and int(enhanced.group(2)) <= 10
+
+
+def smtp_reply_failure(code: int, reply: str, at_rcpt: bool = False) -> Exception:
+    """The failure an SMTP reply stands for (RFC 5321): 4yz at any stage may pass later
+    (TransientFailure); 5yz never will (PermanentFailure, a bounce only for a bad address at RCPT)."""
+    reason = f"{code} {reply}"
+    if 500 <= code < 600:
+        return PermanentFailure(reason, bounce=at_rcpt and is_bounce(code, reply))
+    return TransientFailure(reason)
+
+
+def smtp_refusal_failure(refused: dict[str, tuple[int, bytes]]) -> Exception:
+    """The failure of recipients refused at RCPT: transient if any refusal is 4yz, a bounce only
+    when every refusal is one."""
+    replies = [(code, msg.decode(errors="replace")) for code, msg in refused.values()]
+    reason = "; ".join(f"{addr}: {code} {text}" for addr, (code, text) in zip(refused, replies, strict=True))
+    if any(not 500 <= code < 600 for code, _ in replies):
+        return TransientFailure(reason)
+    return PermanentFailure(reason, bounce=all(is_bounce(code, text) for code, text in replies))
+
+
 class SmtpTransport(AbstractContextManager):
-    """One SMTP session (from the `nps_smtp` connection) for many messages."""
+    """One SMTP session (from the `nps_smtp` connection) for many messages. A 421 or a dropped
+    connection fails the message it hit (transiently: it may have arrived, so it is not resent
+    here) and the next message opens a new session."""
 
     def __init__(self, conn_id: str = "nps_smtp") -> None:
         self.conn_id = conn_id
         self._hook: Any = None
+        self.sessions = 0  # sessions opened, the first included
 
     def __enter__(self) -> SmtpTransport:
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        try:
-            self._hook = SmtpHook(smtp_conn_id=self.conn_id).__enter__()
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransientFailure(f"cannot reach the SMTP server: {exc}") from exc
+        self._open_session()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        with suppress(OSError, smtplib.SMTPException):
-            self._hook.__exit__(*exc_info)
+        self._close_session()
 
     def send(self, payload: EmailMessage) -> None:
-        # The provider's send_email_smtp retries every error, rejections included, and cannot
-        # carry a text part or List-Unsubscribe; the hook still owns connection, TLS and auth.
-        client: smtplib.SMTP = self._hook._smtp_client
+        if self._hook is None:
+            self._open_session()
         try:
-            refused = client.send_message(payload)
+            refused = self._client().send_message(payload)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise PermanentFailure(_smtp_reason(exc.recipients)) from exc
+            if any(code == 421 for code, _ in exc.recipients.values()):
+                self._close_session()
+            raise smtp_refusal_failure(exc.recipients) from exc
         except smtplib.SMTPResponseException as exc:
-            error = f"{exc.smtp_code} {exc.smtp_error!r}"
-            raise (PermanentFailure if 500 <= exc.smtp_code < 600 else TransientFailure)(error) from exc
+            if exc.smtp_code == 421:
+                self._close_session()
+            raise smtp_reply_failure(exc.smtp_code, _text(exc.smtp_error)) from exc
+        except SESSION_GONE as exc:
+            self._close_session()
+            raise TransientFailure(f"the SMTP session was lost: {exc or type(exc).__name__}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientFailure(str(exc) or type(exc).__name__) from exc
-        if refused:
-            raise PermanentFailure(_smtp_reason(refused))
+        if refused:  # some recipients took it: never retried, or they would get it twice
+            failure = smtp_refusal_failure(refused)
+            raise PermanentFailure(str(failure), bounce=getattr(failure, "bounce", False))
+
+    def _open_session(self) -> None:
+        """A new session through the provider's hook (connection, TLS and auth are the hook's)."""
+        from airflow.providers.common.compat.sdk import AirflowException
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        hook = SmtpHook(smtp_conn_id=self.conn_id)
+        try:
+            self._hook = hook.__enter__()
+        except (OSError, smtplib.SMTPException, AirflowException) as exc:
+            _close_hook(hook)
+            raise TransientFailure(f"cannot reach the SMTP server: {exc}") from exc
+        self.sessions += 1
+
+    def _close_session(self) -> None:
+        if self._hook is not None:
+            _close_hook(self._hook)
+            self._hook = None
+
+    def _client(self) -> smtplib.SMTP:
+        # The provider's send_email_smtp retries every error, rejections included, and cannot
+        # carry a text part or List-Unsubscribe; the hook exposes no other way to its client.
+        return self._hook._smtp_client
 
 
-def _smtp_reason(refused: dict[str, tuple[int, bytes]]) -> str:
-    return "; ".join(f"{addr}: {code} {msg.decode(errors='replace')}" for addr, (code, msg) in refused.items())
+def _close_hook(hook: Any) -> None:
+    with suppress(OSError, smtplib.SMTPException, AttributeError):  # AttributeError: no client was built
+        hook.__exit__(None, None, None)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
 
 class ChatTransport(AbstractContextManager):

@@ -134,7 +134,7 @@ def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) ->
             "error": str(exc)[:1000],
             "message_id": None,
             "sent_at": None,
-            "bounced": True,
+            "bounced": exc.bounce,
         }
     except TransientFailure as exc:
         status = "failed" if row["attempts"] + 1 >= MAX_ATTEMPTS else "pending"
@@ -144,7 +144,7 @@ def _send_one(row: dict, render: Callable[[dict], Any], transport: Transport) ->
 
 
 def _record_bounces(engine: Engine, contact_ids: list[str]) -> None:
-    """A permanently refused address is a bounce: every later message to it is suppressed."""
+    """An address the server refused as bad (a bounce) is suppressed in every later message."""
     storage.execute(
         engine,
         "UPDATE contacts SET bounced_at = :now WHERE contact_id = :contact_id AND bounced_at IS NULL",

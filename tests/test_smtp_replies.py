@@ -1,0 +1,230 @@
+"""SMTP replies classified as RFC 5321 says, against a real fault-injecting aiosmtpd server on loopback:
+4yz at any stage is retried, 5yz is recorded and never retried, only a refused address is a bounce, and
+a 421 or a dropped connection opens a new session for the rest of the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.nps import outbox, storage
+from include.nps.delivery import PermanentFailure, SmtpTransport, TransientFailure, is_bounce
+from include.nps.devservers import MailSpool, free_port
+from tests.factories import contact, planned_wave, write_csv
+
+GREYLISTED = "451 4.7.1 Greylisted, try again later"
+RCPT_REPLIES = {
+    "nouser": "550 5.1.1 No such user",
+    "plain": "550 Requested action not taken: mailbox unavailable",
+    "norelay": "550 5.7.1 Relaying denied",
+}
+
+
+class FaultySpool(MailSpool):
+    """Answers by the recipient's local part: `grey` 451 at RCPT on the first try only, `greydata`
+    451 at DATA on the first try only, `nouser` 550 5.1.1, `plain` 550 with no enhanced code,
+    `norelay` 550 5.7.1 at RCPT, `policy` 554 5.7.1 at DATA, `shutdown` 421 at RCPT then closes,
+    `cut` drops the connection at DATA without a reply; anyone else is accepted."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.tries: Counter[str] = Counter()  # RCPT commands per address
+        self.peers: dict[str, tuple] = {}  # the session (client address) each address last came in
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
+        local = address.split("@")[0]
+        self.tries[address] += 1
+        self.peers[address] = session.peer
+        if local == "grey" and self.tries[address] == 1:
+            return GREYLISTED
+        if local == "shutdown":
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 Service shutting down"
+        if local in RCPT_REPLIES:
+            return RCPT_REPLIES[local]
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        local = envelope.rcpt_tos[0].split("@")[0]
+        if local == "greydata" and self.tries[envelope.rcpt_tos[0]] == 1:
+            return "451 4.3.0 Temporary local problem, try again later"
+        if local == "policy":
+            return "554 5.7.1 Message rejected"
+        if local == "cut":
+            server.transport.abort()
+            return "250 never heard"
+        return await super().handle_DATA(server, session, envelope)
+
+
+class FaultyServer:
+    """A real aiosmtpd server on loopback answering through a `FaultySpool`."""
+
+    def __init__(self, folder: Path) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.spool = FaultySpool(folder)
+        self.port = free_port()
+        self.controller = Controller(self.spool, hostname="127.0.0.1", port=self.port)
+        self.running = False
+
+    def start(self) -> None:
+        self.controller.start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.controller.stop()
+            self.running = False
+
+    def connection_uri(self) -> str:
+        extra = {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 0}
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
+
+
+@pytest.fixture
+def faulty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyServer]:
+    server = FaultyServer(tmp_path / "mail")
+    server.start()
+    monkeypatch.setenv("AIRFLOW_CONN_NPS_SMTP", server.connection_uri())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wave(engine, tmp_path):
+    from include.nps import audience
+
+    path = write_csv(tmp_path / "c.csv", [contact(f"C{n}") for n in range(1, 7)])
+    wave = planned_wave(engine, path)
+    audience.load_contacts(engine, wave.wave_id, path)
+    return wave
+
+
+def _render(row: dict) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "cs@vendor.example"
+    message["To"] = row["address"]
+    message["Subject"] = "hello"
+    message.set_content("hello")
+    return message
+
+
+def _row(engine, recipient: str) -> dict:
+    row = storage.fetch_one(
+        engine,
+        "SELECT o.status, o.attempts, o.last_error, c.bounced_at FROM outbox o "
+        "JOIN contacts c ON c.contact_id = o.recipient WHERE o.recipient = :r",
+        r=recipient,
+    )
+    return dict(row)
+
+
+def _delivered(server: FaultyServer) -> list[str]:
+    return sorted(m["To"] for m in server.spool.messages())
+
+
+@pytest.mark.parametrize(
+    ("local", "failure", "bounce"),
+    [
+        ("grey", TransientFailure, None),  # 451 at RCPT
+        ("greydata", TransientFailure, None),  # 451 at DATA
+        ("nouser", PermanentFailure, True),  # 550 5.1.1 at RCPT
+        ("plain", PermanentFailure, True),  # 550 with no enhanced code at RCPT
+        ("norelay", PermanentFailure, False),  # 550 5.7.1: policy, the address may be fine
+        ("policy", PermanentFailure, False),  # 554 5.7.1 at DATA
+        ("shutdown", TransientFailure, None),  # 421 at RCPT
+        ("cut", TransientFailure, None),  # connection dropped at DATA
+    ],
+)
+def test_each_reply_is_classified_as_rfc_5321_says(faulty, local, failure, bounce):
+    with SmtpTransport() as transport, pytest.raises((PermanentFailure, TransientFailure)) as raised:
+        transport.send(_render({"address": f"{local}@a1.example"}))
+    assert type(raised.value) is failure
+    if bounce is not None:
+        assert raised.value.bounce is bounce
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "bounce"),
+    [
+        (550, "5.1.1 No such user", True),
+        (553, "5.1.3 Bad destination address syntax", True),
+        (550, "5.1.10 Recipient address has null MX", True),
+        (550, "5.1.11 unassigned", False),
+        (550, "5.2.2 Mailbox full", False),
+        (552, "5.3.4 Message too big", False),
+        (551, "User not local", True),
+        (554, "Transaction failed", False),
+        (450, "4.1.1 Mailbox busy", False),
+    ],
+)
+def test_only_a_refused_address_is_a_bounce(code, reply, bounce):
+    assert is_bounce(code, reply) is bounce
+
+
+def test_a_greylisted_recipient_stays_pending_unbounced_and_is_delivered_on_the_next_try(engine, wave, faulty):
+    outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "grey@a1.example"), ("C2", "ok@a1.example")])
+    with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
+        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+    first = _row(engine, "C1")
+    assert (first["status"], first["attempts"], first["bounced_at"]) == ("pending", 1, None)
+    assert first["last_error"] == f"grey@a1.example: {GREYLISTED}"
+    with SmtpTransport() as transport:
+        again = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+    assert (again.sent, again.failed, again.retry) == (1, 0, 0)
+    assert (_row(engine, "C1")["status"], _row(engine, "C1")["bounced_at"]) == ("sent", None)
+    assert _delivered(faulty) == ["grey@a1.example", "ok@a1.example"]
+
+
+def test_permanent_refusals_are_failed_never_retried_and_only_bad_addresses_bounce(engine, wave, faulty):
+    refused = {"C1": "nouser@a1.example", "C2": "policy@a1.example", "C3": "norelay@a1.example"}
+    outbox.enqueue(engine, wave.wave_id, "invitation", [*refused.items(), ("C4", "ok@a1.example")])
+    for _ in range(2):
+        with SmtpTransport() as transport:
+            outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+    rows = {c: _row(engine, c) for c in refused}
+    assert {c: r["status"] for c, r in rows.items()} == {"C1": "failed", "C2": "failed", "C3": "failed"}
+    assert {c: r["bounced_at"] is not None for c, r in rows.items()} == {"C1": True, "C2": False, "C3": False}
+    assert rows["C1"]["last_error"].startswith("nouser@a1.example: 550 5.1.1")
+    assert rows["C2"]["last_error"].startswith("554 5.7.1")
+    assert (outcome.sent, outcome.failed) == (0, 0)  # the second run sends nothing again
+    assert faulty.spool.tries["nouser@a1.example"] == faulty.spool.tries["policy@a1.example"] == 1
+    assert _delivered(faulty) == ["ok@a1.example"]
+
+
+@pytest.mark.parametrize("local", ["shutdown", "cut"])  # 421 and close at RCPT; dropped at DATA, no reply
+def test_after_a_lost_session_the_rest_of_the_batch_goes_over_a_new_one(engine, wave, faulty, local):
+    lost = f"{local}@a1.example"
+    rows = [("C1", "c1@a1.example"), ("C2", lost), ("C3", "c3@a1.example"), ("C4", "c4@a1.example")]
+    outbox.enqueue(engine, wave.wave_id, "invitation", rows)
+    with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
+        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+    assert transport.sessions == 2
+    assert {c: _row(engine, c)["status"] for c, _ in rows} == {
+        "C1": "sent",
+        "C2": "pending",
+        "C3": "sent",
+        "C4": "sent",
+    }
+    assert _row(engine, "C2")["bounced_at"] is None
+    peers = faulty.spool.peers
+    assert peers["c1@a1.example"] == peers[lost] != peers["c3@a1.example"] == peers["c4@a1.example"]
+    assert faulty.spool.tries[lost] == 1  # not resent within the call: it may have arrived
+    assert _delivered(faulty) == ["c1@a1.example", "c3@a1.example", "c4@a1.example"]
+
+
+def test_a_session_that_cannot_be_reopened_fails_the_next_message_transiently(faulty):
+    with SmtpTransport() as transport:
+        with pytest.raises(TransientFailure):
+            transport.send(_render({"address": "shutdown@a1.example"}))
+        faulty.stop()
+        with pytest.raises(TransientFailure, match="cannot reach the SMTP server"):
+            transport.send(_render({"address": "c1@a1.example"}))
+    assert transport.sessions == 1
