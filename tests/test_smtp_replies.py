@@ -27,16 +27,31 @@ RCPT_REPLIES = {
 }
 
 
+MAIL_REPLIES = {  # by the sender's local part
+    "mailgrey": "451 4.3.1 Insufficient system storage",
+    "mailbad": "553 5.1.8 Sender address rejected",
+}
+
+
 class FaultySpool(MailSpool):
     """Answers by the recipient's local part: `grey` 451 at RCPT on the first try only, `greydata`
     451 at DATA on the first try only, `nouser` 550 5.1.1, `plain` 550 with no enhanced code,
     `norelay` 550 5.7.1 at RCPT, `policy` 554 5.7.1 at DATA, `shutdown` 421 at RCPT then closes,
-    `cut` drops the connection at DATA without a reply; anyone else is accepted."""
+    `cut` drops the connection at DATA without a reply; anyone else is accepted. At MAIL, by the
+    sender's local part: `mailgrey` 451, `mailbad` 553 5.1.8."""
 
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
         self.tries: Counter[str] = Counter()  # RCPT commands per address
         self.peers: dict[str, tuple] = {}  # the session (client address) each address last came in
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
+        local = address.split("@")[0]
+        if local in MAIL_REPLIES:
+            return MAIL_REPLIES[local]
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
         local = address.split("@")[0]
@@ -141,11 +156,15 @@ def _delivered(server: FaultyServer) -> list[str]:
         ("policy", PermanentFailure, False),  # 554 5.7.1 at DATA
         ("shutdown", TransientFailure, None),  # 421 at RCPT
         ("cut", TransientFailure, None),  # connection dropped at DATA
+        ("mailgrey", TransientFailure, None),  # 451 at MAIL
+        ("mailbad", PermanentFailure, False),  # 553 5.1.8 at MAIL: the sender, not the recipient, is refused
     ],
 )
 def test_each_reply_is_classified_as_rfc_5321_says(faulty, local, failure, bounce):
     with SmtpTransport() as transport, pytest.raises((PermanentFailure, TransientFailure)) as raised:
-        transport.send(_render({"address": f"{local}@a1.example"}))
+        message = _render({"address": f"{local}@a1.example"})
+        message.replace_header("From", f"{local}@vendor.example")  # the MAIL stage answers by the sender
+        transport.send(message)
     assert type(raised.value) is failure
     if bounce is not None:
         assert raised.value.bounce is bounce
