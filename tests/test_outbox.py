@@ -1,5 +1,6 @@
 """The ledger against a real SMTP server on loopback: once, and only once."""
 
+import datetime as dt
 from email.message import EmailMessage
 
 import pytest
@@ -115,7 +116,13 @@ class FlakyTransport:
         self.inner.send(payload)
 
 
-def test_transient_failures_stay_pending_for_the_retry_then_give_up(engine, wave, smtp):
+def _clock_moved(monkeypatch, hours: int) -> None:
+    """Move storage.utcnow `hours` ahead: past any backoff of a transiently refused message."""
+    start = storage.utcnow()
+    monkeypatch.setattr(storage, "utcnow", lambda: start + dt.timedelta(hours=hours))
+
+
+def test_transient_failures_stay_pending_for_the_retry_then_give_up(engine, wave, smtp, monkeypatch):
     _enqueue_all(engine, wave)
     with SmtpTransport() as transport:
         flaky = FlakyTransport(transport, "c2@a1.example")
@@ -126,6 +133,7 @@ def test_transient_failures_stay_pending_for_the_retry_then_give_up(engine, wave
                 "status": "pending",
                 "attempts": attempt,
             }
+            _clock_moved(monkeypatch, hours=1)  # its retry time has come
         outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky)
     assert storage.fetch_one(engine, "SELECT status FROM outbox WHERE recipient = 'C2'")["status"] == "failed"
     assert [m["To"] for m in smtp.spool.messages()].count("c1@a1.example") == 1
@@ -139,3 +147,26 @@ def test_an_unreachable_smtp_server_is_a_transient_failure(monkeypatch):
     )
     with pytest.raises(TransientFailure, match="cannot reach the SMTP server"), SmtpTransport():
         pass
+
+
+def test_the_email_backoff_doubles_from_one_minute_up_to_its_cap_with_a_small_jitter():
+    minutes = [outbox.backoff(attempts) / dt.timedelta(minutes=1) for attempts in range(1, 9)]
+    for wait, expected in zip(minutes, [1, 2, 4, 8, 16, 30, 30, 30], strict=True):
+        assert expected <= wait <= expected * (1 + outbox.BACKOFF_JITTER)
+    assert outbox.backoff(1, "slack") == dt.timedelta(0)  # a chat post is due again at the task's retry
+
+
+def test_a_chunk_with_a_deferred_row_reports_it_and_sends_it_once_due(engine, wave, smtp, monkeypatch):
+    _enqueue_all(engine, wave)
+    with SmtpTransport() as transport:
+        flaky = FlakyTransport(transport, "c2@a1.example")
+        with pytest.raises(outbox.DeliveryIncomplete, match="1 invitation message") as first:
+            outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky, chunk=0)
+        retry_at = storage.as_utc(
+            storage.fetch_one(engine, "SELECT next_attempt_at FROM outbox WHERE recipient = 'C2'")["next_attempt_at"]
+        )
+        assert retry_at.isoformat(timespec="seconds") in str(first.value)
+        monkeypatch.setattr(storage, "utcnow", lambda: retry_at)  # due exactly now
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport, chunk=0)
+    assert (outcome.sent, outcome.failed, outcome.retry) == (1, 0, 0)
+    assert sorted(m["To"] for m in smtp.spool.messages()) == ["c1@a1.example", "c2@a1.example"]

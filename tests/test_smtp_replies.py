@@ -5,6 +5,7 @@ a 421 or a dropped connection opens a new session for the rest of the batch."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -188,13 +189,16 @@ def test_only_a_refused_address_is_a_bounce(code, reply, bounce):
     assert is_bounce(code, reply) is bounce
 
 
-def test_a_greylisted_recipient_stays_pending_unbounced_and_is_delivered_on_the_next_try(engine, wave, faulty):
+def test_a_greylisted_recipient_stays_pending_unbounced_and_is_delivered_on_the_next_try(
+    engine, wave, faulty, monkeypatch
+):
     outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "grey@a1.example"), ("C2", "ok@a1.example")])
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
         outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
     first = _row(engine, "C1")
     assert (first["status"], first["attempts"], first["bounced_at"]) == ("pending", 1, None)
     assert first["last_error"] == f"grey@a1.example: {GREYLISTED}"
+    _clock_moved(monkeypatch, hours=1)  # its retry time has come
     with SmtpTransport() as transport:
         again = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
     assert (again.sent, again.failed, again.retry) == (1, 0, 0)
@@ -247,3 +251,103 @@ def test_a_session_that_cannot_be_reopened_fails_the_next_message_transiently(fa
         with pytest.raises(TransientFailure, match="cannot reach the SMTP server"):
             transport.send(_render({"address": "c1@a1.example"}))
     assert transport.sessions == 1
+
+
+GREY_EVERY = 7  # one recipient in 7 is greylisted: 451 at RCPT the first time, accepted later
+MAILING = 300  # more than one claim batch
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def mailing(request, tmp_path) -> tuple[Any, str, dict[str, str]]:
+    """A wave of MAILING contacts and their invitations enqueued: (engine, wave id, {contact: address})."""
+    from include.nps import audience
+
+    engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    ids = [f"C{n:03d}" for n in range(1, MAILING + 1)]
+    path = write_csv(tmp_path / "c.csv", [contact(c) for c in ids])
+    wave = planned_wave(engine, path)
+    audience.load_contacts(engine, wave.wave_id, path)
+    addresses = {
+        c: f"grey@d{n}.example" if n % GREY_EVERY == 0 else f"{c.lower()}@a1.example" for n, c in enumerate(ids)
+    }
+    outbox.enqueue(engine, wave.wave_id, "invitation", addresses.items())
+    return engine, wave.wave_id, addresses
+
+
+def _ledger(engine, wave_id: str) -> dict[str, dict]:
+    rows = storage.fetch_all(
+        engine,
+        "SELECT recipient, address, status, attempts, last_error, next_attempt_at FROM outbox WHERE wave_id = :w",
+        w=wave_id,
+    )
+    return {row["recipient"]: dict(row) for row in rows}
+
+
+def test_one_call_tries_every_row_once_and_greylisted_ones_wait_for_their_retry_time(mailing, faulty, monkeypatch):
+    engine, wave_id, addresses = mailing
+    assert MAILING > outbox.BATCH_SIZE
+    grey = {c for c, a in addresses.items() if a.startswith("grey@")}
+    start = storage.utcnow()
+    with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete, match=f"^{len(grey)} invitation"):
+        outbox.deliver(engine, wave_id, "invitation", _render, transport)
+    assert sorted(faulty.spool.tries) == sorted(addresses.values())
+    assert set(faulty.spool.tries.values()) == {1}  # every row tried, and only once
+    assert _delivered(faulty) == sorted(a for c, a in addresses.items() if c not in grey)
+    ledger = _ledger(engine, wave_id)
+    waiting = {c: row for c, row in ledger.items() if row["status"] == "pending"}
+    assert set(waiting) == grey
+    for row in waiting.values():
+        retry_at = storage.as_utc(row["next_attempt_at"])
+        assert start + outbox.BACKOFF_FIRST <= retry_at <= storage.utcnow() + outbox.BACKOFF_FIRST * 1.2
+        assert (row["attempts"], row["last_error"]) == (1, f"{row['address']}: {GREYLISTED}")
+
+    with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete, match=f"^{len(grey)} invitation"):
+        outbox.deliver(engine, wave_id, "invitation", _render, transport)  # a task retry before their time
+    assert set(faulty.spool.tries.values()) == {1}
+
+    _clock_moved(monkeypatch, minutes=2)
+    with SmtpTransport() as transport:
+        outcome = outbox.deliver(engine, wave_id, "invitation", _render, transport)
+    assert (outcome.sent, outcome.failed, outcome.retry) == (len(grey), 0, 0)
+    assert all(faulty.spool.tries[addresses[c]] == 2 for c in grey)
+    bounced = storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM contacts WHERE bounced_at IS NOT NULL")
+    assert bounced["n"] == 0
+    received = Counter(m["To"] for m in faulty.spool.messages())
+    ledger = _ledger(engine, wave_id)
+    assert {c: (row["status"], received[row["address"]]) for c, row in ledger.items()} == {
+        c: ("sent", 1) for c in addresses
+    }
+    assert all(row["next_attempt_at"] is None for row in ledger.values())
+
+
+def test_a_message_greylisted_on_every_try_fails_with_its_last_reply_after_max_attempts(
+    engine, wave, faulty, monkeypatch
+):
+    original = faulty.spool.handle_RCPT
+
+    async def always_grey(server, session, envelope, address, options):
+        if address == "grey@a1.example":  # greylisted on every try
+            faulty.spool.tries[address] += 1
+            return GREYLISTED
+        return await original(server, session, envelope, address, options)
+
+    monkeypatch.setattr(faulty.spool, "handle_RCPT", always_grey)
+    outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "grey@a1.example")])
+    for attempt in range(1, outbox.MAX_ATTEMPTS):
+        with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
+            outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        _clock_moved(monkeypatch, hours=attempt)
+    with SmtpTransport() as transport:
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+    assert (outcome.sent, outcome.failed, outcome.retry) == (0, 1, 0)
+    row = _row(engine, "C1")
+    assert (row["status"], row["attempts"], row["bounced_at"]) == ("failed", outbox.MAX_ATTEMPTS, None)
+    assert row["last_error"] == f"grey@a1.example: {GREYLISTED}"
+    assert faulty.spool.tries["grey@a1.example"] == outbox.MAX_ATTEMPTS
+
+
+def _clock_moved(monkeypatch: pytest.MonkeyPatch, **delta: float) -> dt.datetime:
+    """Move storage.utcnow ahead by `delta` (timedelta keywords); the new now."""
+    now = storage.utcnow() + dt.timedelta(**delta)
+    monkeypatch.setattr(storage, "utcnow", lambda: now)
+    return now

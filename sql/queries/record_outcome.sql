@@ -1,3 +1,5 @@
+-- A message's outcome; a transiently refused one stays pending until :next_attempt_at.
 UPDATE outbox
-SET status = :status, last_error = :error, message_id = :message_id, sent_at = :sent_at
+SET status = :status, last_error = :error, message_id = :message_id, sent_at = :sent_at,
+    next_attempt_at = :next_attempt_at
 WHERE wave_id = :wave_id AND kind = :kind AND recipient = :recipient
