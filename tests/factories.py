@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from email.message import EmailMessage
 from pathlib import Path
 
 from include.nps import waves
@@ -104,3 +105,13 @@ def flash_figures(responded: bool = True) -> dict:
         ],
         "responded": responded,
     }
+
+
+def plain_email(row: dict) -> EmailMessage:
+    """A minimal email to an outbox row's address: the ledger's tests render this."""
+    message = EmailMessage()
+    message["From"] = "cs@vendor.example"
+    message["To"] = row["address"]
+    message["Subject"] = "hello"
+    message.set_content("hello")
+    return message

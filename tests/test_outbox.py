@@ -1,22 +1,12 @@
 """The ledger against a real SMTP server on loopback: once, and only once."""
 
 import datetime as dt
-from email.message import EmailMessage
 
 import pytest
 
 from include.nps import outbox, storage
 from include.nps.delivery import SmtpTransport, TransientFailure
-from tests.factories import contact, planned_wave, write_csv
-
-
-def _render(row: dict) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "cs@vendor.example"
-    message["To"] = row["address"]
-    message["Subject"] = "hello"
-    message.set_content("hello")
-    return message
+from tests.factories import contact, plain_email, planned_wave, write_csv
 
 
 @pytest.fixture
@@ -42,10 +32,10 @@ def _enqueue_all(engine, wave) -> None:
 def test_each_message_is_sent_once_even_when_delivered_again(engine, wave, smtp):
     _enqueue_all(engine, wave)
     with SmtpTransport() as transport:
-        first = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        first = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     _enqueue_all(engine, wave)
     with SmtpTransport() as transport:
-        second = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        second = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert (first.sent, first.failed) == (2, 1)
     assert (second.sent, second.failed) == (0, 0)
     assert sorted(m["To"] for m in smtp.spool.messages()) == ["c1@a1.example", "c2@a1.example"]
@@ -64,7 +54,7 @@ def test_two_tasks_delivering_one_kind_at_once_send_each_message_once(engine, wa
 
     monkeypatch.setattr(outbox, "_claim_batch", other_task_claims_first)
     with SmtpTransport() as transport:
-        outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert (outcome.sent, outcome.failed) == (1, 1)  # C2 sent, C3 refused; C1 left to its claimer
     assert [m["To"] for m in smtp.spool.messages()] == ["c2@a1.example"]
 
@@ -72,12 +62,12 @@ def test_two_tasks_delivering_one_kind_at_once_send_each_message_once(engine, wa
 def test_a_refused_address_is_recorded_as_bounced_and_suppressed_later(engine, wave, smtp):
     _enqueue_all(engine, wave)
     with SmtpTransport() as transport:
-        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
         row = storage.fetch_one(engine, "SELECT status, last_error FROM outbox WHERE recipient = 'C3'")
         assert row["status"] == "failed" and "550" in row["last_error"]
         assert storage.fetch_one(engine, "SELECT bounced_at FROM contacts WHERE contact_id = 'C3'")["bounced_at"]
         outbox.enqueue(engine, wave.wave_id, "flash_results", [("C3", "bounce@a1.example")])
-        later = outbox.deliver(engine, wave.wave_id, "flash_results", _render, transport)
+        later = outbox.deliver(engine, wave.wave_id, "flash_results", plain_email, transport)
     assert later.suppressed == 1
     assert (
         storage.fetch_one(engine, "SELECT last_error FROM outbox WHERE kind = 'flash_results'")["last_error"]
@@ -89,7 +79,7 @@ def test_opted_out_contacts_are_suppressed_at_send_time(engine, wave, smtp):
     _enqueue_all(engine, wave)
     storage.execute(engine, "UPDATE contacts SET opted_out_at = :t WHERE contact_id = 'C1'", {"t": storage.utcnow()})
     with SmtpTransport() as transport:
-        result = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        result = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert result.suppressed == 1
     assert "c1@a1.example" not in [m["To"] for m in smtp.spool.messages()]
 
@@ -98,7 +88,7 @@ def test_an_interrupted_send_is_not_retried(engine, wave, smtp):
     _enqueue_all(engine, wave)
     storage.execute(engine, "UPDATE outbox SET status = 'sending' WHERE recipient = 'C1'")
     with SmtpTransport() as transport:
-        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     row = storage.fetch_one(engine, "SELECT status, last_error FROM outbox WHERE recipient = 'C1'")
     assert row["status"] == "failed" and "outcome unknown" in row["last_error"]
     assert "c1@a1.example" not in [m["To"] for m in smtp.spool.messages()]
@@ -128,13 +118,13 @@ def test_transient_failures_stay_pending_for_the_retry_then_give_up(engine, wave
         flaky = FlakyTransport(transport, "c2@a1.example")
         for attempt in range(1, outbox.MAX_ATTEMPTS):
             with pytest.raises(outbox.DeliveryIncomplete, match="1 invitation message"):
-                outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky)
+                outbox.deliver(engine, wave.wave_id, "invitation", plain_email, flaky)
             assert storage.fetch_one(engine, "SELECT status, attempts FROM outbox WHERE recipient = 'C2'") == {
                 "status": "pending",
                 "attempts": attempt,
             }
             _clock_moved(monkeypatch, hours=1)  # its retry time has come
-        outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky)
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, flaky)
     assert storage.fetch_one(engine, "SELECT status FROM outbox WHERE recipient = 'C2'")["status"] == "failed"
     assert [m["To"] for m in smtp.spool.messages()].count("c1@a1.example") == 1
 
@@ -161,12 +151,12 @@ def test_a_chunk_with_a_deferred_row_reports_it_and_sends_it_once_due(engine, wa
     with SmtpTransport() as transport:
         flaky = FlakyTransport(transport, "c2@a1.example")
         with pytest.raises(outbox.DeliveryIncomplete, match="1 invitation message") as first:
-            outbox.deliver(engine, wave.wave_id, "invitation", _render, flaky, chunk=0)
+            outbox.deliver(engine, wave.wave_id, "invitation", plain_email, flaky, chunk=0)
         retry_at = storage.as_utc(
             storage.fetch_one(engine, "SELECT next_attempt_at FROM outbox WHERE recipient = 'C2'")["next_attempt_at"]
         )
         assert retry_at.isoformat(timespec="seconds") in str(first.value)
         monkeypatch.setattr(storage, "utcnow", lambda: retry_at)  # due exactly now
-        outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport, chunk=0)
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport, chunk=0)
     assert (outcome.sent, outcome.failed, outcome.retry) == (1, 0, 0)
     assert sorted(m["To"] for m in smtp.spool.messages()) == ["c1@a1.example", "c2@a1.example"]

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from include.nps import outbox, storage
 from include.nps.delivery import PermanentFailure, SmtpTransport, TransientFailure, is_bounce
 from include.nps.devservers import MailSpool, free_port
-from tests.factories import contact, planned_wave, write_csv
+from tests.factories import contact, plain_email, planned_wave, write_csv
 
 GREYLISTED = "451 4.7.1 Greylisted, try again later"
 RCPT_REPLIES = {
@@ -123,15 +122,6 @@ def wave(engine, tmp_path):
     return wave
 
 
-def _render(row: dict) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "cs@vendor.example"
-    message["To"] = row["address"]
-    message["Subject"] = "hello"
-    message.set_content("hello")
-    return message
-
-
 def _row(engine, recipient: str) -> dict:
     row = storage.fetch_one(
         engine,
@@ -163,7 +153,7 @@ def _delivered(server: FaultyServer) -> list[str]:
 )
 def test_each_reply_is_classified_as_rfc_5321_says(faulty, local, failure, bounce):
     with SmtpTransport() as transport, pytest.raises((PermanentFailure, TransientFailure)) as raised:
-        message = _render({"address": f"{local}@a1.example"})
+        message = plain_email({"address": f"{local}@a1.example"})
         message.replace_header("From", f"{local}@vendor.example")  # the MAIL stage answers by the sender
         transport.send(message)
     assert type(raised.value) is failure
@@ -194,13 +184,13 @@ def test_a_greylisted_recipient_stays_pending_unbounced_and_is_delivered_on_the_
 ):
     outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "grey@a1.example"), ("C2", "ok@a1.example")])
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
-        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     first = _row(engine, "C1")
     assert (first["status"], first["attempts"], first["bounced_at"]) == ("pending", 1, None)
     assert first["last_error"] == f"grey@a1.example: {GREYLISTED}"
     _clock_moved(monkeypatch, hours=1)  # its retry time has come
     with SmtpTransport() as transport:
-        again = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        again = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert (again.sent, again.failed, again.retry) == (1, 0, 0)
     assert (_row(engine, "C1")["status"], _row(engine, "C1")["bounced_at"]) == ("sent", None)
     assert _delivered(faulty) == ["grey@a1.example", "ok@a1.example"]
@@ -211,7 +201,7 @@ def test_permanent_refusals_are_failed_never_retried_and_only_bad_addresses_boun
     outbox.enqueue(engine, wave.wave_id, "invitation", [*refused.items(), ("C4", "ok@a1.example")])
     for _ in range(2):
         with SmtpTransport() as transport:
-            outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+            outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     rows = {c: _row(engine, c) for c in refused}
     assert {c: r["status"] for c, r in rows.items()} == {"C1": "failed", "C2": "failed", "C3": "failed"}
     assert {c: r["bounced_at"] is not None for c, r in rows.items()} == {"C1": True, "C2": False, "C3": False}
@@ -228,7 +218,7 @@ def test_after_a_lost_session_the_rest_of_the_batch_goes_over_a_new_one(engine, 
     rows = [("C1", "c1@a1.example"), ("C2", lost), ("C3", "c3@a1.example"), ("C4", "c4@a1.example")]
     outbox.enqueue(engine, wave.wave_id, "invitation", rows)
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
-        outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert transport.sessions == 2
     assert {c: _row(engine, c)["status"] for c, _ in rows} == {
         "C1": "sent",
@@ -246,10 +236,10 @@ def test_after_a_lost_session_the_rest_of_the_batch_goes_over_a_new_one(engine, 
 def test_a_session_that_cannot_be_reopened_fails_the_next_message_transiently(faulty):
     with SmtpTransport() as transport:
         with pytest.raises(TransientFailure):
-            transport.send(_render({"address": "shutdown@a1.example"}))
+            transport.send(plain_email({"address": "shutdown@a1.example"}))
         faulty.stop()
         with pytest.raises(TransientFailure, match="cannot reach the SMTP server"):
-            transport.send(_render({"address": "c1@a1.example"}))
+            transport.send(plain_email({"address": "c1@a1.example"}))
     assert transport.sessions == 1
 
 
@@ -289,7 +279,7 @@ def test_one_call_tries_every_row_once_and_greylisted_ones_wait_for_their_retry_
     grey = {c for c, a in addresses.items() if a.startswith("grey@")}
     start = storage.utcnow()
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete, match=f"^{len(grey)} invitation"):
-        outbox.deliver(engine, wave_id, "invitation", _render, transport)
+        outbox.deliver(engine, wave_id, "invitation", plain_email, transport)
     assert sorted(faulty.spool.tries) == sorted(addresses.values())
     assert set(faulty.spool.tries.values()) == {1}  # every row tried, and only once
     assert _delivered(faulty) == sorted(a for c, a in addresses.items() if c not in grey)
@@ -302,12 +292,12 @@ def test_one_call_tries_every_row_once_and_greylisted_ones_wait_for_their_retry_
         assert (row["attempts"], row["last_error"]) == (1, f"{row['address']}: {GREYLISTED}")
 
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete, match=f"^{len(grey)} invitation"):
-        outbox.deliver(engine, wave_id, "invitation", _render, transport)  # a task retry before their time
+        outbox.deliver(engine, wave_id, "invitation", plain_email, transport)  # a task retry before their time
     assert set(faulty.spool.tries.values()) == {1}
 
     _clock_moved(monkeypatch, minutes=2)
     with SmtpTransport() as transport:
-        outcome = outbox.deliver(engine, wave_id, "invitation", _render, transport)
+        outcome = outbox.deliver(engine, wave_id, "invitation", plain_email, transport)
     assert (outcome.sent, outcome.failed, outcome.retry) == (len(grey), 0, 0)
     assert all(faulty.spool.tries[addresses[c]] == 2 for c in grey)
     bounced = storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM contacts WHERE bounced_at IS NOT NULL")
@@ -335,10 +325,10 @@ def test_a_message_greylisted_on_every_try_fails_with_its_last_reply_after_max_a
     outbox.enqueue(engine, wave.wave_id, "invitation", [("C1", "grey@a1.example")])
     for attempt in range(1, outbox.MAX_ATTEMPTS):
         with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete):
-            outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+            outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
         _clock_moved(monkeypatch, hours=attempt)
     with SmtpTransport() as transport:
-        outcome = outbox.deliver(engine, wave.wave_id, "invitation", _render, transport)
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
     assert (outcome.sent, outcome.failed, outcome.retry) == (0, 1, 0)
     row = _row(engine, "C1")
     assert (row["status"], row["attempts"], row["bounced_at"]) == ("failed", outbox.MAX_ATTEMPTS, None)
