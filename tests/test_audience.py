@@ -190,6 +190,14 @@ def test_japanese_names_load_in_every_encoding_and_delimiter_excel_writes(
     assert storage.fetch_one(engine, "SELECT name FROM accounts WHERE account_id = 'A2'") == {"name": "Acme; Ltd"}
 
 
+@pytest.mark.parametrize("heading", ["E-mail", "Email Address", "E-mail Address", "EMAIL"])
+def test_the_address_column_may_carry_the_heading_other_exports_give_it(engine, tmp_path, heading):
+    path = tmp_path / "export.csv"
+    path.write_text(f"Contact ID,{heading},Name,Account ID,Account Name\nC1,a@a1.example,Ann,A1,Acme\n")
+    assert audience.load_contacts(engine, "w", path).loaded == 1
+    assert storage.fetch_one(engine, "SELECT email FROM contacts") == {"email": "a@a1.example"}
+
+
 def test_the_timezone_column_is_optional_and_a_file_without_it_stores_none(engine, tmp_path):
     assert "timezone" in audience.OPTIONAL_COLUMNS
     path = write_csv(tmp_path / "c.csv", [contact("C1")])  # the factory's columns have no timezone

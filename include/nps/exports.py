@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 DELIMITERS = (",", ";", "\t")
 LEGACY_ENCODINGS = ("cp932",)  # tried, strictly, after UTF-8
 WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (OLE)
-COLUMN_ALIASES = {"time_zone": "timezone"}
+# Headers other exports write for our columns (Outlook and many CRMs write "E-mail" or "Email Address").
+COLUMN_ALIASES = {"time_zone": "timezone", "e_mail": "email", "email_address": "email", "e_mail_address": "email"}
 
 
 class ExportError(ValueError):
