@@ -1,0 +1,1 @@
+UPDATE delivery_events SET applied_at = :now WHERE applied_at IS NULL
