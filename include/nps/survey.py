@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.nps import followups, i18n, messages, responses, storage, tokens
+from include.nps import bounce_hooks, followups, i18n, messages, responses, storage, tokens
 from include.nps.ratelimit import SlidingWindowLimit
 from include.nps.responses import ResponseRejected
 
@@ -231,6 +231,7 @@ def create_app(engine: Engine, settings: FormSettings | None = None) -> FastAPI:
         )
         return response
 
+    app.include_router(bounce_hooks.router(engine))  # ESP bounce and complaint webhooks (/hooks/...)
     return app
 
 
