@@ -182,6 +182,8 @@ AUTO_REPLY = b"From: c9@a1.example\r\nTo: cs@vendor.example\r\nSubject: Out of o
     [
         ("failed", "5.1.1", "bounce"),  # no such mailbox
         ("failed", "5.1.10", "bounce"),  # null MX
+        ("failed", "5.1.1 (bad destination mailbox)", "bounce"),  # with a comment
+        ("failed", "5.1.11", "other"),  # past the address problems is_bounce knows
         ("failed", "5.7.1", "other"),  # refused by policy: recorded, suppresses nothing
         ("failed", "5.2.2", "other"),  # mailbox full
         ("failed", "4.4.7", None),  # gave up on a transient failure
@@ -617,3 +619,28 @@ def test_recorded_events_are_kept_once_per_key(engine):
     event = delivery_events.DeliveryEvent("dsn", "bounce", "nobody@nowhere.example", "dsn:k1", status="5.1.1")
     assert delivery_events.record(engine, [event, event]).new == 1
     assert delivery_events.record(engine, [event]).new == 0
+
+
+# -- the DAG's task ------------------------------------------------------------------------------
+
+
+def poll_task():
+    """The `poll_bounce_mailbox` task's own function, as the DAG file defines it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(storage.PROJECT_ROOT / "dags" / "nps_bounces.py")).dags["nps_bounces"]
+    return dag.get_task("poll_bounce_mailbox").python_callable
+
+
+def test_the_dag_skips_when_no_bounce_mailbox_is_configured(engine, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    monkeypatch.delenv("AIRFLOW_CONN_NPS_BOUNCES", raising=False)
+    with pytest.raises(AirflowSkipException, match="nps_bounces"):
+        poll_task()()
+
+
+def test_the_dag_polls_the_mailbox_of_its_connection(engine, wave, dovecot, mailbox):
+    dovecot.deliver(mailbox, dsn("c1@a1.example", sent_id(wave.wave_id, "C1")))
+    result = poll_task()()
+    assert (result["reports"], result["bounced_contacts"]) == (1, 1)

@@ -27,7 +27,7 @@ import hmac
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -95,7 +95,7 @@ def router(engine: Engine, settings: HookSettings | None = None) -> APIRouter:
             return _answer(400, "expected a JSON array of events")
         events = [e for item in payload if isinstance(item, dict) for e in sendgrid_events(item)]
         recorded = delivery_events.record(engine, events)
-        return _answer(200, "ok", received=len(payload), **recorded.__dict__)
+        return _answer(200, "ok", received=len(payload), **asdict(recorded))
 
     @routes.post("/ses")
     async def ses(request: Request, token: str | None = None) -> JSONResponse:
@@ -124,7 +124,7 @@ def router(engine: Engine, settings: HookSettings | None = None) -> APIRouter:
         if not isinstance(message, dict):
             return _answer(400, "Message is not an SES notification")
         recorded = delivery_events.record(engine, ses_events(message, str(envelope.get("MessageId", ""))))
-        return _answer(200, "ok", **recorded.__dict__)
+        return _answer(200, "ok", **asdict(recorded))
 
     return routes
 

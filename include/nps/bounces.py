@@ -25,7 +25,7 @@ import re
 import ssl as ssl_module
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 BOUNCES_CONN_ID = "nps_bounces"
 MAX_MESSAGES = 500  # read per poll; the rest waits for the next
-STATUS_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")  # RFC 3463 class.subject.detail
+STATUS_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")  # RFC 3463 class.subject.detail
 COMPLAINT_TYPES = {"abuse", "fraud"}  # RFC 5965 feedback types that mean "this is spam to me"
 
 
@@ -100,7 +100,7 @@ def poll_bounce_mailbox(engine: Engine, conn_id: str = BOUNCES_CONN_ID, max_mess
     from airflow.sdk import BaseHook
 
     settings = MailboxSettings.from_connection(BaseHook.get_connection(conn_id))
-    return poll_mailbox(engine, settings, max_messages).__dict__
+    return asdict(poll_mailbox(engine, settings, max_messages))
 
 
 def poll_mailbox(engine: Engine, settings: MailboxSettings, max_messages: int = MAX_MESSAGES) -> PollResult:
