@@ -256,10 +256,10 @@ def _dovecot_config(root: Path, port: int) -> str:
         users = ""
         mail_user = ("nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name)
     else:
-        me = getpass.getuser()
-        users = f"default_internal_user = {me}\ndefault_login_user = {me}\n"
+        me, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
+        users = f"default_internal_user = {me}\ndefault_internal_group = {group}\ndefault_login_user = {me}\n"
         users += "service anvil {\n  chroot =\n}\nservice imap-login {\n  chroot =\n}\n"
-        mail_user = (me, grp.getgrgid(os.getgid()).gr_name)
+        mail_user = (me, group)
     return f"""base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
