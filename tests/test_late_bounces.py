@@ -445,7 +445,7 @@ def sendgrid_batch(wave_id: str) -> list[dict]:
     ]  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_db_wave(request, tmp_path, smtp):
     engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
     return engine, make_wave(engine, tmp_path, smtp)
