@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from sqlalchemy import text
 
 from include.nps import outbox, storage
 from include.nps.delivery import SmtpTransport, TransientFailure
@@ -43,20 +44,29 @@ def test_each_message_is_sent_once_even_when_delivered_again(engine, wave, smtp)
 
 def test_two_tasks_delivering_one_kind_at_once_send_each_message_once(engine, wave, smtp, monkeypatch):
     """The real-time DAG and the wave's close can work the same kind at the same time: each row is
-    claimed before its send, so a row read by both is sent by whichever claims it first."""
+    claimed just before its send, so a row read by both is sent by whichever claims it first, and a
+    row another live task is sending is left to it."""
     _enqueue_all(engine, wave)
-    claim = outbox._claim_batch
+    claim = outbox._claim
 
-    def other_task_claims_first(engine_, scope):
-        storage.execute(engine_, "UPDATE outbox SET status = 'sending' WHERE recipient = 'C1'")
-        monkeypatch.setattr(outbox, "_claim_batch", claim)
-        return claim(engine_, scope)  # after the other task claimed C1, between this task's start and claim
+    def other_task_claims_c1_first(conn, row, sender, due):
+        if row["recipient"] == "C1":
+            conn.execute(
+                text(
+                    "UPDATE outbox SET status = 'sending', claimed_by = 'airflow:other', claimed_at = :t"
+                    " WHERE recipient = 'C1'"
+                ),
+                {"t": storage.utcnow()},
+            )
+        return claim(conn, row, sender, due)
 
-    monkeypatch.setattr(outbox, "_claim_batch", other_task_claims_first)
+    monkeypatch.setattr(outbox, "_claim", other_task_claims_c1_first)
     with SmtpTransport() as transport:
         outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
-    assert (outcome.sent, outcome.failed) == (1, 1)  # C2 sent, C3 refused; C1 left to its claimer
+        again = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
+    assert (outcome.sent, outcome.failed, again.in_doubt) == (1, 1, 0)  # C2 sent, C3 refused; C1 the other's
     assert [m["To"] for m in smtp.spool.messages()] == ["c2@a1.example"]
+    assert storage.fetch_one(engine, "SELECT status FROM outbox WHERE recipient = 'C1'")["status"] == "sending"
 
 
 def test_a_refused_address_is_recorded_as_bounced_and_suppressed_later(engine, wave, smtp):
@@ -84,14 +94,72 @@ def test_opted_out_contacts_are_suppressed_at_send_time(engine, wave, smtp):
     assert "c1@a1.example" not in [m["To"] for m in smtp.spool.messages()]
 
 
-def test_an_interrupted_send_is_not_retried(engine, wave, smtp):
+def _interrupted(engine, recipient: str, sender: str, minutes_ago: int = 0) -> None:
+    """`recipient`'s row as a sender killed mid-send left it."""
+    claimed_at = storage.utcnow() - dt.timedelta(minutes=minutes_ago)
+    storage.execute(
+        engine,
+        "UPDATE outbox SET status = 'sending', attempts = 1, claimed_by = :s, claimed_at = :t WHERE recipient = :r",
+        {"s": sender, "t": claimed_at, "r": recipient},
+    )
+
+
+def test_a_send_interrupted_in_an_earlier_try_is_resent_once_with_its_message_id(engine, wave, smtp):
     _enqueue_all(engine, wave)
-    storage.execute(engine, "UPDATE outbox SET status = 'sending' WHERE recipient = 'C1'")
+    _interrupted(engine, "C1", outbox.sender_identity())
     with SmtpTransport() as transport:
-        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", messages_with_ids, transport)
+    row = storage.fetch_one(engine, "SELECT status, doubts, attempts, message_id FROM outbox WHERE recipient = 'C1'")
+    assert (outcome.in_doubt, outcome.sent) == (1, 2)
+    assert row == {"status": "sent", "doubts": 1, "attempts": 2, "message_id": "<invitation.C1@nps.test>"}
+    assert [m["Message-ID"] for m in smtp.spool.messages() if m["To"] == "c1@a1.example"] == [row["message_id"]]
+
+
+def test_the_hold_policy_keeps_an_interrupted_send_in_doubt_for_a_person(engine, wave, smtp):
+    _enqueue_all(engine, wave)
+    _interrupted(engine, "C1", outbox.sender_identity())
+    with SmtpTransport() as transport:
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport, policy=HOLD)
     row = storage.fetch_one(engine, "SELECT status, last_error FROM outbox WHERE recipient = 'C1'")
-    assert row["status"] == "failed" and "outcome unknown" in row["last_error"]
+    assert outcome.in_doubt == 1 and row["status"] == "in_doubt" and "outcome unknown" in row["last_error"]
     assert "c1@a1.example" not in [m["To"] for m in smtp.spool.messages()]
+    assert outbox.counts(engine, wave.wave_id)["invitation"] == {"in_doubt": 1, "sent": 1, "failed": 1}
+
+
+def test_another_senders_row_is_in_doubt_only_once_its_lease_is_over(engine, wave, smtp):
+    _enqueue_all(engine, wave)
+    _interrupted(engine, "C1", "airflow:another/run/task", minutes_ago=1)
+    _interrupted(engine, "C2", "airflow:another/run/task", minutes_ago=int(outbox.LEASE.total_seconds() // 60) + 1)
+    with SmtpTransport() as transport:
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport, policy=HOLD)
+    statuses = {r["recipient"]: r["status"] for r in storage.fetch_all(engine, "SELECT recipient, status FROM outbox")}
+    assert outcome.in_doubt == 1 and statuses == {"C1": "sending", "C2": "in_doubt", "C3": "failed"}
+
+
+def test_a_render_error_releases_the_claim_so_the_row_is_sent_by_the_retry(engine, wave, smtp):
+    _enqueue_all(engine, wave)
+
+    def broken(row):
+        raise KeyError("a template bug")
+
+    with SmtpTransport() as transport:
+        with pytest.raises(KeyError):
+            outbox.deliver(engine, wave.wave_id, "invitation", broken, transport)
+        assert (
+            storage.fetch_one(engine, "SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending' AND attempts = 0")["n"]
+            == 3
+        )
+        outcome = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport)
+    assert (outcome.sent, outcome.failed, outcome.in_doubt) == (2, 1, 0)
+
+
+HOLD = outbox.DeliveryPolicy(in_doubt="hold")
+
+
+def messages_with_ids(row):
+    message = plain_email(row)
+    message["Message-ID"] = f"<{row['kind']}.{row['recipient']}@nps.test>"
+    return message
 
 
 class FlakyTransport:

@@ -4,9 +4,7 @@ a 421 or a dropped connection opens a new session for the rest of the batch."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,91 +14,8 @@ import pytest
 
 from include.nps import outbox, storage
 from include.nps.delivery import PermanentFailure, SmtpTransport, TransientFailure, is_bounce
-from include.nps.devservers import MailSpool, free_port
 from tests.factories import contact, plain_email, planned_wave, write_csv
-
-GREYLISTED = "451 4.7.1 Greylisted, try again later"
-RCPT_REPLIES = {
-    "nouser": "550 5.1.1 No such user",
-    "plain": "550 Requested action not taken: mailbox unavailable",
-    "norelay": "550 5.7.1 Relaying denied",
-}
-
-
-MAIL_REPLIES = {  # by the sender's local part
-    "mailgrey": "451 4.3.1 Insufficient system storage",
-    "mailbad": "553 5.1.8 Sender address rejected",
-}
-
-
-class FaultySpool(MailSpool):
-    """Answers by the recipient's local part: `grey` 451 at RCPT on the first try only, `greydata`
-    451 at DATA on the first try only, `nouser` 550 5.1.1, `plain` 550 with no enhanced code,
-    `norelay` 550 5.7.1 at RCPT, `policy` 554 5.7.1 at DATA, `shutdown` 421 at RCPT then closes,
-    `cut` drops the connection at DATA without a reply; anyone else is accepted. At MAIL, by the
-    sender's local part: `mailgrey` 451, `mailbad` 553 5.1.8."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder)
-        self.tries: Counter[str] = Counter()  # RCPT commands per address
-        self.peers: dict[str, tuple] = {}  # the session (client address) each address last came in
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
-        local = address.split("@")[0]
-        if local in MAIL_REPLIES:
-            return MAIL_REPLIES[local]
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
-        local = address.split("@")[0]
-        self.tries[address] += 1
-        self.peers[address] = session.peer
-        if local == "grey" and self.tries[address] == 1:
-            return GREYLISTED
-        if local == "shutdown":
-            asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.3.2 Service shutting down"
-        if local in RCPT_REPLIES:
-            return RCPT_REPLIES[local]
-        return await super().handle_RCPT(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        local = envelope.rcpt_tos[0].split("@")[0]
-        if local == "greydata" and self.tries[envelope.rcpt_tos[0]] == 1:
-            return "451 4.3.0 Temporary local problem, try again later"
-        if local == "policy":
-            return "554 5.7.1 Message rejected"
-        if local == "cut":
-            server.transport.abort()
-            return "250 never heard"
-        return await super().handle_DATA(server, session, envelope)
-
-
-class FaultyServer:
-    """A real aiosmtpd server on loopback answering through a `FaultySpool`."""
-
-    def __init__(self, folder: Path) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.spool = FaultySpool(folder)
-        self.port = free_port()
-        self.controller = Controller(self.spool, hostname="127.0.0.1", port=self.port)
-        self.running = False
-
-    def start(self) -> None:
-        self.controller.start()
-        self.running = True
-
-    def stop(self) -> None:
-        if self.running:
-            self.controller.stop()
-            self.running = False
-
-    def connection_uri(self) -> str:
-        extra = {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 0}
-        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
+from tests.faulty_smtp import GREYLISTED, FaultyServer
 
 
 @pytest.fixture
@@ -275,7 +190,7 @@ def _ledger(engine, wave_id: str) -> dict[str, dict]:
 
 def test_one_call_tries_every_row_once_and_greylisted_ones_wait_for_their_retry_time(mailing, faulty, monkeypatch):
     engine, wave_id, addresses = mailing
-    assert MAILING > outbox.BATCH_SIZE
+    assert MAILING > outbox.PAGE_SIZE
     grey = {c for c, a in addresses.items() if a.startswith("grey@")}
     start = storage.utcnow()
     with SmtpTransport() as transport, pytest.raises(outbox.DeliveryIncomplete, match=f"^{len(grey)} invitation"):

@@ -235,16 +235,16 @@ def test_a_refused_issue_is_recorded_and_never_retried(engine, wave, httpserver,
 
 def test_a_send_cut_short_by_a_crash_is_never_repeated(engine, wave, httpserver, monkeypatch):
     """The ledger row was claimed and the worker died before the answer was recorded: the issue
-    may exist, so it is recorded as failed for a person to check, not created a second time."""
+    may exist, so it is held in doubt for a person to check, not created a second time."""
     target = connect(monkeypatch, httpserver, {"flavour": "jira", "project": "CSI"}, "me@acme.example")
     httpserver.expect_request("/rest/api/2/issue", method="POST").respond_with_json({"key": "CSI-1"}, status=201)
     outbox.enqueue(engine, wave.wave_id, tracker.KIND, [("theme-pricing", target.address)], tracker.CHANNEL)
     storage.execute(engine, "UPDATE outbox SET status = 'sending', attempts = 1 WHERE kind = 'tracker_issue'")
 
-    assert open_issues(engine, target, wave) == outbox.Outcome(sent=1)  # only silent-A7
+    assert open_issues(engine, target, wave) == outbox.Outcome(sent=1, in_doubt=1)  # only silent-A7 sent
     assert json.loads(httpserver.log[0][0].data)["fields"]["summary"].endswith("silent account A7 Inc")
     ledger = storage.fetch_one(engine, "SELECT status, last_error FROM outbox WHERE recipient = 'theme-pricing'")
-    assert ledger["status"] == "failed" and "outcome unknown" in ledger["last_error"]
+    assert ledger["status"] == "in_doubt" and "outcome unknown" in ledger["last_error"]
 
 
 def test_an_item_that_names_an_issue_or_is_closed_gets_none(engine, wave, httpserver, monkeypatch):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Expectation = tuple[str, dict[str, Any]]
-SENT_OR_SETTLED = ["sent", "suppressed", "failed"]
+SETTLED = ["sent", "suppressed", "failed", "in_doubt"]  # a message no sender will touch again
 EXAMPLES = 5
 HIDDEN_KWARGS = ("batch_id", "value_set", "description", "severity")  # shown otherwise, or too long
 
@@ -87,8 +87,12 @@ def audience_suite(size: int, previous_size: int | None, thresholds: CheckThresh
     return suite
 
 
-def outbox_suite(expected_rows: int, window: tuple[dt.datetime | None, dt.datetime | None]) -> list[Expectation]:
-    """After a send, on the ledger rows of one kind: audience = sent + suppressed + failed."""
+def outbox_suite(
+    expected_rows: int, window: tuple[dt.datetime | None, dt.datetime | None], max_undelivered_share: float
+) -> list[Expectation]:
+    """After a send, on the ledger rows of one kind: audience = sent + suppressed + failed + in doubt,
+    and at most `max_undelivered_share` of the messages not suppressed failed or are in doubt (the
+    `delivered` column: 1 sent, 0 failed or in doubt, empty otherwise)."""
     start, end = window
     bounds = " and ".join(
         part
@@ -100,9 +104,16 @@ def outbox_suite(expected_rows: int, window: tuple[dt.datetime | None, dt.dateti
         expect("ExpectColumnValuesToBeUnique", "no recipient twice", column="recipient"),
         expect(
             "ExpectColumnValuesToBeInSet",
-            "every message sent, suppressed or failed",
+            "every message sent, suppressed, failed or in doubt (none left pending or mid-send)",
             column="status",
-            value_set=SENT_OR_SETTLED,
+            value_set=SETTLED,
+        ),
+        expect(
+            "ExpectColumnValuesToBeInSet",
+            f"at most {max_undelivered_share:.0%} of the messages not suppressed failed or are in doubt",
+            column="delivered",
+            value_set=[1],
+            mostly=1 - max_undelivered_share,
         ),
         expect(
             "ExpectColumnValuesToBeInSet",

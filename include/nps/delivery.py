@@ -8,11 +8,16 @@ or `TransientFailure` (retried later with backoff).
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import functools
 import re
 import smtplib
 from contextlib import AbstractContextManager, suppress
 from email.message import EmailMessage
 from typing import Any, Protocol
+
+from include.nps.ratelimit import Pacer
 
 
 class PermanentFailure(Exception):
@@ -25,7 +30,12 @@ class PermanentFailure(Exception):
 
 
 class TransientFailure(Exception):
-    """The message may be delivered if tried again later."""
+    """The message may be delivered if tried again later; `retry_after`: not before these seconds
+    (a server's Retry-After)."""
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Transport(Protocol):
@@ -34,6 +44,7 @@ class Transport(Protocol):
 
 ENHANCED_STATUS = re.compile(r"^[245]\.(\d{1,3})\.(\d{1,3})")  # RFC 3463 class.subject.detail
 BOUNCE_REPLIES = (550, 551, 553)  # a refused mailbox at RCPT when the reply has no enhanced code
+SLACK_POSTS_PER_SECOND = 1.0  # Slack's documented limit for incoming webhooks
 SESSION_GONE = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError, TimeoutError)
 
 
@@ -76,6 +87,7 @@ class SmtpTransport(AbstractContextManager):
         self.conn_id = conn_id
         self._hook: Any = None
         self.sessions = 0  # sessions opened, the first included
+        self.pacer: Pacer | None = None
 
     def __enter__(self) -> SmtpTransport:
         self._open_session()
@@ -88,7 +100,7 @@ class SmtpTransport(AbstractContextManager):
         if self._hook is None:
             self._open_session()
         try:
-            refused = self._client().send_message(payload)
+            refused = self._hook.send_message(payload)
         except smtplib.SMTPRecipientsRefused as exc:
             if any(code == 421 for code, _ in exc.recipients.values()):
                 self._close_session()
@@ -107,27 +119,47 @@ class SmtpTransport(AbstractContextManager):
             raise PermanentFailure(str(failure), bounce=getattr(failure, "bounce", False))
 
     def _open_session(self) -> None:
-        """A new session through the provider's hook (connection, TLS and auth are the hook's)."""
+        """A new session through the provider's hook (connection, TLS and auth are the hook's); the
+        connection's extra `rate_per_second` paces this session's sends."""
         from airflow.providers.common.compat.sdk import AirflowException
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        hook = SmtpHook(smtp_conn_id=self.conn_id)
+        hook = _ledger_smtp_hook()(smtp_conn_id=self.conn_id)
         try:
             self._hook = hook.__enter__()
         except (OSError, smtplib.SMTPException, AirflowException) as exc:
             _close_hook(hook)
             raise TransientFailure(f"cannot reach the SMTP server: {exc}") from exc
         self.sessions += 1
+        if self.pacer is None:
+            self.pacer = Pacer(_rate(self._hook.conn.extra_dejson))
 
     def _close_session(self) -> None:
         if self._hook is not None:
             _close_hook(self._hook)
             self._hook = None
 
-    def _client(self) -> smtplib.SMTP:
-        # The provider's send_email_smtp retries every error, rejections included, and cannot
-        # carry a text part or List-Unsubscribe; the hook exposes no other way to its client.
-        return self._hook._smtp_client
+
+def _rate(extra: dict[str, Any]) -> float | None:
+    """Messages per second a connection's extra `rate_per_second` allows (None: no limit)."""
+    rate = extra.get("rate_per_second")
+    return float(rate) if rate not in (None, "", 0, "0") else None
+
+
+@functools.cache
+def _ledger_smtp_hook() -> type:
+    """The SMTP provider's hook with a send for a ready-made message that reports refused recipients
+    and does not retry (the ledger does): the provider's `send_email_smtp` builds its own HTML-only
+    message and retries every error, rejections included."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    class LedgerSmtpHook(SmtpHook):
+        def send_message(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+            """Send `message` once over the open session; the recipients refused, by address."""
+            if self._smtp_client is None:
+                raise smtplib.SMTPServerDisconnected("the SMTP session is not open")
+            return self._smtp_client.send_message(message)
+
+    return LedgerSmtpHook
 
 
 def _close_hook(hook: Any) -> None:
@@ -140,15 +172,18 @@ def _text(reply: bytes | str) -> str:
 
 
 class ChatTransport(AbstractContextManager):
-    """A chat incoming webhook (Slack-compatible JSON) from an HTTP connection."""
+    """A chat incoming webhook (Slack-compatible JSON) from an HTTP connection; its extra
+    `rate_per_second` paces the posts."""
 
     def __init__(self, conn_id: str = "nps_chat") -> None:
         self.conn_id = conn_id
+        self.pacer: Pacer | None = None
 
     def __enter__(self) -> ChatTransport:
         from airflow.providers.http.hooks.http import HttpHook
 
         self._hook = HttpHook(method="POST", http_conn_id=self.conn_id)
+        self.pacer = Pacer(_rate(self._hook.get_connection(self.conn_id).extra_dejson))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -161,10 +196,8 @@ class ChatTransport(AbstractContextManager):
             response = self._hook.run(json=payload, extra_options={"check_response": False, "timeout": 30})
         except requests.RequestException as exc:
             raise TransientFailure(f"chat webhook unreachable: {exc}") from exc
-        if retryable_status(response.status_code):
-            raise TransientFailure(f"chat webhook answered {response.status_code}")
         if response.status_code >= 400:
-            raise PermanentFailure(f"chat webhook refused the message: {response.status_code} {response.text[:200]}")
+            raise http_failure("chat webhook", response.status_code, response.text, response.headers)
 
 
 def retryable_status(status: int) -> bool:
@@ -172,26 +205,49 @@ def retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def http_failure(service: str, status: int, body: str) -> Exception:
+def http_failure(service: str, status: int, body: str, headers: Any = None) -> Exception:
     """The failure an HTTP answer stands for: 408, 425, 429 and 5xx may pass when tried again
-    (TransientFailure); any other 4xx never will (PermanentFailure, recorded and not retried)."""
+    (TransientFailure, not before the answer's Retry-After); any other 4xx never will
+    (PermanentFailure, recorded and not retried)."""
     if retryable_status(status):
-        return TransientFailure(f"{service} answered {status}")
+        wait = retry_after_seconds((headers or {}).get("Retry-After"))
+        return TransientFailure(f"{service} answered {status}", retry_after=wait)
     return PermanentFailure(f"{service} refused the request: {status} {body[:200]}")
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """A Retry-After header (RFC 9110: seconds, or an HTTP date) as seconds from now; 0 when absent
+    or unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        return 0.0
+    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
 
 
 class SlackWebhookTransport(AbstractContextManager):
     """A Slack incoming webhook through the Slack provider (`slackwebhook` connection: the webhook
     URL as its password, or the host plus the token path). The ledger owns retries: the client's
-    own retry on a dropped connection is off, as it could post twice."""
+    own retry on a dropped connection is off, as it could post twice. Posts are paced to Slack's
+    one per second (or the connection's extra `rate_per_second`), and a 429's Retry-After is honoured."""
 
     def __init__(self, conn_id: str) -> None:
         self.conn_id = conn_id
+        self.pacer: Pacer | None = None
 
     def __enter__(self) -> SlackWebhookTransport:
         from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
         self._hook = SlackWebhookHook(slack_webhook_conn_id=self.conn_id, timeout=30, retry_handlers=[])
+        extra = self._hook.get_connection(self.conn_id).extra_dejson
+        self.pacer = Pacer(_rate(extra) or SLACK_POSTS_PER_SECOND)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -203,7 +259,8 @@ class SlackWebhookTransport(AbstractContextManager):
         except OSError as exc:  # URLError, timeouts, refused connections
             raise TransientFailure(f"Slack webhook {self.conn_id} unreachable: {exc}") from exc
         if response.status_code >= 300:
-            raise http_failure(f"Slack webhook {self.conn_id}", response.status_code, str(response.body))
+            service = f"Slack webhook {self.conn_id}"
+            raise http_failure(service, response.status_code, str(response.body), response.headers)
 
 
 class TeamsTransport(AbstractContextManager):
@@ -232,7 +289,7 @@ class TeamsTransport(AbstractContextManager):
         except requests.RequestException as exc:
             raise TransientFailure(f"{service} unreachable: {exc}") from exc
         if response.status_code >= 300:
-            raise http_failure(service, response.status_code, response.text)
+            raise http_failure(service, response.status_code, response.text, response.headers)
         if "delivery failed" in response.text.lower():  # legacy connectors: 200 "Webhook message delivery failed ..."
             status = 429 if "429" in response.text else 400
             raise http_failure(service, status, response.text)
@@ -271,7 +328,7 @@ class CrmTransport(AbstractContextManager):
         except requests.RequestException as exc:
             raise TransientFailure(f"{service} unreachable: {exc}") from exc
         if response.status_code >= 300:
-            raise http_failure(service, response.status_code, response.text)
+            raise http_failure(service, response.status_code, response.text, response.headers)
         task_id = _at_path(_json_or_none(response), self.task_id_path)
         if task_id in (None, ""):
             raise PermanentFailure(

@@ -83,8 +83,10 @@ def deliver_to_contacts(
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     sender: str | None = None,
     chunk: int | None = None,
+    policy: outbox.DeliveryPolicy = outbox.DEFAULT_POLICY,
 ) -> outbox.Outcome:
-    """Render and send the pending `kind` messages (of one chunk, when given) to these contacts."""
+    """Render and send the pending `kind` messages (of one chunk, when given) to these contacts,
+    under the mailing's delivery `policy`."""
     by_id = {c["contact_id"]: c for c in contacts}
     from_address = sender or wave.sender
 
@@ -102,7 +104,7 @@ def deliver_to_contacts(
         msg_id = messages.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
         return messages.build_mime(email, from_address, msg_id)
 
-    return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk)
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk, policy)
 
 
 def reader(contact: dict[str, Any], wave: WaveParams) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""A sliding-window rate limit kept in memory, for the survey form's one process.
+"""Rate limits kept in memory: a sliding window for the survey form's one process, and a pacer
+for a sending task.
 
 Each key (a client address, an invitation) may make `limit` requests in any `window` of
 seconds. Several form processes behind a load balancer each keep their own count, so the
-effective limit is the per-process limit times the number of processes.
+effective limit is the per-process limit times the number of processes. A `Pacer` spaces one
+task's sends; the Airflow pool its tasks share bounds how many pace at once.
 """
 
 from __future__ import annotations
@@ -41,3 +43,31 @@ class SlidingWindowLimit:
             return
         self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
         self._next_sweep = now + self.window
+
+
+class Pacer:
+    """At most `rate` events per second, evenly spaced (None: no limit); `pause(seconds)` holds the
+    next event back, for a server's `Retry-After`."""
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = 0.0
+        self.waited = 0.0  # seconds slept so far
+
+    def wait(self) -> None:
+        """Sleep until the next event is allowed, and count it."""
+        now = self._clock()
+        if self._next > now:
+            self._sleep(self._next - now)
+            self.waited += self._next - now
+            now = self._next
+        self._next = now + self.interval
+
+    def pause(self, seconds: float) -> None:
+        self._next = max(self._next, self._clock() + seconds)

@@ -45,6 +45,9 @@ from include.nps.delivery import PermanentFailure, TransientFailure, retryable_s
 TRACKER_CONN_ID = "nps_tracker"
 KIND = "tracker_issue"
 CHANNEL = "tracker"
+# An issue tracker takes no idempotency key: a create interrupted by a crash may have made the
+# issue, so it is held in doubt for a person rather than made a second time.
+IN_DOUBT_HELD = outbox.DeliveryPolicy(in_doubt="hold")
 FLAVOURS = ("jira", "github")
 EXTRA_FIELDS = ("flavour", "project", "repo", "issue_type", "labels", "assignees", "headers")
 REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -291,6 +294,6 @@ def open_issues(
 
     try:
         with TrackerTransport(tracker) as transport:
-            return outbox.deliver(engine, wave["wave_id"], KIND, render, transport)
+            return outbox.deliver(engine, wave["wave_id"], KIND, render, transport, policy=IN_DOUBT_HELD)
     finally:
         storage.execute(engine, storage.query("store_tracker_issues"), {"wave_id": wave["wave_id"]})

@@ -190,6 +190,39 @@ def wave_form_params() -> dict[str, Param]:
             description="Wave-wide emails go out in chunks of this size, one mapped task each (more workers, faster).",
             section="Advanced",
         ),
+        "delivery_window_hours": Param(
+            4,
+            type="number",
+            minimum=0.5,
+            maximum=6,
+            title="Delivery window (hours)",
+            description=(
+                "How long a mailing keeps retrying a message a server deferred (greylisting, busy): "
+                "after this, from the mailing's planned time, it is recorded failed with the last reply."
+            ),
+            section="Delivery",
+        ),
+        "in_doubt": Param(
+            "resend",
+            type="string",
+            enum=["resend", "hold"],
+            values_display={
+                "resend": "resend it with the same Message-ID (may arrive twice)",
+                "hold": "hold it for a person (may never arrive)",
+            },
+            title="A send interrupted by a crash",
+            description="At most one message per interrupted send task: nobody knows whether it arrived.",
+            section="Delivery",
+        ),
+        "max_undelivered_share": Param(
+            0.05,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Undelivered messages that fail a mailing's check (share)",
+            description="Failed and in-doubt messages, as a share of those not suppressed by an opt-out or bounce.",
+            section="Data checks",
+        ),
         "drop_channels": Param(
             ["email"],
             **pick_list(DROP_CHANNELS),

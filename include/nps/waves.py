@@ -16,6 +16,9 @@ from include.nps import addresses, calendar, storage
 
 OVERRIDABLE = ("preannounce", "reminder", "midwave", "flash", "retrospective")
 STATUSES = ("planned", "open", "closed", "done")
+# A mailing's send tasks retry (with Airflow's exponential backoff up to 30 minutes) for about six
+# hours: a longer delivery window would outlive them.
+MAX_DELIVERY_WINDOW_HOURS = 6
 
 
 class WaveError(ValueError):
@@ -30,6 +33,7 @@ class CheckThresholds:
     audience_min_ratio: float = 0.5  # of the previous wave's audience size
     audience_max_ratio: float = 2.0
     max_comment_chars: int = 5000  # longer comments are a warning
+    max_undelivered_share: float = 0.05  # of a mailing's messages not suppressed: failed or in doubt
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> CheckThresholds:
@@ -39,11 +43,14 @@ class CheckThresholds:
             audience_min_ratio=float(given(params, "audience_min_ratio", defaults.audience_min_ratio)),
             audience_max_ratio=float(given(params, "audience_max_ratio", defaults.audience_max_ratio)),
             max_comment_chars=int(given(params, "max_comment_chars", defaults.max_comment_chars)),
+            max_undelivered_share=float(given(params, "max_undelivered_share", defaults.max_undelivered_share)),
         )
         if not 0 <= thresholds.max_rejected_share <= 1:
             raise WaveError(f"max_rejected_share must be between 0 and 1, got {thresholds.max_rejected_share}")
         if not 0 <= thresholds.audience_min_ratio <= 1 <= thresholds.audience_max_ratio:
             raise WaveError("audience_min_ratio must be at most 1 and audience_max_ratio at least 1")
+        if not 0 <= thresholds.max_undelivered_share <= 1:
+            raise WaveError(f"max_undelivered_share must be between 0 and 1, got {thresholds.max_undelivered_share}")
         if thresholds.max_comment_chars < 1:
             raise WaveError(f"max_comment_chars must be positive, got {thresholds.max_comment_chars}")
         return thresholds
@@ -73,6 +80,8 @@ class WaveParams:
     drop_storage_conn_id: str = ""
     drop_allow_list: list[str] = field(default_factory=list)
     mail_size_limit_mb: float = 10.0
+    delivery_window_hours: float = 4.0
+    in_doubt: str = "resend"
     thresholds: CheckThresholds = field(default_factory=CheckThresholds)
     overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
 
@@ -120,6 +129,8 @@ class WaveParams:
                 drop_storage_conn_id=(params.get("drop_storage_conn_id") or "").strip(),
                 drop_allow_list=parse_items(params, "drop_allow_list", addresses.allow_entry),
                 mail_size_limit_mb=float(given(params, "mail_size_limit_mb", 10)),
+                delivery_window_hours=float(given(params, "delivery_window_hours", 4)),
+                in_doubt=str(given(params, "in_doubt", "resend")),
                 thresholds=CheckThresholds.from_params(params.get("thresholds") or params),
                 overrides=overrides,
             )
@@ -144,6 +155,13 @@ class WaveParams:
                 raise WaveError(f"pillar_questions[{index}] needs an id, a text and a scale of '0-10' or '1-5'")
         if len(set(ids)) != len(ids):
             raise WaveError("pillar question ids must be unique")
+        if not 0 < self.delivery_window_hours <= MAX_DELIVERY_WINDOW_HOURS:
+            raise WaveError(
+                f"delivery_window_hours must be above 0 and at most {MAX_DELIVERY_WINDOW_HOURS}, "
+                f"got {self.delivery_window_hours}"
+            )
+        if self.in_doubt not in ("resend", "hold"):
+            raise WaveError(f"in_doubt must be 'resend' or 'hold', got {self.in_doubt!r}")
         if unknown := set(self.drop_channels) - {"email", "storage"}:
             raise WaveError(f"drop_channels: unknown channel(s) {sorted(unknown)}; use email and/or storage")
         if unknown := set(self.drop_formats) - {"xlsx", "csv"}:
