@@ -41,7 +41,9 @@ def frames(contacts: int) -> dict[str, tuple[Any, list, str | None, float | None
         }
     )
     sent_at = pd.Timestamp(opened + dt.timedelta(minutes=5))
-    outbox = pd.DataFrame({"recipient": ids, "status": "sent", "sent_at": sent_at, "sent_to_suppressed": 0})
+    outbox = pd.DataFrame(
+        {"recipient": ids, "status": "sent", "sent_at": sent_at, "delivered": 1, "sent_to_suppressed": 0}
+    )
     answered = ids[: contacts // 2]
     responses = pd.DataFrame(
         {
@@ -69,7 +71,12 @@ def frames(contacts: int) -> dict[str, tuple[Any, list, str | None, float | None
     )
     return {
         "audience": (audience, checks.audience_suite(contacts, contacts, limits), "contact_id", None),
-        "invitation (outbox)": (outbox, checks.outbox_suite(contacts, (opened, closed)), "recipient", None),
+        "invitation (outbox)": (
+            outbox,
+            checks.outbox_suite(contacts, (opened, closed), limits.max_undelivered_share),
+            "recipient",
+            None,
+        ),
         "responses": (
             responses,
             checks.responses_suite(pillars, ids, (opened, closed), limits),
