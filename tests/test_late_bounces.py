@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.nps import audience, bounces, delivery_events, messages, outbox, storage
+from include.nps import audience, bounce_hooks, bounces, delivery_events, messages, outbox, storage
 from include.nps.delivery import SmtpTransport
 from include.nps.devservers import SurveyServer, free_port
 from tests.factories import contact, plain_email, planned_wave, write_csv
@@ -451,27 +451,6 @@ def any_db_wave(request, tmp_path, smtp):
     return engine, make_wave(engine, tmp_path, smtp)
 
 
-def test_sendgrid_events_bounce_and_opt_out_once(any_db_wave, hooks):
-    engine, wave = any_db_wave
-    url = hooks(engine) + "/hooks/sendgrid"
-    body = json.dumps(sendgrid_batch(wave.wave_id))
-
-    first = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
-    again = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
-
-    assert first.status_code == 200 and first.json()["new"] == 3
-    assert (first.json()["bounced"], first.json()["opted_out"]) == (1, 1)
-    assert again.status_code == 200 and again.json()["new"] == 0
-    assert contact_state(engine, "C1")["bounced_at"] and contact_state(engine, "C2")["opted_out_at"]
-    assert contact_state(engine, "C3") == {"bounced_at": None, "opted_out_at": None}  # blocked: not the address
-    linked = {e["address"]: (e["event"], e["recipient"], e["message_id"]) for e in events(engine)}
-    assert linked == {
-        "c1@a1.example": ("bounce", "C1", sent_id(wave.wave_id, "C1")),
-        "c2@a1.example": ("complaint", "C2", None),  # no smtp-id: the last email to the address
-        "c3@a1.example": ("other", "C3", None),
-    }
-
-
 def _signing_key():
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -493,32 +472,106 @@ def _signed(key, timestamp: str, body: bytes) -> dict[str, str]:
     }
 
 
-def test_a_signed_sendgrid_webhook_is_applied_and_a_wrongly_signed_one_refused(engine, wave, hooks, monkeypatch):
+def _now(offset: int = 0) -> str:
+    """SendGrid's timestamp header for a request sent now (plus `offset` seconds)."""
+    return str(int(time.time()) + offset)
+
+
+@pytest.fixture
+def sendgrid_key(monkeypatch):
+    """SendGrid's signing key; its public half is the webhook's verification key (env)."""
     key, public = _signing_key()
-    other_key, _ = _signing_key()
     monkeypatch.setenv("NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", public)
+    return key
+
+
+def test_sendgrid_events_bounce_and_opt_out_once(any_db_wave, hooks, sendgrid_key):
+    engine, wave = any_db_wave
+    url = hooks(engine) + "/hooks/sendgrid"
+    body = json.dumps(sendgrid_batch(wave.wave_id)).encode()
+
+    first = requests.post(url, data=body, headers=_signed(sendgrid_key, _now(), body), timeout=10)
+    again = requests.post(url, data=body, headers=_signed(sendgrid_key, _now(), body), timeout=10)
+
+    assert first.status_code == 200 and first.json()["new"] == 3
+    assert (first.json()["bounced"], first.json()["opted_out"]) == (1, 1)
+    assert again.status_code == 200 and again.json()["new"] == 0
+    assert contact_state(engine, "C1")["bounced_at"] and contact_state(engine, "C2")["opted_out_at"]
+    assert contact_state(engine, "C3") == {"bounced_at": None, "opted_out_at": None}  # blocked: not the address
+    linked = {e["address"]: (e["event"], e["recipient"], e["message_id"]) for e in events(engine)}
+    assert linked == {
+        "c1@a1.example": ("bounce", "C1", sent_id(wave.wave_id, "C1")),
+        "c2@a1.example": ("complaint", "C2", None),  # no smtp-id: the last email to the address
+        "c3@a1.example": ("other", "C3", None),
+    }
+
+
+def test_a_signed_sendgrid_webhook_is_applied_and_a_wrongly_signed_one_refused(engine, wave, hooks, sendgrid_key):
+    key, (other_key, _) = sendgrid_key, _signing_key()
     url = hooks(engine) + "/hooks/sendgrid"
     body = json.dumps(sendgrid_batch(wave.wave_id)[:1]).encode()
 
-    forged = requests.post(url, data=body, headers=_signed(other_key, "1772442000", body), timeout=10)
-    tampered = requests.post(
-        url, data=body.replace(b"c1@", b"c2@"), headers=_signed(key, "1772442000", body), timeout=10
-    )
+    forged = requests.post(url, data=body, headers=_signed(other_key, _now(), body), timeout=10)
+    tampered = requests.post(url, data=body.replace(b"c1@", b"c2@"), headers=_signed(key, _now(), body), timeout=10)
     unsigned = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
     assert [r.status_code for r in (forged, tampered, unsigned)] == [403, 403, 403]
     assert events(engine) == [] and contact_state(engine, "C1")["bounced_at"] is None
 
-    signed = requests.post(url, data=body, headers=_signed(key, "1772442000", body), timeout=10)
+    signed = requests.post(url, data=body, headers=_signed(key, _now(), body), timeout=10)
     assert signed.status_code == 200 and signed.json()["bounced"] == 1
     assert contact_state(engine, "C1")["bounced_at"]
 
 
-def test_webhook_bodies_are_limited_and_must_be_what_the_esp_sends(engine, wave, hooks, monkeypatch):
-    monkeypatch.setenv("NPS_BOUNCE_HOOK_MAX_BYTES", "1000")
+def test_a_sendgrid_request_signed_long_ago_or_ahead_is_refused(engine, wave, hooks, sendgrid_key):
+    url = hooks(engine) + "/hooks/sendgrid"
+    body = json.dumps(sendgrid_batch(wave.wave_id)[:1]).encode()
+
+    replayed = requests.post(url, data=body, headers=_signed(sendgrid_key, _now(-3600), body), timeout=10)
+    ahead = requests.post(url, data=body, headers=_signed(sendgrid_key, _now(3600), body), timeout=10)
+    assert [r.status_code for r in (replayed, ahead)] == [403, 403]
+    assert events(engine) == [] and contact_state(engine, "C1")["bounced_at"] is None
+
+    fresh = requests.post(url, data=body, headers=_signed(sendgrid_key, _now(-60), body), timeout=10)
+    assert fresh.status_code == 200 and fresh.json()["bounced"] == 1
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "fresh"),
+    [("1000", True), ("400", True), ("1600", True), ("399", False), ("1601", False), ("", False), ("-5", False),
+     ("1e3", False), ("１０００", False)],
+)  # fmt: skip
+def test_a_sendgrid_timestamp_is_fresh_within_ten_minutes_of_now(timestamp, fresh):
+    assert bounce_hooks.sendgrid_timestamp_fresh(timestamp, now=1000.0, max_skew_seconds=600) is fresh
+
+
+def test_webhooks_without_their_secret_are_off(engine, wave, hooks, monkeypatch, caplog):
+    monkeypatch.delenv("NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("NPS_SES_WEBHOOK_TOKEN", raising=False)
+    caplog.set_level("WARNING", logger=bounce_hooks.__name__)
     base = hooks(engine)
-    big = requests.post(f"{base}/hooks/sendgrid", data=b"[" + b" " * 2000 + b"]", timeout=10)
-    not_json = requests.post(f"{base}/hooks/sendgrid", data=b"{oops", timeout=10)
-    not_sns = requests.post(f"{base}/hooks/ses", data=b'{"hello": 1}', timeout=10)
+    key, _ = _signing_key()
+    body = json.dumps(sendgrid_batch(wave.wave_id)).encode()
+
+    sendgrid = requests.post(f"{base}/hooks/sendgrid", data=body, headers=_signed(key, _now(), body), timeout=10)
+    ses = requests.post(
+        f"{base}/hooks/ses", params={"token": "any"}, data=sns(ses_bounce(wave.wave_id, "C1")), timeout=10
+    )
+
+    assert [(r.status_code, r.json()) for r in (sendgrid, ses)] == [(404, {"detail": "not configured"})] * 2
+    assert events(engine) == []
+    assert all(contact_state(engine, c) == {"bounced_at": None, "opted_out_at": None} for c in ("C1", "C2", "C3"))
+    assert "NPS_SENDGRID_WEBHOOK_PUBLIC_KEY" in caplog.text and "NPS_SES_WEBHOOK_TOKEN" in caplog.text
+
+
+def test_webhook_bodies_are_limited_and_must_be_what_the_esp_sends(engine, wave, hooks, monkeypatch, sendgrid_key):
+    monkeypatch.setenv("NPS_BOUNCE_HOOK_MAX_BYTES", "1000")
+    monkeypatch.setenv("NPS_SES_WEBHOOK_TOKEN", "sns-token")
+    base = hooks(engine)
+    signed = lambda body: requests.post(  # noqa: E731
+        f"{base}/hooks/sendgrid", data=body, headers=_signed(sendgrid_key, _now(), body), timeout=10
+    )
+    big, not_json = signed(b"[" + b" " * 2000 + b"]"), signed(b"{oops")
+    not_sns = requests.post(f"{base}/hooks/ses", params={"token": "sns-token"}, data=b'{"hello": 1}', timeout=10)
     assert [r.status_code for r in (big, not_json, not_sns)] == [413, 400, 400]
     assert events(engine) == []
 

@@ -1,18 +1,23 @@
 """ESP event webhooks: late bounces and complaints posted by SendGrid and by Amazon SES (through SNS),
 served by the survey form's app and applied as suppressions (`delivery_events.record`).
 
-- `POST /hooks/sendgrid`: SendGrid's Event Webhook, a JSON array of events. `bounce` of type
-  `bounce` is a bounce (type `blocked`: recorded as other), `dropped` is recorded as other,
-  `spamreport` is a complaint; every other event is ignored. With a verification key configured
-  (`NPS_SENDGRID_WEBHOOK_PUBLIC_KEY`, the base64 public key SendGrid shows for its signed webhook),
-  a request whose ECDSA signature (`X-Twilio-Email-Event-Webhook-Signature` over the
-  `...-Timestamp` header and the raw body) does not verify is refused (403) and nothing applied.
-- `POST /hooks/ses`: an SNS HTTP(S) subscription. A `Notification` whose Message is an SES
-  notification (or event) `Bounce` with bounceType Permanent is a bounce (Transient is ignored,
-  Undetermined recorded as other); `Complaint` is a complaint, unless its feedback type is
-  not-spam. A `SubscriptionConfirmation` is logged with its SubscribeURL for an operator to open:
-  this app never fetches a URL a request names. With `NPS_SES_WEBHOOK_TOKEN` set the subscription
-  URL must carry `?token=<it>`; with `NPS_SES_TOPIC_ARNS` (comma-separated) other topics are refused.
+Each endpoint is off until its secret is configured: it answers 404 ("not configured") and records
+nothing, so nobody can post made-up bounces or complaints and suppress customers. Which endpoints are
+off, and the variable that turns each on, is logged when the app starts.
+
+- `POST /hooks/sendgrid`, on with `NPS_SENDGRID_WEBHOOK_PUBLIC_KEY` (the base64 public key SendGrid
+  shows for its signed Event Webhook): a JSON array of events. `bounce` of type `bounce` is a bounce
+  (type `blocked`: recorded as other), `dropped` is recorded as other, `spamreport` is a complaint;
+  every other event is ignored. A request is refused (403, nothing applied) unless its ECDSA
+  signature (`X-Twilio-Email-Event-Webhook-Signature` over the `...-Timestamp` header and the raw
+  body) verifies and that timestamp is within 10 minutes of now (a replayed old request is refused;
+  one replayed sooner applies nothing new, as every event is recorded once).
+- `POST /hooks/ses`, on with `NPS_SES_WEBHOOK_TOKEN`: an SNS HTTP(S) subscription whose URL carries
+  `?token=<it>` (without it, or with another, 403). With `NPS_SES_TOPIC_ARNS` (comma-separated) other
+  topics are refused. A `Notification` whose Message is an SES notification (or event) `Bounce` with
+  bounceType Permanent is a bounce (Transient is ignored, Undetermined recorded as other);
+  `Complaint` is a complaint, unless its feedback type is not-spam. A `SubscriptionConfirmation` is
+  logged with its SubscribeURL for an operator to open: this app never fetches a URL a request names.
 
 Bodies are limited to `NPS_BOUNCE_HOOK_MAX_BYTES` (default 2 MiB); each request is recorded in one
 transaction and answered at once. This module never imports Airflow (the web app runs without it).
@@ -27,6 +32,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 SNS_TYPE_HEADER = "x-amz-sns-message-type"
+SENDGRID_WEBHOOK_ENV = "NPS_SENDGRID_WEBHOOK_PUBLIC_KEY"
+SES_WEBHOOK_ENV = "NPS_SES_WEBHOOK_TOKEN"
 
 
 class BodyTooLarge(Exception):
@@ -56,6 +64,7 @@ class HookSettings:
     sendgrid_public_key: str | None = field(default=None, repr=False)
     ses_token: str | None = field(default=None, repr=False)
     ses_topic_arns: frozenset[str] = frozenset()
+    sendgrid_max_skew_seconds: int = 600
 
     @classmethod
     def from_env(cls) -> HookSettings:
@@ -63,8 +72,8 @@ class HookSettings:
         topics = frozenset(t.strip() for t in env("NPS_SES_TOPIC_ARNS", "").split(",") if t.strip())
         return cls(
             max_body_bytes=int(env("NPS_BOUNCE_HOOK_MAX_BYTES", cls.max_body_bytes)),
-            sendgrid_public_key=env("NPS_SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
-            ses_token=env("NPS_SES_WEBHOOK_TOKEN") or None,
+            sendgrid_public_key=env(SENDGRID_WEBHOOK_ENV) or None,
+            ses_token=env(SES_WEBHOOK_ENV) or None,
             ses_topic_arns=topics,
         )
 
@@ -73,20 +82,27 @@ def router(engine: Engine, settings: HookSettings | None = None) -> APIRouter:
     """The webhook routes, for `app.include_router`."""
     settings = settings or HookSettings.from_env()
     routes = APIRouter(prefix="/hooks")
-    if settings.sendgrid_public_key is None:
-        log.warning("SendGrid webhook: no NPS_SENDGRID_WEBHOOK_PUBLIC_KEY, requests are not verified")
+    for name, secret, variable in (
+        ("/hooks/sendgrid", settings.sendgrid_public_key, SENDGRID_WEBHOOK_ENV),
+        ("/hooks/ses", settings.ses_token, SES_WEBHOOK_ENV),
+    ):
+        if secret is None:
+            log.warning("ESP webhook %s is off (404); set %s to turn it on", name, variable)
 
     @routes.post("/sendgrid")
     async def sendgrid(request: Request) -> JSONResponse:
+        if settings.sendgrid_public_key is None:
+            return _answer(404, "not configured")
         try:
             body = await _read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
             return _answer(413, "body too large")
-        if settings.sendgrid_public_key and not sendgrid_signature_ok(
-            settings.sendgrid_public_key,
-            request.headers.get(SIGNATURE_HEADER, ""),
-            request.headers.get(TIMESTAMP_HEADER, ""),
-            body,
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        if not sendgrid_timestamp_fresh(timestamp, time.time(), settings.sendgrid_max_skew_seconds):
+            log.warning("SendGrid webhook: timestamp %r missing or too far from now; request refused", timestamp[:40])
+            return _answer(403, "timestamp missing or too far from now")
+        if not sendgrid_signature_ok(
+            settings.sendgrid_public_key, request.headers.get(SIGNATURE_HEADER, ""), timestamp, body
         ):
             log.warning("SendGrid webhook: signature does not verify; request refused")
             return _answer(403, "signature does not verify")
@@ -99,7 +115,9 @@ def router(engine: Engine, settings: HookSettings | None = None) -> APIRouter:
 
     @routes.post("/ses")
     async def ses(request: Request, token: str | None = None) -> JSONResponse:
-        if settings.ses_token and not hmac.compare_digest((token or "").encode(), settings.ses_token.encode()):
+        if settings.ses_token is None:
+            return _answer(404, "not configured")
+        if not hmac.compare_digest((token or "").encode(), settings.ses_token.encode()):
             return _answer(403, "token missing or wrong")
         try:
             body = await _read_body(request, settings.max_body_bytes)
@@ -127,6 +145,13 @@ def router(engine: Engine, settings: HookSettings | None = None) -> APIRouter:
         return _answer(200, "ok", **asdict(recorded))
 
     return routes
+
+
+def sendgrid_timestamp_fresh(timestamp: str, now: float, max_skew_seconds: int) -> bool:
+    """Whether SendGrid's timestamp header (Unix seconds) is within `max_skew_seconds` of `now`."""
+    if not timestamp.isascii() or not timestamp.isdigit():
+        return False
+    return abs(int(timestamp) - now) <= max_skew_seconds
 
 
 def sendgrid_signature_ok(public_key: str, signature: str, timestamp: str, body: bytes) -> bool:
