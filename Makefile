@@ -29,6 +29,8 @@ lint: $(BIN)/.installed
 
 # Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start).
 airflow: $(BIN)/.installed
+	$(BIN)/airflow db migrate >/dev/null
+	$(BIN)/airflow pools set nps_email 4 "NPS email sends of every wave" >/dev/null
 	PATH=$(CURDIR)/$(BIN):$$PATH NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} airflow standalone
 
 # The survey form on http://127.0.0.1:8090 against the NPS DB (NPS_DB_URL or var/nps.db).

@@ -55,6 +55,15 @@ from include.nps.wave_form import wave_form_params
 WAIT_TIMEOUT = dt.timedelta(days=120)
 WAIT_RETRY_DELAY = dt.timedelta(seconds=10)
 PARALLEL_SENDS = 4  # mapped send tasks of one mailing running at once, per wave
+# Every wave's send tasks share this Airflow pool (created by `make airflow` and the compose
+# airflow-init): its slots times the nps_smtp connection's `rate_per_second` is the most the mail
+# relay ever sees, however many waves send at once.
+SEND_POOL = "nps_email"
+# A deferred message (greylisting, a busy server) is retried on its own schedule within the
+# wave's delivery window (at most 6 hours): the send task's retries, 1, 2, 4 ... up to 30 minutes
+# apart, span that window.
+SEND_RETRIES = 16
+SEND_MAX_RETRY_DELAY = dt.timedelta(minutes=30)
 
 
 def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> DateTimeSensorAsync:
@@ -94,7 +103,12 @@ def mass_mailing(group_id: str, kind: str, plan):
 
             return pipeline.prepare_mailing(plan["wave_id"], kind)
 
-        @task(max_active_tis_per_dagrun=PARALLEL_SENDS)
+        @task(
+            max_active_tis_per_dagrun=PARALLEL_SENDS,
+            pool=SEND_POOL,
+            retries=SEND_RETRIES,
+            max_retry_delay=SEND_MAX_RETRY_DELAY,
+        )
         def send(plan: dict, chunk: int) -> dict:
             from include.nps import pipeline
 

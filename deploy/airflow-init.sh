@@ -4,18 +4,22 @@
 # entrypoint, which first waits until the metadata DB answers.
 set -euo pipefail
 
-echo "1/4 Airflow metadata DB: migrating"
+echo "1/5 Airflow metadata DB: migrating"
 airflow db migrate
 
 # Done once here: the survey form and the tasks then find the schema up to date. Their own
 # migrate-on-connect has nothing left to do, so parallel workers never race to create tables.
-echo "2/4 NPS DB: applying sql/migrations through the nps_db connection"
+echo "2/5 NPS DB: applying sql/migrations through the nps_db connection"
 python -c 'from include.nps.connections import nps_engine; nps_engine()'
 
-echo "3/4 Airflow login: the passwords file gets AIRFLOW_ADMIN_PASSWORD"
+echo "3/5 Airflow login: the passwords file gets AIRFLOW_ADMIN_PASSWORD"
 python /opt/airflow/deploy/simple_auth_passwords.py
 
+echo "4/5 Airflow pool nps_email: the send tasks of every wave share its slots"
+airflow pools set nps_email "${NPS_EMAIL_POOL_SLOTS:-4}" \
+  "NPS email sends of every wave: slots x the nps_smtp rate_per_second is the most the relay sees"
+
 auth_dir="$(dirname "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE}")"
-echo "4/4 Shared volumes: owned by ${AIRFLOW_UID}:0"
+echo "5/5 Shared volumes: owned by ${AIRFLOW_UID}:0"
 chown -R "${AIRFLOW_UID}:0" /opt/airflow/logs /opt/airflow/var "${auth_dir}"
 chmod 0700 "${auth_dir}"

@@ -24,6 +24,7 @@ from include.nps.devservers import free_port
 from include.nps.storage import PROJECT_ROOT
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SEND_POOL = "nps_email"  # the pool of every wave's send tasks (dags/nps_wave.py), which a deployment creates
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"  # a throwaway cluster on loopback
 AIRFLOW = Path(sys.executable).with_name("airflow")
@@ -88,8 +89,10 @@ class AirflowCluster:
     # processes
 
     def migrate(self) -> None:
-        """`airflow db migrate` against the metadata DB, as the init service of a deployment does."""
+        """`airflow db migrate` against the metadata DB and the send pool, as a deployment's init does."""
         subprocess.run([str(AIRFLOW), "db", "migrate"], env=self.env, check=True, capture_output=True)  # noqa: S603
+        pool = [str(AIRFLOW), "pools", "set", SEND_POOL, "4", "NPS email sends of every wave"]
+        subprocess.run(pool, env=self.env, check=True, capture_output=True)  # noqa: S603
 
     def start(self, *components: str) -> None:
         for name in components or COMPONENTS:

@@ -494,6 +494,19 @@ def test_airflow_init_migrates_both_databases_before_anything_else_starts():
             assert service["depends_on"]["airflow-init"]["condition"] == COMPLETED, name
 
 
+def test_the_send_pool_of_the_wave_dag_is_created_wherever_airflow_runs():
+    """A task in a pool that does not exist is never scheduled: every way of running Airflow here
+    creates the pool the wave's send tasks use."""
+    dag_file = (PROJECT_ROOT / "dags" / "nps_wave.py").read_text()
+    pool = re.search(r'^SEND_POOL = "([\w-]+)"', dag_file, re.MULTILINE).group(1)
+    assert "pool=SEND_POOL" in dag_file
+    assert f"airflow pools set {pool} " in INIT_SCRIPT.read_text()
+    assert f"airflow pools set {pool} " in (PROJECT_ROOT / "Makefile").read_text()
+    from tests.airflow_cluster import SEND_POOL
+
+    assert pool == SEND_POOL
+
+
 def test_the_passwords_file_is_written_by_init_and_read_by_the_api_server_on_a_shared_volume():
     path = PurePosixPath(_env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     assert _env("airflow-init")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(path)
