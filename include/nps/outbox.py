@@ -218,7 +218,11 @@ def _due_recipients(engine: Engine, scope: dict[str, Any], due: dt.datetime) -> 
     """The recipients of the scope's rows due by `due`, in recipient order, a page at a time."""
     after = ""
     while True:
-        page = storage.fetch_all(engine, storage.query("due_messages"), **scope, due=due, after=after, limit=PAGE_SIZE)
+        page = _patiently(
+            lambda after=after: storage.fetch_all(
+                engine, storage.query("due_messages"), **scope, due=due, after=after, limit=PAGE_SIZE
+            )
+        )
         yield from (row["recipient"] for row in page)
         if len(page) < PAGE_SIZE:
             return
@@ -229,25 +233,36 @@ def _record_and_claim(
     engine: Engine, outcome: dict | None, row: dict | None, sender: str, due: dt.datetime
 ) -> dict | None:
     """Commit the previous message's outcome (and its bounce) and claim the next row, in one
-    transaction; while the database is unreachable, try again for up to DATABASE_PATIENCE seconds,
-    then raise (the sent message then stays `sending`, in doubt, and its outcome is logged)."""
-    retrying = Retrying(
-        retry=retry_if_exception_type(OperationalError),
-        wait=wait_exponential(multiplier=0.5, max=15),
-        stop=stop_after_delay(DATABASE_PATIENCE),
-        reraise=True,
-    )
+    transaction, patiently (see `_patiently`); when the database stays away, the sent message stays
+    `sending` (in doubt for the next try) and its outcome is logged."""
+
+    def transaction() -> dict | None:
+        with engine.begin() as conn:
+            if outcome is not None:
+                _record(conn, outcome)
+            return _claim(conn, row, sender, due) if row is not None else None
+
     try:
-        for attempt in retrying:
-            with attempt, engine.begin() as conn:
-                if outcome is not None:
-                    _record(conn, outcome)
-                return _claim(conn, row, sender, due) if row is not None else None
+        return _patiently(transaction)
     except OperationalError:
         if outcome is not None:
             log.error("could not record the outcome of %s: %s", _describe(outcome), outcome["status"])
         raise
-    return None  # pragma: no cover (Retrying either returns or raises)
+
+
+def _patiently(work: Callable[[], Any]) -> Any:
+    """`work()`, tried again while the database is unreachable (a restart, a failover, a network
+    cut), backing off up to 15 seconds, for at most DATABASE_PATIENCE seconds; then its error."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        wait=wait_exponential(multiplier=0.5, max=15),
+        stop=stop_after_delay(DATABASE_PATIENCE),
+        before_sleep=lambda state: log.warning(
+            "the NPS database is unreachable, trying again: %s", state.outcome.exception()
+        ),
+        reraise=True,
+    )
+    return retrying(work)
 
 
 def _record(conn: Connection, outcome: dict) -> None:
