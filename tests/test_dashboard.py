@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,6 +49,8 @@ def seed_waves(engine, tmp_path: Path) -> dict[str, str]:
             "UPDATE outbox SET status = :s, sent_at = :t WHERE wave_id = :w AND recipient = :c",
             {"s": outcome.get(contact_id, "sent"), "t": first.open_at, "w": first.wave_id, "c": contact_id},
         )
+    outbox.enqueue(engine, first.wave_id, "reminder", [("C01", "c01@a1.example")])
+    storage.execute(engine, "UPDATE outbox SET status = 'in_doubt' WHERE kind = 'reminder'")  # a crash's
     answers = [
         {"wave_id": first.wave_id, "contact_id": c, "score": s, "comment": None, "pillar_answers": "{}", "now": NOW}
         for c, s in {**SCORES, "C08": 10}.items()
@@ -103,7 +106,7 @@ def test_the_overview_shows_each_waves_figures(engine, tmp_path):
 
     first = by_id[ids["first"]]
     assert first["audience"] == {"included": 9, "excluded": 1}
-    assert first["messages"] == {"invitation": {"failed": 1, "sent": 7, "suppressed": 1}}
+    assert first["messages"] == {"invitation": {"failed": 1, "sent": 7, "suppressed": 1}, "reminder": {"in_doubt": 1}}
     assert first["invited"] == 7
     assert (first["responses"], first["promoters"], first["passives"], first["detractors"]) == (6, 3, 1, 2)
     assert first["response_rate"] == 85.7  # six answers of seven delivered invitations
@@ -188,6 +191,7 @@ def test_the_dashboard_in_the_airflow_ui(api_server, browser):
     assert requests.get(f"{base}/nps/api/waves/nope", headers=auth, timeout=10).status_code == 404
     detail = requests.get(f"{base}/nps/waves/{ids['first']}", headers=auth, timeout=30).text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Corp" in detail and "<script>alert(1)" not in detail
+    assert re.search(r'data-kind="reminder">.*?class="num in-doubt">1<', detail, re.DOTALL)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 800})
