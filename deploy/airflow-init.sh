@@ -15,9 +15,10 @@ python -c 'from include.nps.connections import nps_engine; nps_engine()'
 echo "3/5 Airflow login: the passwords file gets AIRFLOW_ADMIN_PASSWORD"
 python /opt/airflow/deploy/simple_auth_passwords.py
 
+# Made once with 4 slots; a size set later (`airflow pools set nps_email 8 ...`) is kept.
 echo "4/5 Airflow pool nps_email: the send tasks of every wave share its slots"
-airflow pools set nps_email "${NPS_EMAIL_POOL_SLOTS:-4}" \
-  "NPS email sends of every wave: slots x the nps_smtp rate_per_second is the most the relay sees"
+airflow pools get nps_email >/dev/null 2>&1 \
+  || airflow pools set nps_email 4 "NPS email sends of every wave: slots x nps_smtp rate_per_second = the relay's most"
 
 auth_dir="$(dirname "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE}")"
 echo "5/5 Shared volumes: owned by ${AIRFLOW_UID}:0"
