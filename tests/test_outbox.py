@@ -126,6 +126,28 @@ def test_the_hold_policy_keeps_an_interrupted_send_in_doubt_for_a_person(engine,
     assert outbox.counts(engine, wave.wave_id)["invitation"] == {"in_doubt": 1, "sent": 1, "failed": 1}
 
 
+def test_a_person_decides_a_message_held_in_doubt(engine, wave, smtp, nps_home, capsys):
+    _enqueue_all(engine, wave)
+    _interrupted(engine, "C1", outbox.sender_identity())
+    _interrupted(engine, "C2", outbox.sender_identity())
+    with SmtpTransport() as transport:
+        outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport, policy=HOLD)
+        outbox.main([wave.wave_id])
+        assert capsys.readouterr().out.splitlines() == [
+            "invitation\tC1\tc1@a1.example\t",
+            "invitation\tC2\tc2@a1.example\t",
+        ]
+        outbox.main([wave.wave_id, "invitation", "C1", "arrived"])  # the relay's log shows it went out
+        assert outbox.decide_in_doubt(engine, wave.wave_id, "invitation", "C2", "resend")
+        assert not outbox.decide_in_doubt(engine, wave.wave_id, "invitation", "C3", "resend")  # not in doubt
+        with pytest.raises(SystemExit, match="no invitation message to C1"):
+            outbox.main([wave.wave_id, "invitation", "C1", "resend"])
+        again = outbox.deliver(engine, wave.wave_id, "invitation", plain_email, transport, policy=HOLD)
+    assert (again.sent, again.in_doubt) == (1, 0)
+    assert outbox.counts(engine, wave.wave_id)["invitation"] == {"sent": 2, "failed": 1}
+    assert [m["To"] for m in smtp.spool.messages()] == ["c2@a1.example"]
+
+
 def test_another_senders_row_is_in_doubt_only_once_its_lease_is_over(engine, wave, smtp):
     _enqueue_all(engine, wave)
     _interrupted(engine, "C1", "airflow:another/run/task", minutes_ago=1)

@@ -396,3 +396,57 @@ def counts(engine: Engine, wave_id: str, kind: str | None = None) -> dict[str, d
         if kind is None or row["kind"] == kind:
             result.setdefault(row["kind"], {})[row["status"]] = int(row["n"])
     return result
+
+
+def in_doubt(engine: Engine, wave_id: str) -> list[dict]:
+    """The wave's messages held in doubt, for a person to decide (`decide_in_doubt`)."""
+    return storage.fetch_all(
+        engine,
+        "SELECT kind, recipient, address, attempts, message_id, last_error FROM outbox"
+        " WHERE wave_id = :w AND status = 'in_doubt' ORDER BY kind, recipient",
+        w=wave_id,
+    )
+
+
+def decide_in_doubt(engine: Engine, wave_id: str, kind: str, recipient: str, decision: str) -> bool:
+    """A person's decision on a message in doubt, having looked (the relay's log, the recipient):
+    "arrived" records it sent; "resend" makes it pending again, for the next run of its send task
+    (clear the task in Airflow). False when no such message is in doubt."""
+    if decision not in IN_DOUBT_DECISIONS:
+        raise ValueError(f"decision must be one of {sorted(IN_DOUBT_DECISIONS)}, not {decision!r}")
+    status, note = IN_DOUBT_DECISIONS[decision]
+    changed = storage.execute(
+        engine,
+        "UPDATE outbox SET status = :status, last_error = :note, next_attempt_at = NULL"
+        " WHERE wave_id = :w AND kind = :k AND recipient = :r AND status = 'in_doubt'",
+        {"status": status, "note": note, "w": wave_id, "k": kind, "r": recipient},
+    )
+    return changed == 1
+
+
+IN_DOUBT_DECISIONS = {
+    "arrived": ("sent", "was in doubt after an interrupted send; a person found it arrived"),
+    "resend": ("pending", "was in doubt after an interrupted send; a person asked to send it again"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Messages in doubt: `python -m include.nps.outbox WAVE_ID` lists them;
+    `python -m include.nps.outbox WAVE_ID KIND RECIPIENT arrived|resend` decides one."""
+    import sys
+
+    from include.nps.connections import nps_engine
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 1:
+        for row in in_doubt(nps_engine(), args[0]):
+            print(f"{row['kind']}\t{row['recipient']}\t{row['address']}\t{row['message_id'] or ''}")
+        return
+    if len(args) != 4:
+        raise SystemExit("usage: python -m include.nps.outbox WAVE_ID [KIND RECIPIENT arrived|resend]")
+    if not decide_in_doubt(nps_engine(), *args):
+        raise SystemExit(f"no {args[1]} message to {args[2]} of {args[0]} is in doubt")
+
+
+if __name__ == "__main__":
+    main()
