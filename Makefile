@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean bench bench-checks bench-dashboard i18n
+.PHONY: demo test lint airflow survey clean bench bench-checks bench-dashboard bench-delivery i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-checks: $(BIN)/.installed
 
 bench-dashboard: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_dashboard 300 200
+
+bench-delivery: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_delivery 10000 10
 
 # Re-extract the translatable text of the templates and update every locale's catalog.
 i18n: $(BIN)/.installed
