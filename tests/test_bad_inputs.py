@@ -646,7 +646,8 @@ def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stop
         _ledger(pending),
         checks.outbox_suite(3, window, 0.5),
         "recipient",
-        "every message sent, suppressed, failed or in doubt (none left pending or mid-send): 1 row(s) fail, e.g. C3: pending",
+        "every message sent, suppressed, failed or in doubt (none left pending or mid-send): "
+        "1 row(s) fail, e.g. C3: pending",
     )
     late = [("C1", "sent", CLOSE + dt.timedelta(hours=1), 0), *good[1:]]
     _fails(
