@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test lint airflow survey clean bench bench-checks bench-dashboard bench-delivery i18n
+.PHONY: demo test test-fast lint airflow survey clean bench bench-checks bench-dashboard bench-delivery i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +19,20 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python -m include.nps.demo
+	$(BIN)/python -m devkit.demo
 
 test: $(BIN)/.installed
 	$(BIN)/pytest
 
+# Style, formatting and the import contracts between packages (pyproject.toml, ARCHITECTURE.md).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The inner loop: everything but the whole-wave, browser and real-process tests.
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "not e2e and not browser and not processes"
 
 # Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start).
 airflow: $(BIN)/.installed
@@ -35,7 +42,7 @@ airflow: $(BIN)/.installed
 
 # The survey form on http://127.0.0.1:8090 against the NPS DB (NPS_DB_URL or var/nps.db).
 survey: $(BIN)/.installed
-	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/python -m include.nps.survey
+	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/python -m include.nps.web.survey_form
 
 clean:
 	rm -rf var .airflow .pytest_cache

@@ -22,8 +22,8 @@ def frames(contacts: int) -> dict[str, tuple[Any, list, str | None, float | None
     """step: (frame, suite, row key, share of rows that may be set aside)."""
     import pandas as pd
 
-    from include.nps import checks
-    from include.nps.waves import CheckThresholds
+    from include.nps.wave import data_checks
+    from include.nps.wave.waves import CheckThresholds
 
     limits = CheckThresholds()
     opened = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
@@ -70,51 +70,51 @@ def frames(contacts: int) -> dict[str, tuple[Any, list, str | None, float | None
         }
     )
     return {
-        "audience": (audience, checks.audience_suite(contacts, contacts, limits), "contact_id", None),
+        "audience": (audience, data_checks.audience_suite(contacts, contacts, limits), "contact_id", None),
         "invitation (outbox)": (
             outbox,
-            checks.outbox_suite(contacts, (opened, closed), limits.max_undelivered_share),
+            data_checks.outbox_suite(contacts, (opened, closed), limits.max_undelivered_share),
             "recipient",
             None,
         ),
         "responses": (
             responses,
-            checks.responses_suite(pillars, ids, (opened, closed), limits),
+            data_checks.responses_suite(pillars, ids, (opened, closed), limits),
             "contact_id",
             limits.max_rejected_share,
         ),
-        "raw-data drop": (sheet, checks.drop_suite(len(sheet), list(sheet.columns)), "Contact ID", None),
+        "raw-data drop": (sheet, data_checks.drop_suite(len(sheet), list(sheet.columns)), "Contact ID", None),
         "salesperson files": (
             sheet.assign(file_for=sheet["Salesperson"]),
-            checks.seller_files_suite("Salesperson"),
+            data_checks.seller_files_suite("Salesperson"),
             "Contact ID",
             None,
         ),
-        "routing": (followups, checks.routing_suite(detractors), "contact_id", None),
-        "flash figures": (figures, checks.flash_suite(3, 6, 11), None, None),
-        "retrospective": (items, checks.retrospective_suite(), "item_key", None),
+        "routing": (followups, data_checks.routing_suite(detractors), "contact_id", None),
+        "flash figures": (figures, data_checks.flash_suite(3, 6, 11), None, None),
+        "retrospective": (items, data_checks.retrospective_suite(), "item_key", None),
     }
 
 
 def main(contacts: int = 5000, repeats: int = 7) -> None:
     home = Path(tempfile.mkdtemp(prefix="nps-bench-checks-"))
     os.environ.update({"NPS_HOME": str(home), "GX_ANALYTICS_ENABLED": "False"})
-    from include.nps import checks
-    from include.nps.connections import nps_engine
+    from include.nps.core.connections import nps_engine
+    from include.nps.wave import data_checks
 
-    logging.getLogger("include.nps.checks").setLevel(logging.ERROR)
+    logging.getLogger("include.nps.wave.data_checks").setLevel(logging.ERROR)
     engine = nps_engine()
     started = time.perf_counter()
     import great_expectations  # noqa: F401
 
-    checks._batch_definition()
+    data_checks._batch_definition()
     print(f"one-off: import great_expectations + ephemeral context  {time.perf_counter() - started:6.2f} s")
     print(f"{contacts} contacts, {contacts // 2} responses; median of {repeats} runs per step\n")
     print(f"{'step':<22} {'rows':>6} {'expectations':>12} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
     for step, (frame, suite, key, share) in frames(contacts).items():
         times = []
         for _ in range(repeats):
-            result = checks.run_check(engine, "bench", step, step, frame, suite, key, share)
+            result = data_checks.run_check(engine, "bench", step, step, frame, suite, key, share)
             times.append(result.duration_ms)
         print(
             f"{step:<22} {len(frame):>6} {len(suite):>12} {statistics.median(times):>10.0f} "

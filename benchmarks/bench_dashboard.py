@@ -18,7 +18,8 @@ from pathlib import Path
 
 
 def seed(engine, waves_count: int, contacts: int) -> None:
-    from include.nps import storage, waves
+    from include.nps.core import storage
+    from include.nps.wave import waves
 
     now = storage.utcnow()
     storage.execute(
@@ -53,7 +54,7 @@ def seed(engine, waves_count: int, contacts: int) -> None:
 
 
 def _seed_wave(engine, wave_id: str, contacts: int, opened: dt.datetime) -> None:
-    from include.nps import storage
+    from include.nps.core import storage
 
     ids = [f"C{i}" for i in range(contacts)]
     storage.execute(
@@ -103,9 +104,9 @@ def main(waves_count: int = 300, contacts: int = 200) -> None:
     os.environ["NPS_HOME"] = str(home)
     from fastapi.testclient import TestClient
 
-    from include.nps import dashboard
-    from include.nps.connections import nps_engine
-    from include.nps.dashboard_app import create_app
+    from include.nps.core.connections import nps_engine
+    from include.nps.web import dashboard_figures
+    from include.nps.web.dashboard_app import create_app
 
     engine = nps_engine()
     start = time.perf_counter()
@@ -114,9 +115,9 @@ def main(waves_count: int = 300, contacts: int = 200) -> None:
     print(f"seeded {waves_count} waves x {contacts} contacts ({3 * rows} messages, {rows * 2 // 5} answers)", end="")
     print(f" in {time.perf_counter() - start:.1f} s")
     client = TestClient(create_app(lambda: engine, authorize=lambda: None))
-    wave_id = dashboard.overview(engine, limit=1)[0]["wave_id"]
+    wave_id = dashboard_figures.overview(engine, limit=1)[0]["wave_id"]
     for label, fn in (
-        (f"overview figures, all {waves_count} waves", lambda: dashboard.overview(engine, limit=waves_count)),
+        (f"overview figures, all {waves_count} waves", lambda: dashboard_figures.overview(engine, limit=waves_count)),
         (f"HTML page, all {waves_count} waves", lambda: client.get(f"/?limit={waves_count}").raise_for_status()),
         ("HTML page, default 200 latest waves", lambda: client.get("/").raise_for_status()),
         ("one wave's page", lambda: client.get(f"/waves/{wave_id}").raise_for_status()),

@@ -49,7 +49,7 @@ TRY_LIMIT = 10  # tries of one chunk after its kills before the benchmark gives 
 
 def configure(home: Path) -> None:
     """Airflow's settings and the NPS DB's home, as tests/conftest.py sets them, before any import."""
-    from include.nps.localrun import configure_airflow
+    from devkit.localrun import configure_airflow
 
     configure_airflow(home / "airflow")
     os.environ.update({"NPS_HOME": str(home / "nps"), "NPS_SECRET_KEY": "bench"})
@@ -82,16 +82,16 @@ def prepare_wave(folder: Path, name: str, prefix: str, messages: int, address: C
 
 
 def chunks_of(wave_id: str) -> list[int]:
-    from include.nps import outbox
-    from include.nps.connections import nps_engine
+    from include.nps.core.connections import nps_engine
+    from include.nps.delivery import outbox
 
     return outbox.chunks(nps_engine(), wave_id, KIND)
 
 
 def time_passes() -> None:
     """The deferred messages' retry time comes (the benchmark does not wait minutes for it)."""
-    from include.nps import storage
-    from include.nps.connections import nps_engine
+    from include.nps.core import storage
+    from include.nps.core.connections import nps_engine
 
     storage.execute(nps_engine(), "UPDATE outbox SET next_attempt_at = NULL WHERE status = 'pending'")
 
@@ -169,8 +169,8 @@ def server_copies(folder: Path) -> dict[str, list[str]]:
 
 
 def ledger(wave_id: str) -> dict[str, dict[str, Any]]:
-    from include.nps import storage
-    from include.nps.connections import nps_engine
+    from include.nps.core import storage
+    from include.nps.core.connections import nps_engine
 
     rows = storage.fetch_all(
         nps_engine(),
@@ -301,14 +301,16 @@ class Stopwatch:
 
 def product_steps() -> Stopwatch:
     """Timing wrappers around the steps of the product's send path."""
-    from include.nps import delivery, mailings, messages, outbox
+    from include.nps.core import emails
+    from include.nps.delivery import outbox, transports
+    from include.nps.wave import mailings
 
     watch = Stopwatch()
     watch.wrap(outbox, "_render", "render (all)")
     watch.wrap(mailings, "survey_links", "  signed links")
-    watch.wrap(messages, "render_email", "  templates")
-    watch.wrap(messages, "build_mime", "  MIME")
-    watch.wrap(delivery.SmtpTransport, "send", "transport.send (SMTP)")
+    watch.wrap(emails, "render_email", "  templates")
+    watch.wrap(emails, "build_mime", "  MIME")
+    watch.wrap(transports.SmtpTransport, "send", "transport.send (SMTP)")
     watch.wrap(outbox, "_record_and_claim", "ledger: record + claim")
     return watch
 
@@ -341,7 +343,7 @@ def raw_rate(port: int, addresses: list[str]) -> float:
 
 
 def send_rate(home: Path, messages: int) -> None:
-    from include.nps.devservers import SmtpServer
+    from devkit.servers import SmtpServer
 
     print(f"\n2. send rate: {messages} messages to a clean local SMTP server, no faults, no delay")
     use_nps_home(home / "nps-rate")

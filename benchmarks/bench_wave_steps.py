@@ -25,11 +25,12 @@ def timed(label: str, fn, *args):
 def main(contacts: int = 20000, messages: int = 2000) -> None:
     home = Path(tempfile.mkdtemp(prefix="nps-bench-"))
     os.environ.update({"NPS_HOME": str(home), "NPS_SECRET_KEY": "bench"})
-    from include.nps import audience, mailings, storage, waves
-    from include.nps.connections import nps_engine
-    from include.nps.delivery import SmtpTransport
-    from include.nps.devservers import SmtpServer
-    from include.nps.simulate import write_population
+    from devkit.servers import SmtpServer
+    from devkit.simulate import write_population
+    from include.nps.core import storage
+    from include.nps.core.connections import nps_engine
+    from include.nps.delivery.transports import SmtpTransport
+    from include.nps.wave import audience, mailings, waves
 
     accounts = max(1, contacts // 4)
     csv_path = write_population(home / "contacts.csv", accounts=accounts, seed="bench")

@@ -13,7 +13,7 @@ Runs every 15 minutes (never two runs at once) over the bounce mailbox, for CS o
    message that is no report is left unread and counted. Skipped when `nps_bounces` is not defined.
 
 Bounces and complaints posted by an ESP (SendGrid, Amazon SES) reach the survey form's
-`/hooks/sendgrid` and `/hooks/ses` instead (`include/nps/bounce_hooks.py`). Re-running is safe: an
+`/hooks/sendgrid` and `/hooks/ses` instead (`include/nps/web/esp_webhooks.py`). Re-running is safe: an
 event already recorded is not applied again.
 
 #### Owner
@@ -26,7 +26,7 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
-from include.nps import alerts
+from include.nps.monitoring import alerts
 
 BOUNCES_CONN_ID = "nps_bounces"
 
@@ -52,12 +52,13 @@ def nps_bounces() -> None:
     def poll_bounce_mailbox() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from include.nps import bounces, connections
-        from include.nps.connections import nps_engine
+        from include.nps.core import connections
+        from include.nps.core.connections import nps_engine
+        from include.nps.delivery import bounce_mailbox
 
         if not connections.connection_defined(BOUNCES_CONN_ID):
             raise AirflowSkipException(f"connection {BOUNCES_CONN_ID!r} is not defined: no bounce mailbox to read")
-        return bounces.poll_bounce_mailbox(nps_engine(), BOUNCES_CONN_ID)
+        return bounce_mailbox.poll_bounce_mailbox(nps_engine(), BOUNCES_CONN_ID)
 
     poll_bounce_mailbox()
 

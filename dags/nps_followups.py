@@ -1,7 +1,7 @@
 """
 ### NPS follow-ups: the closed loop, every day, and its report to management, every month
 
-Runs every day at 06:00 UTC over every follow-up of every wave (`include/nps/followups.py`):
+Runs every day at 06:00 UTC over every follow-up of every wave (`include/nps/closed_loop/followups.py`):
 
 1. **sync_crm_status**: each follow-up in progress with a CRM task (`followups.crm_task_id`) takes
    the state of its task's status (`GET <nps_crm host>/tasks/<task id>`, mapped by
@@ -12,7 +12,7 @@ Runs every day at 06:00 UTC over every follow-up of every wave (`include/nps/fol
    to its escalation target (else the wave's first CS ops recipient), once, ever;
 3. **check_report_due**: the monthly report is due on the first run of a month (normally the
    1st), or for the month given in the trigger form; otherwise the report task is skipped;
-4. **send_closed_loop_report**: the closed-loop report of the month before (`include/nps/closed_loop.py`)
+4. **send_closed_loop_report**: the closed-loop report of the month before (`include/nps/closed_loop/monthly_report.py`)
    is kept as HTML in `reports/closed-loop/` and emailed once to `NPS_MANAGEMENT_RECIPIENTS` (Airflow
    Variable, else the environment variable of that name).
 
@@ -29,7 +29,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, chain, dag, task
 
-from include.nps import alerts
+from include.nps.monitoring import alerts
 
 
 @dag(
@@ -63,13 +63,13 @@ from include.nps import alerts
 def nps_followups() -> None:
     @task
     def sync_crm_status() -> dict:
-        from include.nps import followups
+        from include.nps.closed_loop import followups
 
         return followups.run_crm_sync()
 
     @task
     def sweep_sla() -> dict:
-        from include.nps import followups
+        from include.nps.closed_loop import followups
 
         return followups.run_sla_sweep()
 
@@ -77,22 +77,22 @@ def nps_followups() -> None:
     def check_report_due(params=None, dag_run=None) -> str | None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.nps import closed_loop
-        from include.nps.connections import nps_engine
+        from include.nps.closed_loop import monthly_report
+        from include.nps.core.connections import nps_engine
 
         try:
-            return closed_loop.report_due(nps_engine(), dag_run.run_after, params.get("report_month"))
-        except closed_loop.ReportError as exc:  # a month not ended yet: retrying cannot help
+            return monthly_report.report_due(nps_engine(), dag_run.run_after, params.get("report_month"))
+        except monthly_report.ReportError as exc:  # a month not ended yet: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def send_closed_loop_report(month: str) -> dict:
         from airflow.sdk import Variable
 
-        from include.nps import closed_loop
+        from include.nps.closed_loop import monthly_report
 
-        recipients = Variable.get(closed_loop.RECIPIENTS_SETTING, default=None)
-        return closed_loop.run_monthly_report(month, recipients)
+        recipients = Variable.get(monthly_report.RECIPIENTS_SETTING, default=None)
+        return monthly_report.run_monthly_report(month, recipients)
 
     month = check_report_due()
     swept = sweep_sla()

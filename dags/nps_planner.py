@@ -28,7 +28,7 @@ import datetime as dt
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import TriggerRule, chain, dag, task
 
-from include.nps import alerts
+from include.nps.monitoring import alerts
 
 WAVE_DAG_ID = "nps_wave"
 
@@ -54,8 +54,9 @@ def nps_planner() -> None:
         from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.nps import storage, wave_calendar
-        from include.nps.connections import nps_engine
+        from include.nps.core import storage
+        from include.nps.core.connections import nps_engine
+        from include.nps.planner import wave_calendar
 
         path = wave_calendar.calendar_path(Variable.get(wave_calendar.CALENDAR_VARIABLE, default=None))
         try:
@@ -77,8 +78,9 @@ def nps_planner() -> None:
     def record_started_waves(starts: list[dict], ti=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.nps import storage, wave_calendar
-        from include.nps.connections import nps_engine
+        from include.nps.core import storage
+        from include.nps.core.connections import nps_engine
+        from include.nps.planner import wave_calendar
 
         exists = {s["trigger_run_id"]: ti.get_dr_count(WAVE_DAG_ID, run_ids=[s["trigger_run_id"]]) > 0 for s in starts}
         try:

@@ -29,7 +29,7 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
-from include.nps import alerts
+from include.nps.monitoring import alerts
 
 PARALLEL_WAVES = 4
 
@@ -54,24 +54,28 @@ PARALLEL_WAVES = 4
 def nps_responses() -> None:
     @task
     def check_new_responses() -> list[dict[str, str]]:
-        from include.nps import realtime
-        from include.nps.connections import nps_engine
+        from include.nps.core.connections import nps_engine
+        from include.nps.realtime import new_responses
 
-        return realtime.check_new_responses(nps_engine())
+        return new_responses.check_new_responses(nps_engine())
 
     @task(max_active_tis_per_dagrun=PARALLEL_WAVES)
     def alert_new_responses(batch: dict[str, str]) -> dict:
-        from include.nps import realtime
-        from include.nps.connections import nps_engine
+        from include.nps.core.connections import nps_engine
+        from include.nps.realtime import new_responses
 
-        return realtime.alert_new_responses(nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"]))
+        return new_responses.alert_new_responses(
+            nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"])
+        )
 
     @task(max_active_tis_per_dagrun=PARALLEL_WAVES)
     def send_band_emails(batch: dict[str, str]) -> dict:
-        from include.nps import realtime
-        from include.nps.connections import nps_engine
+        from include.nps.core.connections import nps_engine
+        from include.nps.realtime import new_responses
 
-        return realtime.send_band_emails(nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"]))
+        return new_responses.send_band_emails(
+            nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"])
+        )
 
     batches = check_new_responses()
     # Band emails only once the alerts went out: a response whose band email is settled is no

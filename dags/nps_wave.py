@@ -34,7 +34,7 @@ Every message goes through a ledger keyed by (wave, kind, recipient): re-running
 the whole wave with the same name, sends nothing twice. Data-check results are stored in the
 NPS DB (`check_results`). Connections: `nps_db` (default: SQLite), `nps_smtp`, `nps_chat`.
 
-Alerts (`include/nps/alerts.py`, chat `nps_alerts_chat` and/or `NPS_ALERT_EMAILS`): a task or data
+Alerts (`include/nps/monitoring/alerts.py`, chat `nps_alerts_chat` and/or `NPS_ALERT_EMAILS`): a task or data
 check that fails (with the step, the reason and the log link), a milestone not done in time, and a
 response rate after the reminder far below the previous wave's (to CS ops); each event once.
 
@@ -49,8 +49,8 @@ import datetime as dt
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import TriggerRule, chain, dag, task, task_group
 
-from include.nps import alerts
-from include.nps.wave_form import wave_form_params
+from include.nps.monitoring import alerts
+from include.nps.wave.trigger_form import wave_form_params
 
 WAIT_TIMEOUT = dt.timedelta(days=120)
 WAIT_RETRY_DELAY = dt.timedelta(seconds=10)

@@ -8,34 +8,55 @@ Airflow's login) and listed as "NPS waves" in the UI's navigation.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+from fastapi import HTTPException, Request, status
 
-from include.nps.deadlines import WaveRetrospective
+from include.nps.monitoring.deadlines import WaveRetrospective
 
 
 def add_business_days(moment: dt.datetime | str, days: int, country: str = "US") -> dt.datetime:
     """`moment` moved by `days` business days of `country` (counted on its local dates, keeping the
     local time of day), in UTC; a time without an offset is UTC."""
-    from include.nps import calendar
+    from include.nps.core import business_days
 
     if isinstance(moment, str):
         moment = dt.datetime.fromisoformat(moment)
-    return calendar.add_business_days(moment, days, country)
+    return business_days.add_business_days(moment, days, country)
 
 
 def is_business_day(day: dt.date | dt.datetime, country: str = "US") -> bool:
     """Whether `day` is a business day of `country`; a moment counts by its local date there."""
-    from include.nps import calendar
+    from include.nps.core import business_days
 
-    local = calendar.local_time(day, country).date() if isinstance(day, dt.datetime) else day
-    return calendar.is_business_day(local, country)
+    local = business_days.local_time(day, country).date() if isinstance(day, dt.datetime) else day
+    return business_days.is_business_day(local, country)
+
+
+WAVE_DAG_ID = "nps_wave"
+
+
+async def airflow_reader(request: Request) -> Any:
+    """The dashboard's guard: the signed-in Airflow user, if allowed to read nps_wave's runs
+    (401 / 403 otherwise)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth2_scheme
+
+    user = await get_user(request, await oauth2_scheme(request), await bearer_scheme(request))
+    allowed = get_auth_manager().is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=WAVE_DAG_ID), user=user
+    )
+    if not allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"reading the runs of {WAVE_DAG_ID} is not allowed")
+    return user
 
 
 def _dashboard() -> dict:
-    from include.nps.dashboard_app import URL_PREFIX, create_app
+    from include.nps.web.dashboard_app import URL_PREFIX, create_app
 
-    return {"app": create_app(), "url_prefix": URL_PREFIX, "name": "NPS wave dashboard"}
+    return {"app": create_app(airflow_reader), "url_prefix": URL_PREFIX, "name": "NPS wave dashboard"}
 
 
 class NpsPlugin(AirflowPlugin):

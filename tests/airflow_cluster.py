@@ -20,8 +20,8 @@ from typing import Any
 
 import requests
 
-from include.nps.devservers import free_port
-from include.nps.storage import PROJECT_ROOT
+from devkit.servers import free_port
+from include.nps.core.storage import PROJECT_ROOT
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SEND_POOL = "nps_email"  # the pool of every wave's send tasks (dags/nps_wave.py), which a deployment creates

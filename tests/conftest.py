@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from include.nps.localrun import configure_airflow
+from devkit.localrun import configure_airflow
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="nps-airflow-"))
 configure_airflow(AIRFLOW_HOME)
@@ -26,7 +26,7 @@ os.environ.pop("NPS_DB_URL", None)
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """The Airflow metadata DB, migrated once per session."""
-    from include.nps.localrun import migrate_airflow_db
+    from devkit.localrun import migrate_airflow_db
 
     migrate_airflow_db()
     return AIRFLOW_HOME
@@ -43,7 +43,7 @@ def nps_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def engine(nps_home: Path):
     """A fresh, migrated SQLite NPS DB (the embedded default)."""
-    from include.nps.connections import nps_engine
+    from include.nps.core.connections import nps_engine
 
     return nps_engine()
 
@@ -51,7 +51,7 @@ def engine(nps_home: Path):
 @pytest.fixture
 def smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A real SMTP server on loopback keeping each message as .eml; `bounce*@` gets a 550."""
-    from include.nps.devservers import SmtpServer
+    from devkit.servers import SmtpServer
 
     with SmtpServer(tmp_path / "mail") as server:
         monkeypatch.setenv("AIRFLOW_CONN_NPS_SMTP", server.connection_uri())
@@ -81,7 +81,7 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed; .ci/run installs it")
         pytest.skip("PostgreSQL binaries not found (apt-get install postgresql)")
-    from include.nps.devservers import free_port
+    from devkit.servers import free_port
 
     data = Path(tempfile.mkdtemp(prefix="nps-pg-"))
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -104,7 +104,7 @@ def pg_engine(postgres_url: str):
     """A fresh database on the session's PostgreSQL server, migrated."""
     from sqlalchemy import create_engine, text
 
-    from include.nps import storage
+    from include.nps.core import storage
 
     name = f"nps_{time.time_ns()}"
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")

@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Any
 
-from include.nps import outbox, pipeline
-from include.nps.storage import PROJECT_ROOT
+from include.nps import pipeline
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery import outbox
 
 TASK = {"AIRFLOW_CTX_DAG_ID": "nps_wave", "AIRFLOW_CTX_DAG_RUN_ID": "crash", "AIRFLOW_CTX_TASK_ID": "invite.send"}
 

@@ -7,7 +7,7 @@ import datetime as dt
 from email.message import EmailMessage
 from pathlib import Path
 
-from include.nps import waves
+from include.nps.wave import waves
 
 FIELDS = [
     "contact_id",

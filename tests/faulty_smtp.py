@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from include.nps.devservers import MailSpool, free_port
+from devkit.servers import MailSpool, free_port
 
 GREYLISTED = "451 4.7.1 Greylisted, try again later"
 RCPT_REPLIES = {

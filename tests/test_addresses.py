@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import addresses, waves
+from include.nps.core import addresses
+from include.nps.wave import waves
 from tests.factories import wave_params
 
 # One item that would reach a second mailbox if it were sent as typed, and what it holds.

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import alerts, audience, outbox, storage, waves
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.monitoring import alerts
+from include.nps.wave import audience, waves
 from tests.factories import contact, planned_wave, wave_params, write_csv
 
 BASE_URL = "http://airflow.example:8080"
@@ -25,7 +28,7 @@ import datetime as dt
 
 from airflow.sdk import dag, task
 
-from include.nps import alerts
+from include.nps.monitoring import alerts
 
 DEFAULTS = {
     "owner": "data-eng",
@@ -37,8 +40,8 @@ DEFAULTS = {
 
 @task
 def plan_wave(dag_run=None) -> str:
-    from include.nps import waves
-    from include.nps.connections import nps_engine
+    from include.nps.core.connections import nps_engine
+    from include.nps.wave import waves
 
     wave = waves.WaveParams.from_params(dag_run.conf)
     waves.plan_wave(nps_engine(), wave, (dag_run.dag_id, dag_run.run_id))
@@ -61,14 +64,15 @@ def alert_test_check():
     def check_audience(wave_id: str) -> None:
         import pandas as pd
 
-        from include.nps import checks, pipeline
-        from include.nps.connections import nps_engine
+        from include.nps import pipeline
+        from include.nps.core.connections import nps_engine
+        from include.nps.wave import data_checks
 
         @pipeline.fails_fast
         def step(wave_id: str) -> None:
             frame = pd.DataFrame({"contact_id": ["C1", "C1", "C2"]})
-            suite = [checks.expect("ExpectColumnValuesToBeUnique", "each contact once", column="contact_id")]
-            checks.run_check(nps_engine(), wave_id, "audience", "audience", frame, suite, row_key="contact_id")
+            suite = [data_checks.expect("ExpectColumnValuesToBeUnique", "each contact once", column="contact_id")]
+            data_checks.run_check(nps_engine(), wave_id, "audience", "audience", frame, suite, row_key="contact_id")
 
         step(wave_id)
 
@@ -152,9 +156,9 @@ def test_the_wave_deadline_survives_serialization_with_an_importable_callback():
     (stored,) = DagSerialization.serialize_dag(dag)["deadline"]  # as the DAG processor stores it
     assert stored["name"] == "wave_overdue"
     assert stored["reference"]["reference_type"] == "WaveRetrospective"
-    assert stored["reference"]["__class_path"] == "include.nps.deadlines.WaveRetrospective"
+    assert stored["reference"]["__class_path"] == "include.nps.monitoring.deadlines.WaveRetrospective"
     assert stored["interval"]["__data__"] == alerts.WAVE_DEADLINE_GRACE.total_seconds()
-    assert stored["callback"]["__data__"]["path"] == "include.nps.alerts.wave_overdue"
+    assert stored["callback"]["__data__"]["path"] == "include.nps.monitoring.alerts.wave_overdue"
     assert inspect.iscoroutinefunction(alerts.wave_overdue)  # it runs in the triggerer
 
 
@@ -384,7 +388,7 @@ def test_the_alerts_after_a_mailing_check_never_fail_the_wave(engine, previous_w
 
 
 def test_a_waves_deadline_is_its_own_retrospective_from_the_form_values():
-    from include.nps.deadlines import retrospective_due
+    from include.nps.monitoring.deadlines import retrospective_due
 
     conf = {"open_at": "2026-12-21T09:00:00Z", "close_at": "2026-12-23T09:00:00Z", "country": "NO"}
     # flash results 3 business days of Norway after close (24, 28, 29 December: Christmas and the

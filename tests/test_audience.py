@@ -2,7 +2,9 @@ import datetime as dt
 
 import pytest
 
-from include.nps import audience, outbox, storage, waves
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.wave import audience, waves
 from tests.factories import contact, planned_wave, write_csv
 
 

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from include.nps import audience, checks, storage, textclean
-from include.nps.waves import CheckThresholds
+from include.nps.core import clean_text, storage
+from include.nps.wave import audience, data_checks
+from include.nps.wave.waves import CheckThresholds
 
 HEADER = "contact_id,email,name,account_id,account_name,sales_owner,vip"
 FIRST = "C1,alice@a1.example,Alice,A1,Acme,seller@vendor.example,no"  # row 2
@@ -396,8 +397,8 @@ def _responses(**changes: dict) -> pd.DataFrame:
 
 def _check_responses(engine, frame, invited=None):
     invited = invited or [f"R{i:02d}" for i in range(1, 21)]
-    suite = checks.responses_suite(PILLARS, invited, (OPEN, CLOSE), LIMITS)
-    return checks.run_check(engine, "w", "responses", "responses", frame, suite, "contact_id", 0.05)
+    suite = data_checks.responses_suite(PILLARS, invited, (OPEN, CLOSE), LIMITS)
+    return data_checks.run_check(engine, "w", "responses", "responses", frame, suite, "contact_id", 0.05)
 
 
 RESPONSE_CASES = [
@@ -437,7 +438,9 @@ def test_a_100kb_comment_is_a_warning_that_sets_nothing_aside(engine):
 
 def test_more_bad_responses_than_the_threshold_fail_the_check(engine):
     frame = _responses(R01={"score": 11}, R02={"score": 12})  # 2 of 20 = 10% > 5%
-    with pytest.raises(checks.DataCheckFailed, match=r"responses suite FAILED 1 of 7 on 20 rows: score is a whole"):
+    with pytest.raises(
+        data_checks.DataCheckFailed, match=r"responses suite FAILED 1 of 7 on 20 rows: score is a whole"
+    ):
         _check_responses(engine, frame)
     stored = storage.fetch_one(engine, "SELECT success, failed FROM check_results WHERE step = 'responses'")
     assert stored == {"success": False, "failed": 1}
@@ -448,11 +451,11 @@ def _sellers(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
 
 
 def _check(engine, step, frame, suite, key=None):
-    return checks.run_check(engine, "w", step, step, frame, suite, key)
+    return data_checks.run_check(engine, "w", step, step, frame, suite, key)
 
 
 def _fails(engine, step, frame, suite, key, reason):
-    with pytest.raises(checks.DataCheckFailed) as failure:
+    with pytest.raises(data_checks.DataCheckFailed) as failure:
         _check(engine, step, frame, suite, key)
     assert reason in str(failure.value)
     stored = storage.fetch_one(engine, "SELECT success, summary FROM check_results WHERE step = :s", s=step)
@@ -462,13 +465,13 @@ def _fails(engine, step, frame, suite, key, reason):
 
 def test_a_drop_with_a_foreign_account_stops(engine):
     good = [("C1", "ann@v.example", "ann@v.example"), ("C2", "bob@v.example", "bob@v.example")]
-    _check(engine, "files", _sellers(good), checks.seller_files_suite("Salesperson"), "Contact ID")
+    _check(engine, "files", _sellers(good), data_checks.seller_files_suite("Salesperson"), "Contact ID")
     foreign = [*good, ("C3", "ann@v.example", "bob@v.example")]
     message = _fails(
         engine,
         "files",
         _sellers(foreign),
-        checks.seller_files_suite("Salesperson"),
+        data_checks.seller_files_suite("Salesperson"),
         "Contact ID",
         "each salesperson's file holds only their own accounts: 1 row(s) fail, "
         "e.g. C3: Salesperson=bob@v.example but file_for=ann@v.example",
@@ -478,12 +481,12 @@ def test_a_drop_with_a_foreign_account_stops(engine):
 
 def test_a_drop_with_an_unexpected_column_or_a_missing_row_stops(engine):
     sheet = pd.DataFrame({"Contact ID": ["C1", "C2"], "Score": [3, 9]})
-    _check(engine, "drop", sheet, checks.drop_suite(2, ["Contact ID", "Score"]))
+    _check(engine, "drop", sheet, data_checks.drop_suite(2, ["Contact ID", "Score"]))
     _fails(
         engine,
         "drop",
         sheet.assign(Notes="x"),
-        checks.drop_suite(2, ["Contact ID", "Score"]),
+        data_checks.drop_suite(2, ["Contact ID", "Score"]),
         None,
         "only the allowed columns",
     )
@@ -491,7 +494,7 @@ def test_a_drop_with_an_unexpected_column_or_a_missing_row_stops(engine):
         engine,
         "drop",
         sheet,
-        checks.drop_suite(3, ["Contact ID", "Score"]),
+        data_checks.drop_suite(3, ["Contact ID", "Score"]),
         None,
         "one row per response given by the cutoff (3): observed 2",
     )
@@ -507,7 +510,7 @@ def test_a_detractor_without_owner_stops_the_routing(engine):
         engine,
         "routing",
         frame,
-        checks.routing_suite(["C1", "C2"]),
+        data_checks.routing_suite(["C1", "C2"]),
         "contact_id",
         "every detractor has an owner: 1 row(s) fail, e.g. C2: empty",
     )
@@ -519,7 +522,7 @@ def test_a_detractor_without_follow_up_or_followed_up_twice_stops_the_routing(en
         engine,
         "routing",
         one,
-        checks.routing_suite(["C1", "C2"]),
+        data_checks.routing_suite(["C1", "C2"]),
         "contact_id",
         "one follow-up per detractor (2): observed 1",
     )
@@ -528,7 +531,7 @@ def test_a_detractor_without_follow_up_or_followed_up_twice_stops_the_routing(en
         engine,
         "routing",
         twice,
-        checks.routing_suite(["C1", "C2"]),
+        data_checks.routing_suite(["C1", "C2"]),
         "contact_id",
         "no detractor followed up twice: 2 row(s) fail",
     )
@@ -537,7 +540,7 @@ def test_a_detractor_without_follow_up_or_followed_up_twice_stops_the_routing(en
         engine,
         "routing",
         stray,
-        checks.routing_suite(["C1", "C2"]),
+        data_checks.routing_suite(["C1", "C2"]),
         "contact_id",
         "follow-ups are for detractors: 1 row(s) fail, e.g. C7: C7",
     )
@@ -565,14 +568,14 @@ def test_an_empty_audience_stops_the_wave(engine):
         engine,
         "audience",
         _audience(0),
-        checks.audience_suite(0, None, LIMITS),
+        data_checks.audience_suite(0, None, LIMITS),
         "contact_id",
         "the audience is not empty: observed 0",
     )
 
 
 def test_an_audience_halved_since_the_previous_wave_is_a_broken_extract(engine):
-    suite = checks.audience_suite(40, 100, LIMITS)
+    suite = data_checks.audience_suite(40, 100, LIMITS)
     _fails(
         engine,
         "audience",
@@ -582,7 +585,7 @@ def test_an_audience_halved_since_the_previous_wave_is_a_broken_extract(engine):
         "the audience is within 50%-200% of the previous wave's 100 contacts (50-200); "
         "a sudden change is a broken extract: observed 40",
     )
-    _check(engine, "audience", _audience(60), checks.audience_suite(60, 100, LIMITS), "contact_id")
+    _check(engine, "audience", _audience(60), data_checks.audience_suite(60, 100, LIMITS), "contact_id")
 
 
 def test_an_opted_out_contact_or_an_unknown_account_in_the_audience_stops_the_wave(engine):
@@ -591,7 +594,7 @@ def test_an_opted_out_contact_or_an_unknown_account_in_the_audience_stops_the_wa
         engine,
         "audience",
         opted_out,
-        checks.audience_suite(3, None, LIMITS),
+        data_checks.audience_suite(3, None, LIMITS),
         "contact_id",
         "no contact opted out: 1 row(s) fail, e.g. C1: 1",
     )
@@ -600,7 +603,7 @@ def test_an_opted_out_contact_or_an_unknown_account_in_the_audience_stops_the_wa
         engine,
         "audience",
         unknown,
-        checks.audience_suite(3, None, LIMITS),
+        data_checks.audience_suite(3, None, LIMITS),
         "contact_id",
         "the contact's account is known: 1 row(s) fail, e.g. C1: empty",
     )
@@ -611,7 +614,7 @@ def test_an_account_without_owner_is_only_a_warning(engine):
         engine,
         "audience",
         _audience(3, owner=[None, "s@v.example", "s@v.example"]),
-        checks.audience_suite(3, None, LIMITS),
+        data_checks.audience_suite(3, None, LIMITS),
         "contact_id",
     )
     assert result.success and result.warnings == 1
@@ -629,13 +632,13 @@ def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stop
     at = OPEN + dt.timedelta(minutes=1)
     window = (OPEN, CLOSE)
     good = [("C1", "sent", at, 0), ("C2", "suppressed", None, 0), ("C3", "failed", None, 0)]
-    _check(engine, "invitation", _ledger(good), checks.outbox_suite(3, window, 0.5), "recipient")
+    _check(engine, "invitation", _ledger(good), data_checks.outbox_suite(3, window, 0.5), "recipient")
     twice = [*good, ("C1", "sent", at, 0)]
     _fails(
         engine,
         "invitation",
         _ledger(twice),
-        checks.outbox_suite(3, window, 0.5),
+        data_checks.outbox_suite(3, window, 0.5),
         "recipient",
         "no recipient twice: 2 row(s) fail",
     )
@@ -644,7 +647,7 @@ def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stop
         engine,
         "invitation",
         _ledger(pending),
-        checks.outbox_suite(3, window, 0.5),
+        data_checks.outbox_suite(3, window, 0.5),
         "recipient",
         "every message sent, suppressed, failed or in doubt (none left pending or mid-send): "
         "1 row(s) fail, e.g. C3: pending",
@@ -654,7 +657,7 @@ def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stop
         engine,
         "invitation",
         _ledger(late),
-        checks.outbox_suite(3, window, 0.5),
+        data_checks.outbox_suite(3, window, 0.5),
         "recipient",
         "sent inside the wave's window: not before 2026-03-02 09:00 and not after 2026-03-16 09:00 UTC: "
         "1 row(s) fail, e.g. C1: 2026-03-16T10:00:00+00:00",
@@ -664,7 +667,7 @@ def test_an_invitation_sent_twice_unsettled_late_or_to_an_opted_out_contact_stop
         engine,
         "invitation",
         _ledger(opted_out),
-        checks.outbox_suite(3, window, 0.5),
+        data_checks.outbox_suite(3, window, 0.5),
         "recipient",
         "nothing sent to a contact who had opted out or bounced: 1 row(s) fail, e.g. C1: 1",
     )
@@ -675,13 +678,13 @@ def test_a_mailing_with_more_failed_or_in_doubt_messages_than_its_threshold_fail
     sent = [(f"C{n:02}", "sent", at, 0) for n in range(18)]
     suppressed = [("S1", "suppressed", None, 0), ("S2", "suppressed", None, 0)]  # not counted either way
     within = [*sent, *suppressed, ("F1", "failed", None, 0)]  # 1 of 19: 5.3%
-    _check(engine, "invitation", _ledger(within), checks.outbox_suite(21, (OPEN, CLOSE), 0.06), "recipient")
+    _check(engine, "invitation", _ledger(within), data_checks.outbox_suite(21, (OPEN, CLOSE), 0.06), "recipient")
     over = [*sent, *suppressed, ("F1", "failed", None, 0), ("D1", "in_doubt", None, 0)]  # 2 of 20
     _fails(
         engine,
         "invitation",
         _ledger(over),
-        checks.outbox_suite(22, (OPEN, CLOSE), 0.06),
+        data_checks.outbox_suite(22, (OPEN, CLOSE), 0.06),
         "recipient",
         "at most 6% of the messages not suppressed failed or are in doubt: 2 row(s) fail",
     )
@@ -689,12 +692,12 @@ def test_a_mailing_with_more_failed_or_in_doubt_messages_than_its_threshold_fail
 
 def test_flash_figures_out_of_range_or_inconsistent_stop_the_flash_email(engine):
     good = pd.DataFrame([{"nps": 20.0, "count_gap": 0}])
-    _check(engine, "flash", good, checks.flash_suite(3, 1, 10))
+    _check(engine, "flash", good, data_checks.flash_suite(3, 1, 10))
     _fails(
         engine,
         "flash",
         good.assign(nps=25.0),
-        checks.flash_suite(3, 1, 10),
+        data_checks.flash_suite(3, 1, 10),
         None,
         "NPS equals (promoters - detractors) / responses = 20.0: 1 row(s) fail, e.g. 25.0",
     )
@@ -702,7 +705,7 @@ def test_flash_figures_out_of_range_or_inconsistent_stop_the_flash_email(engine)
         engine,
         "flash",
         good.assign(nps=120.0),
-        checks.flash_suite(3, 1, 10),
+        data_checks.flash_suite(3, 1, 10),
         None,
         "NPS between -100 and 100: 1 row(s) fail, e.g. 120.0",
     )
@@ -710,7 +713,7 @@ def test_flash_figures_out_of_range_or_inconsistent_stop_the_flash_email(engine)
         engine,
         "flash",
         good.assign(count_gap=2),
-        checks.flash_suite(3, 1, 10),
+        data_checks.flash_suite(3, 1, 10),
         None,
         "promoters, passives and detractors add up to the responses: 1 row(s) fail, e.g. 2",
     )
@@ -729,7 +732,7 @@ def test_an_action_item_without_owner_priority_or_due_date_stops_the_retrospecti
         engine,
         "retrospective",
         items,
-        checks.retrospective_suite(),
+        data_checks.retrospective_suite(),
         "item_key",
         "every action item has an owner: 1 row(s) fail, e.g. theme-pricing: empty",
     )
@@ -846,7 +849,7 @@ def _any_file_loads_or_quarantines_every_row(db, path, file):
         assert [p["field"] for p in result.problems if "quote opens" in p["reason"]] == ["email"]
     stored = storage.fetch_all(db, "SELECT contact_id, email, name, role FROM contacts")
     assert sorted(c["contact_id"] for c in stored) == sorted(result.contact_ids)
-    assert not any(textclean.is_control(ch) for c in stored for v in c.values() if v for ch in v)
+    assert not any(clean_text.is_control(ch) for c in stored for v in c.values() if v for ch in v)
     quarantined = storage.fetch_all(db, "SELECT value FROM quarantine")
     assert not any("\x00" in (q["value"] or "") for q in quarantined)
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.nps import calendar
+from include.nps.core import business_days
 
 UTC = dt.UTC
 COUNTRIES = ("JP", "CN", "IL", "NO", "DE", "US")
@@ -20,7 +20,7 @@ DAY_COUNTED = ("preannounce", "flash", "retrospective")
 
 
 def local(moment: dt.datetime, country: str) -> dt.datetime:
-    return moment.astimezone(ZoneInfo(calendar.country_timezone(country)))
+    return moment.astimezone(ZoneInfo(business_days.country_timezone(country)))
 
 
 def dates_after(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -64,7 +64,7 @@ CASES = [
 def test_business_days_are_counted_on_the_local_date_of_the_countrys_own_calendar(
     country, moment, days, expected, holiday, across_midnight
 ):
-    result = calendar.add_business_days(moment, days, country)
+    result = business_days.add_business_days(moment, days, country)
     start, end = local(moment, country), local(result, country)
     assert (start.date() != moment.date()) is across_midnight
     assert end.date() == expected
@@ -80,10 +80,10 @@ def test_business_days_are_counted_on_the_local_date_of_the_countrys_own_calenda
 def test_the_weekend_is_the_countrys_own():
     friday, sunday = dt.date(2026, 9, 4), dt.date(2026, 9, 6)
     assert holidays.country_holidays("IL").weekend == {4, 5}  # Friday and Saturday
-    assert (calendar.is_business_day(friday, "IL"), calendar.is_business_day(sunday, "IL")) == (False, True)
-    assert (calendar.is_business_day(friday, "US"), calendar.is_business_day(sunday, "US")) == (True, False)
-    assert calendar.is_business_day(dt.date(2026, 2, 14), "CN")  # a Saturday China works
-    assert not calendar.is_business_day(dt.date(2026, 2, 21), "CN")  # an ordinary Saturday
+    assert (business_days.is_business_day(friday, "IL"), business_days.is_business_day(sunday, "IL")) == (False, True)
+    assert (business_days.is_business_day(friday, "US"), business_days.is_business_day(sunday, "US")) == (True, False)
+    assert business_days.is_business_day(dt.date(2026, 2, 14), "CN")  # a Saturday China works
+    assert not business_days.is_business_day(dt.date(2026, 2, 21), "CN")  # an ordinary Saturday
 
 
 @settings(max_examples=300, deadline=None)
@@ -93,7 +93,7 @@ def test_the_weekend_is_the_countrys_own():
     days=st.integers(-15, 15),
 )
 def test_any_count_of_business_days_agrees_with_the_holidays_package(country, moment, days):
-    result = calendar.add_business_days(moment, days, country)
+    result = business_days.add_business_days(moment, days, country)
     start, end = local(moment, country), local(result, country)
     assert working_days_after(start.date(), end.date(), country) == abs(days)
     assert days == 0 or holidays.country_holidays(country).is_working_day(end.date())
@@ -105,13 +105,13 @@ def test_any_count_of_business_days_agrees_with_the_holidays_package(country, mo
 
 def test_flash_results_in_israel_come_after_rosh_hashanah_and_its_weekend():
     close_at = dt.datetime(2026, 9, 10, 9, tzinfo=UTC)  # Thu 10 Sep, 12:00 in Jerusalem
-    plan = calendar.plan_milestones(close_at - dt.timedelta(days=14), close_at, "IL")
+    plan = business_days.plan_milestones(close_at - dt.timedelta(days=14), close_at, "IL")
     assert local(plan["flash"], "IL").replace(tzinfo=None) == dt.datetime(2026, 9, 16, 12)  # Wed, not Tue 15
 
 
 def test_flash_results_in_japan_count_from_the_tokyo_date_of_the_close():
     close_at = dt.datetime(2026, 4, 28, 20, tzinfo=UTC)  # already Wed 29 Apr 05:00 (Showa Day) in Tokyo
-    plan = calendar.plan_milestones(close_at - dt.timedelta(days=14), close_at, "JP")
+    plan = business_days.plan_milestones(close_at - dt.timedelta(days=14), close_at, "JP")
     assert local(plan["flash"], "JP").replace(tzinfo=None) == dt.datetime(2026, 5, 7, 9)  # Thu, not Fri 8 May
     assert plan["flash"] == dt.datetime(2026, 5, 7, 0, tzinfo=UTC)
 
@@ -126,12 +126,12 @@ def test_no_two_week_us_wave_gets_a_milestone_on_a_weekend_or_at_night_in_new_yo
     off_hours = []
     for open_at in _random_moments(seed=16, count=1000):
         close_at = open_at + dt.timedelta(days=14)
-        plan = calendar.plan_milestones(open_at, close_at, "US")
+        plan = business_days.plan_milestones(open_at, close_at, "US")
         assert open_at < plan["reminder"] < plan["midwave"] < close_at
         off_hours += [
             f"{name} {local(plan[name], 'US'):%a %Y-%m-%d %H:%M} (opens {open_at:%Y-%m-%d %H:%M} UTC)"
             for name in ("reminder", "midwave", *DAY_COUNTED)
-            if not calendar.is_business_time(plan[name], "US")
+            if not business_days.is_business_time(plan[name], "US")
         ]
     print(f"\n1000 two-week US waves: {len(off_hours)} computed milestones outside business hours in New York")
     assert off_hours == []
@@ -141,33 +141,33 @@ def test_no_two_week_us_wave_gets_a_milestone_on_a_weekend_or_at_night_in_new_yo
 @given(
     country=st.sampled_from(COUNTRIES),
     open_at=st.datetimes(dt.datetime(2025, 1, 1), dt.datetime(2028, 6, 1), timezones=st.just(UTC)),
-    span=st.timedeltas(calendar.SHORTEST_SPAN, dt.timedelta(days=60)),
+    span=st.timedeltas(business_days.SHORTEST_SPAN, dt.timedelta(days=60)),
 )
 def test_every_computed_milestone_is_at_a_local_business_time(country, open_at, span):
-    plan = calendar.plan_milestones(open_at, open_at + span, country)
-    start = calendar.business_days_away(plan["preannounce"], -1, country)  # the planner's start
+    plan = business_days.plan_milestones(open_at, open_at + span, country)
+    start = business_days.business_days_away(plan["preannounce"], -1, country)  # the planner's start
     for moment in (start, *(plan[name] for name in DAY_COUNTED)):
-        assert calendar.is_business_time(moment, country), local(moment, country)
+        assert business_days.is_business_time(moment, country), local(moment, country)
     assert plan["open"] < plan["reminder"] < plan["midwave"] < plan["close"]
     # The reminder and the mid-wave drop are at a business time whenever one fits between their
     # neighbours (a short wave inside a long holiday has none, and keeps its shares of the span).
     for name, after, before in (("midwave", "reminder", "close"), ("reminder", "open", "midwave")):
-        fits = calendar.next_business_time(plan[after] + dt.timedelta(seconds=1), country) < plan[before]
-        assert calendar.is_business_time(plan[name], country) or not fits, (name, local(plan[name], country))
+        fits = business_days.next_business_time(plan[after] + dt.timedelta(seconds=1), country) < plan[before]
+        assert business_days.is_business_time(plan[name], country) or not fits, (name, local(plan[name], country))
 
 
 @pytest.mark.parametrize("country", COUNTRIES)
 def test_business_hours_are_local_and_at_both_ends(country):
     day = next(
-        d for d in dates_after(dt.date(2026, 6, 7), dt.date(2026, 6, 30)) if calendar.is_business_day(d, country)
+        d for d in dates_after(dt.date(2026, 6, 7), dt.date(2026, 6, 30)) if business_days.is_business_day(d, country)
     )
-    zone = ZoneInfo(calendar.country_timezone(country))
+    zone = ZoneInfo(business_days.country_timezone(country))
     at = {
         t: dt.datetime.combine(day, t, tzinfo=zone) for t in (dt.time(8, 59), dt.time(9), dt.time(17), dt.time(17, 1))
     }
-    assert [calendar.is_business_time(moment, country) for moment in at.values()] == [False, True, True, False]
-    assert calendar.next_business_time(at[dt.time(8, 59)], country) == at[dt.time(9)]
-    assert calendar.previous_business_time(at[dt.time(17, 1)], country) == at[dt.time(17)]
+    assert [business_days.is_business_time(moment, country) for moment in at.values()] == [False, True, True, False]
+    assert business_days.next_business_time(at[dt.time(8, 59)], country) == at[dt.time(9)]
+    assert business_days.previous_business_time(at[dt.time(17, 1)], country) == at[dt.time(17)]
 
 
 @pytest.mark.parametrize(
@@ -185,5 +185,5 @@ def test_business_hours_are_local_and_at_both_ends(country):
 def test_a_countrys_main_zone_is_where_most_of_it_lives(country, zone):
     from zoneinfo import available_timezones
 
-    assert calendar.country_timezone(country) == zone
-    assert set(calendar.MAIN_ZONES.values()) <= available_timezones()
+    assert business_days.country_timezone(country) == zone
+    assert set(business_days.MAIN_ZONES.values()) <= available_timezones()

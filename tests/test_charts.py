@@ -9,7 +9,8 @@ import warnings
 
 import pytest
 
-from include.nps import audience, charts, i18n, messages, stats, storage, waves
+from include.nps.core import charts, emails, i18n, storage
+from include.nps.wave import audience, stats, waves
 from tests.factories import contact, email_context, flash_figures, planned_wave, write_csv
 
 TREND = [charts.WavePoint("2026-Q2", -4.0), charts.WavePoint("2026-Q3", 3.0), charts.WavePoint("2026-Q4", 12.5)]
@@ -38,10 +39,10 @@ def test_hebrew_is_reordered_for_display_and_other_languages_are_not():
 
 def test_the_flash_email_shows_the_chart_inline_in_its_html_part():
     context = email_context(chart_cid=charts.CONTENT_ID, **flash_figures())
-    email = messages.render_email("flash_results", "ja", "ada@example.com", context)
+    email = emails.render_email("flash_results", "ja", "ada@example.com", context)
     png = charts.flash_chart(TREND, SPLIT, "ja")
-    email.inline_images = [messages.Attachment("nps-chart.png", png, "image/png", charts.CONTENT_ID)]
-    mime = messages.build_mime(email, "cs@vendor.example", "<1@vendor.example>")
+    email.inline_images = [emails.Attachment("nps-chart.png", png, "image/png", charts.CONTENT_ID)]
+    mime = emails.build_mime(email, "cs@vendor.example", "<1@vendor.example>")
 
     plain, related = mime.get_payload()
     assert plain.get_content_type() == "text/plain" and "cid:" not in plain.get_content()

@@ -12,9 +12,10 @@ import time
 import pytest
 from werkzeug import Request, Response
 
-from include.nps import outbox, storage
-from include.nps.delivery import SlackWebhookTransport, SmtpTransport, retry_after_seconds
-from include.nps.ratelimit import Pacer
+from include.nps.core import storage
+from include.nps.core.rate_limits import Pacer
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import SlackWebhookTransport, SmtpTransport, retry_after_seconds
 from tests.factories import plain_email
 
 WAVE = "test-pacing"

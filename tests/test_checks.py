@@ -6,8 +6,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from include.nps import checks, storage
-from include.nps.waves import CheckThresholds
+from include.nps.core import storage
+from include.nps.wave import data_checks
+from include.nps.wave.waves import CheckThresholds
 
 OPEN = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 WINDOW = (OPEN, OPEN + dt.timedelta(days=14))
@@ -24,13 +25,13 @@ def _responses(scores: dict[str, float]) -> pd.DataFrame:
     )
 
 
-def _suite(invited: list[str], pillars: list | None = None) -> list[checks.Expectation]:
-    return checks.responses_suite(pillars or [], invited, WINDOW, CheckThresholds())
+def _suite(invited: list[str], pillars: list | None = None) -> list[data_checks.Expectation]:
+    return data_checks.responses_suite(pillars or [], invited, WINDOW, CheckThresholds())
 
 
 def test_a_passing_suite_is_stored_with_its_cost(engine):
     frame = _responses({"C1": 3, "C2": 10})
-    result = checks.run_check(engine, "w", "responses", "responses", frame, _suite(["C1", "C2"]), "contact_id")
+    result = data_checks.run_check(engine, "w", "responses", "responses", frame, _suite(["C1", "C2"]), "contact_id")
     assert result.success and result.evaluated == 6 and result.failed == 0
     row = storage.fetch_one(
         engine, "SELECT suite, success, failed, warnings, duration_ms, summary FROM check_results WHERE wave_id = 'w'"
@@ -42,8 +43,8 @@ def test_a_passing_suite_is_stored_with_its_cost(engine):
 
 def test_a_failing_suite_raises_with_rules_rows_and_expectations_and_is_stored(engine):
     frame = _responses({"C1": 3, "C2": 11, "C3": 12})
-    with pytest.raises(checks.DataCheckFailed) as failure:
-        checks.run_check(engine, "w", "responses", "responses", frame, _suite(["C1", "C2"]), "contact_id")
+    with pytest.raises(data_checks.DataCheckFailed) as failure:
+        data_checks.run_check(engine, "w", "responses", "responses", frame, _suite(["C1", "C2"]), "contact_id")
     message = str(failure.value)
     assert message.startswith("responses: responses suite FAILED 2 of 6 on 3 rows: ")
     assert "the respondent was invited to this wave: 1 row(s) fail, e.g. C3: C3" in message
@@ -55,24 +56,26 @@ def test_a_failing_suite_raises_with_rules_rows_and_expectations_and_is_stored(e
 
 def test_a_missing_column_is_reported_as_a_check_that_could_not_run(engine):
     suite = _suite(["C1"], [{"id": "support", "scale": "1-5"}])
-    with pytest.raises(checks.DataCheckFailed, match=r'could not run: .*"pillar_support" in BatchData does not exist'):
-        checks.run_check(engine, "w", "responses", "responses", _responses({"C1": 9}), suite)
+    with pytest.raises(
+        data_checks.DataCheckFailed, match=r'could not run: .*"pillar_support" in BatchData does not exist'
+    ):
+        data_checks.run_check(engine, "w", "responses", "responses", _responses({"C1": 9}), suite)
 
 
 def test_rows_are_set_aside_only_when_every_blocking_failure_is_about_rows(engine):
     frame = _responses({f"C{i}": 5 for i in range(40)} | {"C40": 11})
     suite = _suite([f"C{i}" for i in range(41)])
-    result = checks.run_check(engine, "w", "responses", "responses", frame, suite, "contact_id", 0.05)
+    result = data_checks.run_check(engine, "w", "responses", "responses", frame, suite, "contact_id", 0.05)
     assert result.success and result.rejected == {"C40": ["score is a whole number from 0 to 10"]}
-    table_level = [*suite, checks.expect("ExpectTableRowCountToEqual", "forty responses", value=40)]
-    with pytest.raises(checks.DataCheckFailed, match="forty responses: observed 41"):
-        checks.run_check(engine, "w", "responses", "responses", frame, table_level, "contact_id", 0.05)
+    table_level = [*suite, data_checks.expect("ExpectTableRowCountToEqual", "forty responses", value=40)]
+    with pytest.raises(data_checks.DataCheckFailed, match="forty responses: observed 41"):
+        data_checks.run_check(engine, "w", "responses", "responses", frame, table_level, "contact_id", 0.05)
 
 
 def test_gx_is_not_imported_when_the_checks_module_is(tmp_path):
     import subprocess
     import sys
 
-    code = "import sys, include.nps.checks, include.nps.pipeline; print('great_expectations' in sys.modules)"
+    code = "import sys, include.nps.wave.data_checks, include.nps.pipeline; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     assert out.stdout.strip() == "False"

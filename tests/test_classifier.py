@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
-from include.nps import classifier
-from include.nps.classifier import Classification, KeywordClassifier
+from include.nps.wave import comment_themes
+from include.nps.wave.comment_themes import Classification, KeywordClassifier
 
 
 @pytest.fixture(scope="module")
 def keywords() -> KeywordClassifier:
-    return KeywordClassifier(classifier.load_themes())
+    return KeywordClassifier(comment_themes.load_themes())
 
 
 # (locale, score, one sentence as customers write it, expected kind, expected theme)
@@ -96,29 +96,29 @@ def test_matching_is_normalised_and_bound_to_whole_words(keywords):
 
 
 def test_a_comment_is_read_in_its_writers_language_english_and_the_scripts_it_holds(keywords):
-    assert classifier.reading_languages("Too slow", "ja-JP") == ["ja", "en"]
-    assert classifier.reading_languages("料金 and תמיכה", "nb") == ["nb", "en", "he", "ja", "zh"]
+    assert comment_themes.reading_languages("Too slow", "ja-JP") == ["ja", "en"]
+    assert comment_themes.reading_languages("料金 and תמיכה", "nb") == ["nb", "en", "he", "ja", "zh"]
     assert keywords.classify("The price is too high", "ja", 4).theme == "pricing"  # English from a ja contact
     assert keywords.classify("Men are happy", "en", 9).kind == "pro"  # nb "men" is not read for an en contact
     assert keywords.split("Men are happy", "en") == ["Men are happy"]
 
 
 def test_the_shipped_themes_file_covers_every_language():
-    themes = classifier.load_themes()
+    themes = comment_themes.load_themes()
     assert [t.id for t in themes.themes][:3] == ["pricing", "support", "reliability"]
     for theme in themes.themes:
-        assert set(theme.keywords) == set(classifier.LANGUAGES), theme.id
-        assert set(theme.label) == set(classifier.LANGUAGES), theme.id
+        assert set(theme.keywords) == set(comment_themes.LANGUAGES), theme.id
+        assert set(theme.label) == set(comment_themes.LANGUAGES), theme.id
     assert themes.get("pricing").label_in("nb") == "Pris og verdi"
     assert themes.get("pricing").label_in("fr") == "Pricing and value"  # English when a language is missing
     for cue in ("suggestion", "negative", "positive", "contrast"):
-        assert set(themes.cues[cue]) == set(classifier.LANGUAGES), cue
+        assert set(themes.cues[cue]) == set(comment_themes.LANGUAGES), cue
     assert themes.get("support").owner == "support-lead@vendor.example" and themes.get("pricing").owner is None
     assert "いただけると" in themes.cues["suggestion"]["ja"] and "bør" in themes.cues["suggestion"]["nb"]
 
 
 def test_risk_follows_the_files_thresholds():
-    themes = classifier.load_themes()  # high: 3 detractors or 2+ making 25%; medium: 2 or 10%
+    themes = comment_themes.load_themes()  # high: 3 detractors or 2+ making 25%; medium: 2 or 10%
     assert themes.risk_of(3, 40) == "high"
     assert themes.risk_of(2, 8) == "high" and themes.risk_of(2, 9) == "medium"
     assert themes.risk_of(1, 1) == "medium"  # one voice is never high
@@ -157,8 +157,8 @@ def test_a_broken_themes_file_names_every_problem(tmp_path):
           contrast: {fr: [mais]}
         """,
     )
-    with pytest.raises(classifier.ThemesError) as failure:
-        classifier.load_themes(path)
+    with pytest.raises(comment_themes.ThemesError) as failure:
+        comment_themes.load_themes(path)
     where = str(path)
     assert failure.value.problems == [
         f"{where}: version: must be 1, got 2",
@@ -188,10 +188,10 @@ def test_a_broken_themes_file_names_every_problem(tmp_path):
 
 def test_a_themes_file_that_is_not_yaml_says_where(tmp_path):
     path = write(tmp_path, "version: 1\nthemes:\n  - id: a\n    id: b\n")
-    with pytest.raises(classifier.ThemesError, match=r"line 4, column 5: not valid YAML: 'id' is given twice"):
-        classifier.load_themes(path)
-    with pytest.raises(classifier.ThemesError, match="no such file"):
-        classifier.load_themes(tmp_path / "missing.yaml")
+    with pytest.raises(comment_themes.ThemesError, match=r"line 4, column 5: not valid YAML: 'id' is given twice"):
+        comment_themes.load_themes(path)
+    with pytest.raises(comment_themes.ThemesError, match="no such file"):
+        comment_themes.load_themes(tmp_path / "missing.yaml")
 
 
 def test_the_themes_file_is_read_again_when_it_changes(tmp_path, monkeypatch):
@@ -202,19 +202,19 @@ def test_the_themes_file_is_read_again_when_it_changes(tmp_path, monkeypatch):
         cues: {suggestion: {en: [should]}, negative: {en: [bad]}, positive: {en: [good]}}
         """
     path = write(tmp_path, minimal)
-    monkeypatch.setenv(classifier.THEMES_ENV, str(path))
-    assert [t.id for t in classifier.load_themes().themes] == ["price"]
+    monkeypatch.setenv(comment_themes.THEMES_ENV, str(path))
+    assert [t.id for t in comment_themes.load_themes().themes] == ["price"]
     write(tmp_path, minimal.replace("{id: price, name: Price", "{id: cost, name: Cost"))
     import os
 
     os.utime(path, ns=(1, 1))  # a different modification time, whatever the clock's resolution
-    assert [t.id for t in classifier.load_themes().themes] == ["cost"]
+    assert [t.id for t in comment_themes.load_themes().themes] == ["cost"]
 
 
 class EverythingIsACon:
     """A stand-in for another classifier (a model, a service): named by the setting."""
 
-    def __init__(self, themes: classifier.Themes) -> None:
+    def __init__(self, themes: comment_themes.Themes) -> None:
         self.first = themes.themes[0].id
 
     def split(self, text: str, locale: str) -> list[str]:
@@ -225,12 +225,12 @@ class EverythingIsACon:
 
 
 def test_another_classifier_replaces_the_keyword_one_by_a_setting(monkeypatch):
-    themes = classifier.load_themes()
-    assert isinstance(classifier.classifier_from_setting(themes), KeywordClassifier)
-    monkeypatch.setenv(classifier.CLASSIFIER_ENV, "tests.test_classifier:EverythingIsACon")
-    chosen = classifier.classifier_from_setting(themes)
+    themes = comment_themes.load_themes()
+    assert isinstance(comment_themes.classifier_from_setting(themes), KeywordClassifier)
+    monkeypatch.setenv(comment_themes.CLASSIFIER_ENV, "tests.test_classifier:EverythingIsACon")
+    chosen = comment_themes.classifier_from_setting(themes)
     assert chosen.classify("Great!", "en", 10) == Classification("con", "pricing", ["always"])
-    with pytest.raises(classifier.ClassifierSettingError, match=r"use 'keyword' or 'package\.module:factory'"):
-        classifier.classifier_from_setting(themes, "EverythingIsACon")
-    with pytest.raises(classifier.ClassifierSettingError, match="cannot be loaded"):
-        classifier.classifier_from_setting(themes, "tests.test_classifier:Nothing")
+    with pytest.raises(comment_themes.ClassifierSettingError, match=r"use 'keyword' or 'package\.module:factory'"):
+        comment_themes.classifier_from_setting(themes, "EverythingIsACon")
+    with pytest.raises(comment_themes.ClassifierSettingError, match="cannot be loaded"):
+        comment_themes.classifier_from_setting(themes, "tests.test_classifier:Nothing")

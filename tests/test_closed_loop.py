@@ -13,10 +13,12 @@ from statistics import NormalDist
 
 import pytest
 
-from include.nps import closed_loop, followups, storage, waves
-from include.nps.delivery import SmtpTransport
-from include.nps.stats import wilson_interval
-from include.nps.storage import PROJECT_ROOT
+from include.nps.closed_loop import followups, monthly_report
+from include.nps.core import storage
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.wave import waves
+from include.nps.wave.stats import wilson_interval
 from tests.test_followups import open_followup, seed_wave
 
 RULES = followups.load_rules()
@@ -140,27 +142,27 @@ def test_the_wilson_interval_matches_published_values_and_refuses_nonsense():
 def test_other_answers_are_grouped_by_the_word_most_of_them_share():
     answers = [{"text": text} for text in ("Invoices arrive late", "Late invoice again!", "Need SSO login",
                                            "SSO with Okta, please", "The coffee machine", "")]  # fmt: skip
-    grouped = closed_loop.group_other_answers(answers)
+    grouped = monthly_report.group_other_answers(answers)
     assert [(g["word"], [a["text"] for a in g["answers"]]) for g in grouped["groups"]] == [
         ("invoice", ["Invoices arrive late", "Late invoice again!"]),  # invoice and late both twice: alphabetical
         ("sso", ["Need SSO login", "SSO with Okta, please"]),
     ]
     assert [a["text"] for a in grouped["ungrouped"]] == ["The coffee machine", ""]
-    assert closed_loop.significant_words("ＳＳＯ access, the Invoices!! 2024") == ["sso", "access", "invoice"]
+    assert monthly_report.significant_words("ＳＳＯ access, the Invoices!! 2024") == ["sso", "access", "invoice"]
 
 
 def test_month_bounds_and_the_month_before():
-    assert closed_loop.month_bounds("2026-12") == (t(1, 0, 12), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
-    assert closed_loop.previous_month(dt.datetime(2026, 1, 1, 6, tzinfo=dt.UTC)) == "2025-12"
-    with pytest.raises(closed_loop.ReportError):
-        closed_loop.month_bounds("2026-13")
+    assert monthly_report.month_bounds("2026-12") == (t(1, 0, 12), dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
+    assert monthly_report.previous_month(dt.datetime(2026, 1, 1, 6, tzinfo=dt.UTC)) == "2025-12"
+    with pytest.raises(monthly_report.ReportError):
+        monthly_report.month_bounds("2026-13")
 
 
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_the_march_report_has_the_figures_worked_out_by_hand(request, tmp_path, database):
     engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
     seed_march(engine, tmp_path)
-    report = closed_loop.build_report(engine, "2026-03", RULES, now=t(1, 6, 4))
+    report = monthly_report.build_report(engine, "2026-03", RULES, now=t(1, 6, 4))
 
     # Opened in March: all but C11 (February). Closed in March: C1 C2 C3 C5 C6 C7 C8 C11 C13 (C12 in
     # April); 6 of them recovered. Unreachable: C4. Still open on March 31: C9, C10 (open), C12 (reached).
@@ -238,9 +240,9 @@ def test_the_march_report_has_the_figures_worked_out_by_hand(request, tmp_path, 
 
 
 def test_the_report_of_a_past_month_does_not_change_with_later_work(march):
-    before = closed_loop.build_report(march, "2026-02", RULES, now=t(1, 6))
+    before = monthly_report.build_report(march, "2026-02", RULES, now=t(1, 6))
     followups.log_attempt(march, "test-w1", "C9", "ana", "reached", t(3, 9, 4), RULES)  # in April
-    after = closed_loop.build_report(march, "2026-02", RULES, now=t(1, 6))
+    after = monthly_report.build_report(march, "2026-02", RULES, now=t(1, 6))
     assert before == after
     assert before["counts"]["opened"] == 1 and before["counts"]["still_open_by_status"]["reached"] == 1  # C11
 
@@ -249,11 +251,11 @@ def test_the_report_of_a_past_month_does_not_change_with_later_work(march):
 
 
 def test_the_report_is_emailed_once_per_month_and_kept_as_html(march, smtp):
-    report = closed_loop.build_report(march, "2026-03", RULES, now=t(1, 6, 4))
+    report = monthly_report.build_report(march, "2026-03", RULES, now=t(1, 6, 4))
     with SmtpTransport() as transport:
-        first = closed_loop.send(march, report, MANAGEMENT, "NPS <nps@vendor.example>", transport)
-        again = closed_loop.send(march, report, MANAGEMENT, "NPS <nps@vendor.example>", transport)
-    assert (first.sent, again.sent) == (1, 0) and closed_loop.report_sent(march, "2026-03")
+        first = monthly_report.send(march, report, MANAGEMENT, "NPS <nps@vendor.example>", transport)
+        again = monthly_report.send(march, report, MANAGEMENT, "NPS <nps@vendor.example>", transport)
+    assert (first.sent, again.sent) == (1, 0) and monthly_report.report_sent(march, "2026-03")
     received = smtp.spool.messages()
     assert len(received) == 2 and len({m["Message-ID"] for m in received}) == 1  # one message, two mailboxes
     message = received[0]
@@ -264,23 +266,26 @@ def test_the_report_is_emailed_once_per_month_and_kept_as_html(march, smtp):
     assert "- Pricing, value for money: 3, 33.3%, 33.3%" in text
     assert "10% service credit on the next invoice: 2 of 3 recovered, 66.7% (20.8% to 93.9%)" in text
     html = message.get_body(("html",)).get_content()
-    path = closed_loop.write_html(report, html)
+    path = monthly_report.write_html(report, html)
     assert path.name == "closed-loop-2026-03.html" and path.parent.name == "closed-loop"
     assert "Closed loop: March 2026" in path.read_text(encoding="utf-8")
-    assert closed_loop.report_due(march, t(1, 6, 4)) is None  # March went out: the April runs skip it
-    assert closed_loop.report_due(march, t(1, 6, 5)) == "2026-04"
-    assert closed_loop.report_due(march, t(2, 6, 4), "2026-03") == "2026-03"  # asked for again in the form
-    with pytest.raises(closed_loop.ReportError, match="2026-04 has not ended yet"):
-        closed_loop.report_due(march, t(1, 6, 4), "2026-04")  # a partial month would take its place
-    with pytest.raises(closed_loop.ReportError, match="no management recipients"):
-        closed_loop.send(march, report, [], "nps@vendor.example", transport)
-    assert closed_loop.management_recipients("a@x.example; b@x.example\nA@x.example") == ["a@x.example", "b@x.example"]
+    assert monthly_report.report_due(march, t(1, 6, 4)) is None  # March went out: the April runs skip it
+    assert monthly_report.report_due(march, t(1, 6, 5)) == "2026-04"
+    assert monthly_report.report_due(march, t(2, 6, 4), "2026-03") == "2026-03"  # asked for again in the form
+    with pytest.raises(monthly_report.ReportError, match="2026-04 has not ended yet"):
+        monthly_report.report_due(march, t(1, 6, 4), "2026-04")  # a partial month would take its place
+    with pytest.raises(monthly_report.ReportError, match="no management recipients"):
+        monthly_report.send(march, report, [], "nps@vendor.example", transport)
+    assert monthly_report.management_recipients("a@x.example; b@x.example\nA@x.example") == [
+        "a@x.example",
+        "b@x.example",
+    ]
 
 
 @pytest.mark.browser
 def test_the_report_reads_right_in_chromium(march, browser):
-    report = closed_loop.build_report(march, "2026-03", RULES, now=t(1, 6, 4))
-    html = closed_loop.render(report, MANAGEMENT).html
+    report = monthly_report.build_report(march, "2026-03", RULES, now=t(1, 6, 4))
+    html = monthly_report.render(report, MANAGEMENT).html
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 640, "height": 900})
     page.set_content(html)

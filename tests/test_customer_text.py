@@ -15,8 +15,11 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.nps import audience, i18n, messages, outbox, pipeline, storage, tokens, waves
-from include.nps.outbox import CUSTOMER_KINDS
+from include.nps import pipeline
+from include.nps.core import emails, i18n, signed_links, storage
+from include.nps.delivery import outbox
+from include.nps.delivery.outbox import CUSTOMER_KINDS
+from include.nps.wave import audience, waves
 from tests.factories import FIELDS, contact, email_context, flash_figures, wave_params
 
 LOCALES = ("en", "ja", "zh", "he", "nb")
@@ -59,10 +62,10 @@ def marked(monkeypatch):
     """Templates rendered with every translated message marked."""
     real = i18n.translations
     monkeypatch.setattr(i18n, "translations", lambda locale: Marked(real(locale)))
-    messages.environment.cache_clear()
+    emails.environment.cache_clear()
     yield
     monkeypatch.undo()
-    messages.environment.cache_clear()
+    emails.environment.cache_clear()
 
 
 def _context(kind: str, **contact: object) -> dict:
@@ -85,11 +88,11 @@ def _lines(text: str) -> list[str]:
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", sorted(CUSTOMER_KINDS))
 def test_every_plain_text_part_keeps_its_lines(marked, kind, locale):
-    text = messages.render(f"email/{kind}.txt", _context(kind), locale)
+    text = emails.render(f"email/{kind}.txt", _context(kind), locale)
     glued = [line for line in _lines(text) if CLAUSE_END.search(line)]
     assert glued == [], f"{kind} in {locale}: a sentence runs on into the next block"
     assert START + START not in text and END + START not in text  # two messages never touch
-    plain = messages.render_email(kind, locale, "ada@example.com", _context(kind)).text
+    plain = emails.render_email(kind, locale, "ada@example.com", _context(kind)).text
     catalog = i18n.translations(locale)
     lines = _lines(plain)
     greeting = catalog.gettext("Hello %(name)s,") % {"name": "\u2068Ada\u2069" if locale == "he" else "Ada"}
@@ -104,7 +107,7 @@ def test_every_plain_text_part_keeps_its_lines(marked, kind, locale):
 
 
 def test_the_sign_off_reads_as_two_lines():
-    text = messages.render_email("preannouncement", "en", "ada@example.com", _context("preannouncement")).text
+    text = emails.render_email("preannouncement", "en", "ada@example.com", _context("preannouncement")).text
     assert "Thank you in advance,\nThe Acme Cloud Customer Success team\n" in text
     assert "Hello Ada,\n\nIn a few days" in text
 
@@ -131,7 +134,7 @@ def _nothing(kind: str, name: object) -> dict:
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", sorted(CUSTOMER_KINDS))
 def test_a_missing_value_is_left_out_or_shown_as_a_dash(kind, locale, name):
-    email = messages.render_email(kind, locale, "ada@example.com", _nothing(kind, name))
+    email = emails.render_email(kind, locale, "ada@example.com", _nothing(kind, name))
     for part in (email.subject, email.text, email.html):
         assert not MISSING_SHOWN.search(part), f"{kind} in {locale}: {MISSING_SHOWN.search(part)[0]!r}"
         assert ", ," not in part and " ," not in part.split("\n")[0]
@@ -265,7 +268,7 @@ def test_no_customer_email_of_a_wave_shows_a_missing_value(engine, smtp, tmp_pat
 
 
 def test_survey_pages_write_the_close_in_the_readers_zone(engine, tmp_path):
-    from include.nps.devservers import SurveyServer
+    from devkit.servers import SurveyServer
 
     path = _write_contacts(tmp_path / "contacts.csv", ROWS)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
@@ -277,10 +280,12 @@ def test_survey_pages_write_the_close_in_the_readers_zone(engine, tmp_path):
     storage.execute(engine, "UPDATE wave_audience SET name = '' WHERE contact_id = 'C3'")
     waves.set_status(engine, wave.wave_id, "open")
     with SurveyServer(engine) as server:
-        nameless = requests.get(f"{server.base_url}/s/{tokens.sign('survey', wave.wave_id, 'C3')}", timeout=10).text
+        nameless = requests.get(
+            f"{server.base_url}/s/{signed_links.sign('survey', wave.wave_id, 'C3')}", timeout=10
+        ).text
         assert "<h1>Hello,</h1>" in nameless and not MISSING_SHOWN.search(nameless)
         for contact_id, written in (("C1", "2027/01/16 3:19 JST"), ("C2", "Jan 15, 2027, 1:19\u202fPM EST")):
-            link = f"{server.base_url}/s/{tokens.sign('survey', wave.wave_id, contact_id)}"
+            link = f"{server.base_url}/s/{signed_links.sign('survey', wave.wave_id, contact_id)}"
             form = requests.get(link, timeout=10).text
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
             thanks = requests.post(link, data={"csrf_token": csrf, "score": "8"}, timeout=10)
@@ -312,7 +317,7 @@ _figure = st.one_of(st.none(), st.floats(-100, 100, allow_nan=False))
 def test_any_contact_and_any_figures_read_clean(
     kind, name, locale, timezone, account_country, nps, previous_nps, pillar, previous_pillar, quotes
 ):
-    from include.nps import mailings
+    from include.nps.wave import mailings
 
     wave = waves.WaveParams.from_params(wave_params(Path("c.csv"), start=OPEN, close_at=CLOSE.isoformat()))
     raw = {"contact_id": "C1", "name": name, "locale": locale, "timezone": timezone, "account_country": account_country}
@@ -321,7 +326,7 @@ def test_any_contact_and_any_figures_read_clean(
     if kind == "flash_results":
         context.update(current={"nps": nps, "responses": 3}, previous={"nps": previous_nps}, quotes=quotes)
         context["pillar_rows"][0].update(score=pillar, previous=previous_pillar)
-    email = messages.render_email(kind, reader["locale"], "ada@example.com", context)
+    email = emails.render_email(kind, reader["locale"], "ada@example.com", context)
     for part in (email.subject, email.text, email.html):
         assert not MISSING_SHOWN.search(part), MISSING_SHOWN.search(part)[0]
     assert not [line for line in email.text.split("\n") if CLAUSE_END.search(line)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core.storage import PROJECT_ROOT
 
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 HEAVY_MODULES = ("pandas", "great_expectations", "include.nps.pipeline", "openpyxl", "requests")

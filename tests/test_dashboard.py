@@ -14,9 +14,12 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from include.nps import audience, dashboard, outbox, storage, waves
-from include.nps.stats import nps_interval
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core import storage
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery import outbox
+from include.nps.wave import audience, waves
+from include.nps.wave.stats import nps_interval
+from include.nps.web import dashboard_figures
 from tests.factories import contact, planned_wave, write_csv
 
 # The API server's pages use the real clock, so the seeded waves are placed around it: W1 opened
@@ -101,7 +104,7 @@ def seed_waves(engine, tmp_path: Path) -> dict[str, str]:
 
 def test_the_overview_shows_each_waves_figures(engine, tmp_path):
     ids = seed_waves(engine, tmp_path)
-    by_id = {w["wave_id"]: w for w in dashboard.overview(engine, now=NOW)}
+    by_id = {w["wave_id"]: w for w in dashboard_figures.overview(engine, now=NOW)}
     assert list(by_id) == [ids["second"], ids["first"]]  # latest first
 
     first = by_id[ids["first"]]
@@ -133,24 +136,24 @@ def test_the_overview_shows_each_waves_figures(engine, tmp_path):
     second = by_id[ids["second"]]
     assert second["responses"] == 0 and second["nps"] is None and second["response_rate"] is None
     assert [m["state"] for m in second["milestones"]] == ["next"] + ["planned"] * 6
-    assert dashboard.overview(engine, now=NOW, program="another") == []
+    assert dashboard_figures.overview(engine, now=NOW, program="another") == []
 
 
 def test_a_waves_detail_lists_each_detractors_follow_up(engine, tmp_path):
     ids = seed_waves(engine, tmp_path)
-    detail = dashboard.wave_detail(engine, ids["first"], now=NOW)
+    detail = dashboard_figures.wave_detail(engine, ids["first"], now=NOW)
     assert [(f["contact_id"], f["score"], f["status"]) for f in detail["followup_list"]] == [
         ("C07", 0, "open"),
         ("C06", 3, "reached"),
     ]
-    assert dashboard.wave_detail(engine, "no-such-wave") is None
+    assert dashboard_figures.wave_detail(engine, "no-such-wave") is None
 
 
 def test_a_milestone_is_late_only_once_past_its_grace():
-    due = NOW - dashboard.LATE_AFTER + dt.timedelta(minutes=1)
+    due = NOW - dashboard_figures.LATE_AFTER + dt.timedelta(minutes=1)
     rows = [{"milestone": "open", "due_at": due, "done_at": None}]
-    assert dashboard.milestone_states(rows, NOW)[0]["state"] == "next"
-    assert dashboard.milestone_states(rows, NOW + dt.timedelta(minutes=2))[0]["state"] == "late"
+    assert dashboard_figures.milestone_states(rows, NOW)[0]["state"] == "next"
+    assert dashboard_figures.milestone_states(rows, NOW + dt.timedelta(minutes=2))[0]["state"] == "late"
 
 
 # The dashboard inside Airflow: the plugin's app on a real API server, and the UI in Chromium.

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import pipeline, storage
+from include.nps import pipeline
+from include.nps.core import storage
 from tests.crash_sender import kill_mid_send, retry_until_done, start_try
 from tests.factories import contact, wave_params, write_csv
 from tests.faulty_smtp import FaultyServer, fault
 
+pytestmark = pytest.mark.processes
 CONTACTS = 300
 KILLS = 5
 FAULTS = ((10, 3, "grey"), (15, 7, "greydata"), (25, 11, "nouser"), (37, 5, "acceptdrop"))  # (every, at, fault)

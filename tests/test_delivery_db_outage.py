@@ -13,9 +13,11 @@ from collections import Counter
 import pytest
 from sqlalchemy import create_engine, text
 
-from include.nps import audience, outbox, storage
-from include.nps.delivery import SmtpTransport
-from include.nps.devservers import free_port
+from devkit.servers import free_port
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.wave import audience
 from tests.factories import contact, plain_email, planned_wave, write_csv
 from tests.faulty_smtp import FaultyServer
 

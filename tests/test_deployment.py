@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import yaml
 
-from include.nps.storage import MIGRATIONS_DIR, PROJECT_ROOT
+from include.nps.core.storage import MIGRATIONS_DIR, PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
@@ -55,7 +55,7 @@ SERVICES = {
     "airflow-dag-processor": ("parses dags/", "command", "dag-processor"),
     "airflow-triggerer": ("runs deferred waits between milestones", "command", "triggerer"),
     "airflow-worker": ("Celery worker: runs the tasks", "command", "celery worker"),
-    "survey": ("the internet-facing survey form", "command", ["python", "-m", "include.nps.survey"]),
+    "survey": ("the internet-facing survey form", "command", ["python", "-m", "include.nps.web.survey_form"]),
     "mailpit": ("catches outgoing mail (UI 8025, SMTP 1025)", "image", "axllent/mailpit:v1.21"),
 }
 
@@ -251,7 +251,7 @@ def test_postgres_is_healthy_only_once_it_serves_tcp():
 
 
 def test_health_checks_probe_the_port_and_path_the_service_serves(engine):
-    from include.nps.survey import create_app
+    from include.nps.web.survey_form import create_app
 
     survey = _services()["survey"]
     url = urlsplit(survey["healthcheck"]["test"][-1])
@@ -293,7 +293,7 @@ def test_the_readme_contacts_path_is_inside_the_data_mount():
     path = PurePosixPath(re.search(r"`(/opt/airflow/data/[^`]+\.csv)`", section)[1])
     worker_mounts = _mounts("airflow-worker")
     assert any(path.is_relative_to(target) and worker_mounts[target] == "./data" for target in worker_mounts)
-    assert "audience_csv" in (PROJECT_ROOT / "include" / "nps" / "wave_form.py").read_text()
+    assert "audience_csv" in (PROJECT_ROOT / "include" / "nps" / "wave" / "trigger_form.py").read_text()
 
 
 # --- environment -------------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_default_mail_goes_to_the_mailpit_service():
 
 def test_the_survey_form_is_its_own_service_not_part_of_the_api_server():
     survey = _services()["survey"]
-    assert survey["command"] == ["python", "-m", "include.nps.survey"]
+    assert survey["command"] == ["python", "-m", "include.nps.web.survey_form"]
     assert "NPS_DB_URL" in survey["environment"] and survey["ports"] == ["8090:8090"]
 
 
@@ -359,7 +359,7 @@ def test_the_internet_facing_survey_service_gets_no_airflow_secret():
 
 
 def test_the_survey_settings_are_ones_the_form_reads():
-    source = (PROJECT_ROOT / "include" / "nps" / "survey.py").read_text()
+    source = (PROJECT_ROOT / "include" / "nps" / "web" / "survey_form.py").read_text()
     for name in _services()["survey"]["environment"]:
         if name.startswith("NPS_SURVEY_"):
             assert f'"{name}"' in source, name

@@ -12,7 +12,10 @@ import json
 import openpyxl
 import pytest
 
-from include.nps import audience, drops, outbox, pipeline, responses, storage, waves
+from include.nps import pipeline
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.wave import audience, responses, sales_drops, waves
 from tests.factories import contact, planned_wave, write_csv
 
 SELLER_1, SELLER_2, OPS = "seller1@vendor.example", "seller2@vendor.example", "ops@vendor.example"
@@ -357,7 +360,7 @@ def test_a_response_set_aside_at_close_leaves_the_drop_and_a_re_run_clears_it(dr
     ],
 )
 def test_the_allow_list_matches_one_bare_address_by_whole_address_or_whole_domain(address, allow_list, expected):
-    assert drops.allowed(address, allow_list) is expected
+    assert sales_drops.allowed(address, allow_list) is expected
 
 
 @pytest.mark.parametrize(
@@ -371,17 +374,17 @@ def test_the_allow_list_matches_one_bare_address_by_whole_address_or_whole_domai
 )
 def test_the_send_refuses_a_recipient_item_holding_several_addresses(address):
     recipients = {OPS: "sales recipient", address: "salesperson of the accounts"}
-    with pytest.raises(drops.DropRefused) as refused:
-        drops.check_recipients(recipients, ["vendor.example"])
+    with pytest.raises(sales_drops.DropRefused) as refused:
+        sales_drops.check_recipients(recipients, ["vendor.example"])
     assert f"{address!r} (salesperson of the accounts; not one address: it holds a" in str(refused.value)
     assert str(refused.value).startswith("raw-data drop stopped: 1 recipient(s)")
     assert str(refused.value).endswith("Nothing was sent.")
 
 
 def test_the_send_refuses_an_allow_list_entry_that_is_not_an_address_or_a_domain():
-    with pytest.raises(drops.DropRefused, match=r"entries 'evil\.example,vendor\.example' holds a comma"):
-        drops.check_recipients({OPS: "sales recipient"}, ["evil.example,vendor.example"])
-    drops.check_recipients({OPS: "sales recipient"}, ["vendor.example"])  # the same recipient, a good list
+    with pytest.raises(sales_drops.DropRefused, match=r"entries 'evil\.example,vendor\.example' holds a comma"):
+        sales_drops.check_recipients({OPS: "sales recipient"}, ["evil.example,vendor.example"])
+    sales_drops.check_recipients({OPS: "sales recipient"}, ["vendor.example"])  # the same recipient, a good list
 
 
 def test_a_salesperson_field_holding_two_addresses_stops_the_drop_before_anything_is_sent(drop_wave, engine, smtp):
@@ -421,14 +424,14 @@ def test_a_stored_wave_with_a_recipient_list_in_one_item_sends_no_drop(drop_wave
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_returned_file_with_nul_characters_is_quarantined_naming_its_rows(database, request):
     """PostgreSQL refuses a NUL in text: a decision file's bad cells are kept as visible escapes."""
-    from include.nps import decisions
+    from include.nps.wave import sales_decisions
 
     engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
-    content = f"Contact ID,{decisions.DECISION_HEADER}\nC\x001,cs\nC2,c\x00s\n".encode()
-    assert decisions.collect(engine, "w1", [decisions.ReturnedFile("back.csv", content)], {"C2"}) == {}
+    content = f"Contact ID,{sales_decisions.DECISION_HEADER}\nC\x001,cs\nC2,c\x00s\n".encode()
+    assert sales_decisions.collect(engine, "w1", [sales_decisions.ReturnedFile("back.csv", content)], {"C2"}) == {}
     rows = storage.fetch_all(engine, "SELECT row_number, field, value, reason FROM quarantine ORDER BY row_number")
     assert [(r["row_number"], r["field"], r["value"]) for r in rows] == [
         (2, "contact_id", "C\\x001"),
-        (3, decisions.DECISION_HEADER, "c\\x00s"),
+        (3, sales_decisions.DECISION_HEADER, "c\\x00s"),
     ]
     assert "C\\x001 has no response" in rows[0]["reason"]

@@ -5,8 +5,10 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from include.nps import drops, messages, realtime, retrospective, routing, stats
-from include.nps.responses import band
+from include.nps.core import emails
+from include.nps.realtime import new_responses
+from include.nps.wave import retrospective, routing, sales_drops, stats
+from include.nps.wave.responses import band
 
 
 def test_nps_is_promoters_minus_detractors():
@@ -88,8 +90,8 @@ def test_retrospective_items_put_cons_first_and_name_silent_accounts():
 
 def test_drop_cells_never_run_as_formulas():
     for text in ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tx", "\rx"):
-        assert drops.neutralise(text).startswith("'")
-    assert drops.neutralise("fine") == "fine" and drops.neutralise(5) == 5
+        assert sales_drops.neutralise(text).startswith("'")
+    assert sales_drops.neutralise("fine") == "fine" and sales_drops.neutralise(5) == 5
 
 
 def test_customer_text_is_escaped_in_html_and_chat():
@@ -101,13 +103,13 @@ def test_customer_text_is_escaped_in_html_and_chat():
         "unsubscribe_url": "http://x/u/t",
     }
     for locale in ("en", "ja", "he"):  # translated text gets its values escaped too
-        email = messages.render_email("invitation", locale, "a@b.example", context)
+        email = emails.render_email("invitation", locale, "a@b.example", context)
         assert "&lt;img src=x onerror=alert(1)&gt;" in email.html and "<img src=x" not in email.html
         assert "<img src=x onerror=alert(1)>" in email.text  # plain text is not HTML
-    assert messages.render_email("invitation", "en", "a@b.example", context).subject == (
+    assert emails.render_email("invitation", "en", "a@b.example", context).subject == (
         "How likely are you to recommend Acme? (10 seconds)"
     )
     row = {"vip": True, "score": 2, "account_name": "A & B", "contact_name": "<@U123>", "comment": "<!channel> help"}
     context = {"r": row, "wave": {"name": "W"}, "band": "detractor", "detractor": True, "f": None, "csm": None}
-    alert = realtime.slack_message({**context, "account_url": None, "channel": "program"})["text"]
+    alert = new_responses.slack_message({**context, "account_url": None, "channel": "program"})["text"]
     assert "&lt;!channel&gt;" in alert and "&lt;@U123&gt;" in alert and "A &amp; B" in alert

@@ -10,8 +10,9 @@ import base64
 
 import pytest
 
-from include.nps import charts, classifier, i18n, messages
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core import charts, emails, i18n
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.wave import comment_themes
 from tests.factories import email_context, flash_figures
 from tests.test_charts import SPLIT, TREND
 
@@ -39,7 +40,7 @@ QUOTE = {
 FOCUS = ("pricing", "support")
 
 
-def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
+def _flash(locale: str, responded: bool) -> emails.RenderedEmail:
     context = email_context(
         chart_cid=charts.CONTENT_ID,
         we_did=[WE_DID[locale]],
@@ -47,11 +48,11 @@ def _flash(locale: str, responded: bool) -> messages.RenderedEmail:
         focus_themes=_focus(locale),
         **flash_figures(responded),
     )
-    return messages.render_email("flash_results", locale, "ada@example.com", context)
+    return emails.render_email("flash_results", locale, "ada@example.com", context)
 
 
 def _focus(locale: str) -> list[str]:
-    themes = classifier.load_themes()
+    themes = comment_themes.load_themes()
     return [themes.get(theme_id).label_in(locale) for theme_id in FOCUS]
 
 
@@ -108,7 +109,7 @@ def test_english_customer_text_keeps_its_punctuation_in_the_hebrew_email(browser
     figures = flash_figures()
     figures["pillar_rows"][0] = {**figures["pillar_rows"][0], "text": "Are the docs clear?", "translations": {}}
     context = email_context(quotes=["Setup took a day and the team was great."], **figures)
-    html = messages.render_email("flash_results", "he", "ada@example.com", context).html
+    html = emails.render_email("flash_results", "he", "ada@example.com", context).html
     page = browser.new_page(viewport={"width": MAIL_WIDTH, "height": 900})
 
     def sides(document: str) -> list[bool]:

@@ -10,7 +10,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from include.nps import classifier, flash_content, outbox, pipeline, storage, waves
+from include.nps import pipeline
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.wave import comment_themes, flash_content, waves
 from tests.factories import contact, wave_params, write_csv
 
 OPEN_1 = dt.datetime(2026, 6, 1, 9, tzinfo=dt.UTC)
@@ -62,7 +65,7 @@ def test_the_themes_to_work_on_are_the_three_most_complained_about_by_detractors
         part("C6", 7, "con", "mobile"), part("C7", 8, "con", "mobile"),  # passives' cons
         part("C6", 5, "con", "onboarding"), part("C7", 0, "con", "usability"),
     ]  # fmt: skip
-    themes = classifier.load_themes()
+    themes = comment_themes.load_themes()
     focus = flash_content.focus_themes(parts, themes, wave_detractors=7)
     assert [theme.id for theme in focus] == ["support", "pricing", "usability"]  # ties: the file's order
     assert [theme.label_in("nb") for theme in focus] == ["Kundestøtte", "Pris og verdi", "Brukervennlighet"]
@@ -200,13 +203,13 @@ def _figure_rows(html: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("locale", ["en", "ja", "zh", "he", "nb"])
 def test_since_the_last_survey_shows_the_change_not_the_previous_figure(locale):
-    from include.nps import i18n, messages
+    from include.nps.core import emails, i18n
     from tests.factories import email_context, flash_figures
 
     figures = flash_figures()
     figures["current"]["nps"], figures["previous"]["nps"] = 45.0, 4.0  # +41 since the last survey
     figures["pillar_rows"][0].update(score=4.2, previous=3.9)  # +0.3
-    html = messages.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
+    html = emails.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
     _, nps, pillar = _figure_rows(html)
     up, stable = (i18n.translations(locale).gettext(word) for word in ("up", "stable"))
     assert nps[1:] == ["+45", f"▲ {up} (+41)"], locale
@@ -214,7 +217,7 @@ def test_since_the_last_survey_shows_the_change_not_the_previous_figure(locale):
     assert pillar[2] == f"▬ {stable} (+{i18n.format_decimal(0.3, locale)})", locale
     figures["pillar_rows"][0].update(score=4.35, previous=4.05)  # shown 4.4 and 4.0 (half to even): +0.4
     figures["current"]["nps"], figures["previous"]["nps"] = -12.4, 5.4  # shown -12 and +5: -17
-    html = messages.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
+    html = emails.render_email("flash_results", locale, "ada@example.com", email_context(**figures)).html
     _, nps, pillar = _figure_rows(html)
     assert nps[2].endswith("(-17)") and pillar[2].endswith(f"(+{i18n.format_decimal(0.4, locale)})"), locale
 

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.nps import audience, followups, storage, tokens
-from include.nps.delivery import SmtpTransport, TransientFailure
-from include.nps.devservers import SurveyServer
-from include.nps.followups import AlreadyClaimed, IllegalTransition, InvalidInput, StaleFollowup
-from include.nps.storage import PROJECT_ROOT
-from include.nps.survey import FormSettings
+from devkit.servers import SurveyServer
+from include.nps.closed_loop import followups
+from include.nps.closed_loop.followups import AlreadyClaimed, IllegalTransition, InvalidInput, StaleFollowup
+from include.nps.core import signed_links, storage
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery.transports import SmtpTransport, TransientFailure
+from include.nps.wave import audience
+from include.nps.web.survey_form import FormSettings
 from tests.factories import contact, planned_wave, write_csv
 
 T0 = dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC)  # a Monday
@@ -347,7 +349,7 @@ def form(engine, tmp_path):
     wave = seed_wave(engine, tmp_path, ["C1"])
     open_followup(engine, wave.wave_id, "C1", storage.utcnow() - dt.timedelta(hours=2), 2, HOSTILE)
     with SurveyServer(engine, FormSettings()) as server:
-        token = tokens.sign("followup", wave.wave_id, "C1", storage.utcnow() + dt.timedelta(days=1))
+        token = signed_links.sign("followup", wave.wave_id, "C1", storage.utcnow() + dt.timedelta(days=1))
         yield server, f"{server.base_url}/followup/{token}", wave
 
 
@@ -407,11 +409,11 @@ def test_the_form_refuses_bad_input_stale_pages_forged_links_and_missing_csrf(en
     assert stale.status_code == 409 and "Someone changed this follow-up since you opened it" in stale.text
     no_csrf = requests.post(url, data={"action": "claim", "actor": "x", "revision": "1"}, timeout=10)
     assert no_csrf.status_code == 403 and "Please do it again" in no_csrf.text
-    survey_link = f"{server.base_url}/followup/{tokens.sign('survey', wave.wave_id, 'C1')}"
-    unknown = f"{server.base_url}/followup/{tokens.sign('followup', wave.wave_id, 'NOBODY')}"
+    survey_link = f"{server.base_url}/followup/{signed_links.sign('survey', wave.wave_id, 'C1')}"
+    unknown = f"{server.base_url}/followup/{signed_links.sign('followup', wave.wave_id, 'NOBODY')}"
     for bad in (url[:-3] + "xyz", survey_link, unknown):
         assert requests.get(bad, timeout=10).status_code == 404
-    expired = tokens.sign("followup", wave.wave_id, "C1", storage.utcnow() - dt.timedelta(minutes=1))
+    expired = signed_links.sign("followup", wave.wave_id, "C1", storage.utcnow() - dt.timedelta(minutes=1))
     assert requests.get(f"{server.base_url}/followup/{expired}", timeout=10).status_code == 410
     assert len(log_of(engine, wave.wave_id)) == 1
 

@@ -10,9 +10,9 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from include.nps import i18n, messages
-from include.nps.outbox import CUSTOMER_KINDS
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core import emails, i18n
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery.outbox import CUSTOMER_KINDS
 from tests.factories import email_context, flash_figures
 
 TRANSLATED = [locale for locale in i18n.SUPPORTED_LOCALES if locale != i18n.DEFAULT_LOCALE]
@@ -106,13 +106,13 @@ def _context(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", sorted(CUSTOMER_KINDS))
 def test_every_customer_email_renders_in_every_language(kind):
-    english = messages.render_email(kind, "en", "ada@example.com", _context(kind))
+    english = emails.render_email(kind, "en", "ada@example.com", _context(kind))
     for locale in TRANSLATED:
-        email = messages.render_email(kind, locale, "ada@example.com", _context(kind))
+        email = emails.render_email(kind, locale, "ada@example.com", _context(kind))
         assert email.subject != english.subject and "Ada" in email.text + email.html, locale
         assert f'lang="{locale}" dir="{i18n.direction(locale)}"' in email.html
         assert "https://survey.example/u/t" in email.text and "https://survey.example/u/t" in email.html
-    japanese = messages.render_email(kind, "ja", "ada@example.com", _context(kind))
+    japanese = emails.render_email(kind, "ja", "ada@example.com", _context(kind))
     assert "Acme Cloud" in japanese.subject + japanese.text
 
 
@@ -157,8 +157,8 @@ def test_the_readers_zone_is_theirs_else_their_accounts_else_the_waves(timezone,
 
 def test_scores_are_written_the_way_each_language_writes_them():
     assert [i18n.format_decimal(3.6, locale) for locale in ("en", "ja", "zh", "he", "nb")] == ["3.6"] * 4 + ["3,6"]
-    norwegian = messages.render_email("flash_results", "nb", "ada@example.com", _context("flash_results"))
-    english = messages.render_email("flash_results", "en", "ada@example.com", _context("flash_results"))
+    norwegian = emails.render_email("flash_results", "nb", "ada@example.com", _context("flash_results"))
+    english = emails.render_email("flash_results", "en", "ada@example.com", _context("flash_results"))
     assert "4,2 / 5" in norwegian.text and "4,2 / 5" in norwegian.html
     assert "4.2 / 5" in english.text and "4,2" not in english.text
 
@@ -166,7 +166,7 @@ def test_scores_are_written_the_way_each_language_writes_them():
 @pytest.mark.parametrize(("locale", "marks"), [("en", "“”"), ("ja", "「」"), ("zh", "“”"), ("he", '""'), ("nb", "«»")])
 def test_a_quote_is_escaped_and_set_in_the_readers_quotation_marks(locale, marks):
     context = {**_context("flash_results"), "quotes": ["<b>Fast</b> & friendly", "Clear reports"]}
-    email = messages.render_email("flash_results", locale, "ada@example.com", context)
+    email = emails.render_email("flash_results", locale, "ada@example.com", context)
     assert f"{marks[0]}<bdi>&lt;b&gt;Fast&lt;/b&gt; &amp; friendly</bdi>{marks[1]}</blockquote>" in email.html
     fsi, pdi = ("\u2068", "\u2069") if locale == "he" else ("", "")  # isolated in right-to-left plain text
     quotes = f"\n{marks[0]}{fsi}<b>Fast</b> & friendly{pdi}{marks[1]}\n{marks[0]}{fsi}Clear reports{pdi}{marks[1]}\n"
@@ -174,10 +174,10 @@ def test_a_quote_is_escaped_and_set_in_the_readers_quotation_marks(locale, marks
 
 
 def test_pillar_questions_use_their_own_translation_else_the_catalogs():
-    from include.nps.pillars import DEFAULT_PILLARS
+    from include.nps.wave.pillars import DEFAULT_PILLARS
 
     support = DEFAULT_PILLARS[0]
-    assert messages.localized_text(support, "ja") == "サポートにどの程度満足していますか?"
-    assert messages.localized_text({**support, "translations": {"ja": "サポートは?"}}, "ja") == "サポートは?"
+    assert emails.localized_text(support, "ja") == "サポートにどの程度満足していますか?"
+    assert emails.localized_text({**support, "translations": {"ja": "サポートは?"}}, "ja") == "サポートは?"
     custom = {"id": "docs", "text": "Are the docs clear?", "scale": "1-5"}
-    assert messages.localized_text(custom, "he") == "Are the docs clear?"  # not translated by anyone: as written
+    assert emails.localized_text(custom, "he") == "Are the docs clear?"  # not translated by anyone: as written

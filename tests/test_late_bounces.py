@@ -24,9 +24,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.nps import audience, bounce_hooks, bounces, delivery_events, messages, outbox, storage
-from include.nps.delivery import SmtpTransport
-from include.nps.devservers import SurveyServer, free_port
+from devkit.servers import SurveyServer, free_port
+from include.nps.core import emails, storage
+from include.nps.delivery import bounce_events, bounce_mailbox, outbox
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.wave import audience
+from include.nps.web import esp_webhooks
 from tests.factories import contact, plain_email, planned_wave, write_csv
 
 DOVECOT = Path("/usr/sbin/dovecot")
@@ -39,12 +42,12 @@ PASSWORD = "bounce-secret"
 
 def with_message_id(row: dict):
     email = plain_email(row)
-    email["Message-ID"] = messages.message_id(SENDER, row["wave_id"], row["kind"], row["recipient"])
+    email["Message-ID"] = emails.message_id(SENDER, row["wave_id"], row["kind"], row["recipient"])
     return email
 
 
 def sent_id(wave_id: str, contact_id: str, kind: str = "invitation") -> str:
-    return messages.message_id(SENDER, wave_id, kind, contact_id)
+    return emails.message_id(SENDER, wave_id, kind, contact_id)
 
 
 def make_wave(engine, tmp_path, smtp):
@@ -192,7 +195,7 @@ AUTO_REPLY = b"From: c9@a1.example\r\nTo: cs@vendor.example\r\nSubject: Out of o
     ],
 )
 def test_a_dsn_is_a_bounce_only_for_a_failed_address(action, status, expected):
-    found = bounces.parse_report(dsn("c1@a1.example", "<m@vendor.example>", status, action))
+    found = bounce_mailbox.parse_report(dsn("c1@a1.example", "<m@vendor.example>", status, action))
     assert [e.event for e in found] == ([expected] if expected else [])
     if expected:
         assert found[0].address == "c1@a1.example" and found[0].message_id == "<m@vendor.example>"
@@ -200,13 +203,13 @@ def test_a_dsn_is_a_bounce_only_for_a_failed_address(action, status, expected):
 
 def test_messages_that_are_no_report_are_refused_as_such():
     for raw in (GARBAGE, AUTO_REPLY, b"Content-Type: multipart/report; report-type=delivery-status\r\n\r\n"):
-        with pytest.raises(bounces.NotAReport):
-            bounces.parse_report(raw)
+        with pytest.raises(bounce_mailbox.NotAReport):
+            bounce_mailbox.parse_report(raw)
 
 
 def test_an_abuse_report_is_a_complaint_and_not_spam_is_not():
-    assert [e.event for e in bounces.parse_report(arf("c2@a1.example", "<m@v>"))] == ["complaint"]
-    assert [e.event for e in bounces.parse_report(arf("c2@a1.example", "<m@v>", "not-spam"))] == ["other"]
+    assert [e.event for e in bounce_mailbox.parse_report(arf("c2@a1.example", "<m@v>"))] == ["complaint"]
+    assert [e.event for e in bounce_mailbox.parse_report(arf("c2@a1.example", "<m@v>", "not-spam"))] == ["other"]
 
 
 # -- a real IMAP server --------------------------------------------------------------------------
@@ -347,7 +350,7 @@ def test_mailbox_bounces_and_complaints_are_applied_once_and_linked_to_their_ema
         GARBAGE,
     )
 
-    first = bounces.poll_bounce_mailbox(engine, "nps_bounces")
+    first = bounce_mailbox.poll_bounce_mailbox(engine, "nps_bounces")
 
     assert {k: first[k] for k in ("read", "reports", "ignored", "unparseable")} == {
         "read": 4,
@@ -369,7 +372,7 @@ def test_mailbox_bounces_and_complaints_are_applied_once_and_linked_to_their_ema
     assert dovecot.count(mailbox, criterion="UNSEEN") == 1  # the garbage stays, unread, for a person to look at
 
     dovecot.deliver(mailbox, dsn("c1@a1.example", c1))  # the same DSN delivered twice
-    second = bounces.poll_bounce_mailbox(engine, "nps_bounces")
+    second = bounce_mailbox.poll_bounce_mailbox(engine, "nps_bounces")
     assert (second["read"], second["unparseable"], second["new_events"], second["bounced_contacts"]) == (2, 1, 0, 0)
     assert contact_state(engine, "C1") == c1_state and contact_state(engine, "C2") == c2_state
     assert len(events(engine)) == 2
@@ -382,7 +385,7 @@ def test_reports_go_to_the_processed_folder_and_redacted_complaints_find_their_a
     c4 = sent_id(wave.wave_id, "C4")
     dovecot.deliver(mailbox, arf(None, c4), dsn("c3@a1.example", "<unknown@elsewhere.example>", "5.7.1"), AUTO_REPLY)
 
-    result = bounces.poll_bounce_mailbox(engine, "nps_bounces")
+    result = bounce_mailbox.poll_bounce_mailbox(engine, "nps_bounces")
 
     assert (result["reports"], result["unparseable"], result["complaints"], result["other"]) == (2, 1, 1, 1)
     assert contact_state(engine, "C4")["opted_out_at"]  # the address its Message-ID was sent to
@@ -397,7 +400,7 @@ def test_reports_go_to_the_processed_folder_and_redacted_complaints_find_their_a
 
 def test_a_bounce_read_late_suppresses_the_next_customer_email(engine, wave, dovecot, mailbox, smtp):
     dovecot.deliver(mailbox, dsn("C1@A1.EXAMPLE", sent_id(wave.wave_id, "C1")))
-    bounces.poll_bounce_mailbox(engine, "nps_bounces")
+    bounce_mailbox.poll_bounce_mailbox(engine, "nps_bounces")
 
     outbox.enqueue(engine, wave.wave_id, "reminder", [("C1", "c1@a1.example"), ("C2", "c2@a1.example")])
     with SmtpTransport() as transport:
@@ -541,13 +544,13 @@ def test_a_sendgrid_request_signed_long_ago_or_ahead_is_refused(engine, wave, ho
      ("1e3", False), ("１０００", False)],
 )  # fmt: skip
 def test_a_sendgrid_timestamp_is_fresh_within_ten_minutes_of_now(timestamp, fresh):
-    assert bounce_hooks.sendgrid_timestamp_fresh(timestamp, now=1000.0, max_skew_seconds=600) is fresh
+    assert esp_webhooks.sendgrid_timestamp_fresh(timestamp, now=1000.0, max_skew_seconds=600) is fresh
 
 
 def test_webhooks_without_their_secret_are_off(engine, wave, hooks, monkeypatch, caplog):
     monkeypatch.delenv("NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
     monkeypatch.delenv("NPS_SES_WEBHOOK_TOKEN", raising=False)
-    caplog.set_level("WARNING", logger=bounce_hooks.__name__)
+    caplog.set_level("WARNING", logger=esp_webhooks.__name__)
     base = hooks(engine)
     key, _ = _signing_key()
     body = json.dumps(sendgrid_batch(wave.wave_id)).encode()
@@ -669,9 +672,9 @@ def test_ses_notifications_through_sns(engine, wave, hooks, monkeypatch, caplog)
 
 
 def test_recorded_events_are_kept_once_per_key(engine):
-    event = delivery_events.DeliveryEvent("dsn", "bounce", "nobody@nowhere.example", "dsn:k1", status="5.1.1")
-    assert delivery_events.record(engine, [event, event]).new == 1
-    assert delivery_events.record(engine, [event]).new == 0
+    event = bounce_events.DeliveryEvent("dsn", "bounce", "nobody@nowhere.example", "dsn:k1", status="5.1.1")
+    assert bounce_events.record(engine, [event, event]).new == 1
+    assert bounce_events.record(engine, [event]).new == 0
 
 
 # -- the DAG's task ------------------------------------------------------------------------------

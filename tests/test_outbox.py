@@ -5,14 +5,15 @@ import datetime as dt
 import pytest
 from sqlalchemy import text
 
-from include.nps import outbox, storage
-from include.nps.delivery import SmtpTransport, TransientFailure
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import SmtpTransport, TransientFailure
 from tests.factories import contact, plain_email, planned_wave, write_csv
 
 
 @pytest.fixture
 def wave(engine, tmp_path):
-    from include.nps import audience
+    from include.nps.wave import audience
 
     rows = [contact("C1"), contact("C2"), contact("C3", email="bounce@a1.example")]
     path = write_csv(tmp_path / "c.csv", rows)

@@ -3,7 +3,9 @@
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.nps import outbox, pipeline, storage
+from include.nps import pipeline
+from include.nps.core import storage
+from include.nps.delivery import outbox
 from tests.factories import contact, wave_params, write_csv
 
 

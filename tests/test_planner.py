@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import storage, wave_calendar, waves
+from include.nps.core import storage
+from include.nps.planner import wave_calendar
+from include.nps.wave import waves
 
 UTC = dt.UTC
 NOW = dt.datetime(2027, 1, 4, 12, tzinfo=UTC)
@@ -195,7 +197,7 @@ def _states(run) -> dict[str, str]:
 
 
 def test_the_planner_starts_a_due_wave_once_however_often_it_runs(wave_dag_on, engine, tmp_path, monkeypatch):
-    from include.nps.localrun import load_dag
+    from devkit.localrun import load_dag
 
     program = f"planner-{uuid.uuid4().hex[:8]}"
     now = storage.utcnow()
@@ -251,7 +253,7 @@ def test_the_planner_starts_a_due_wave_once_however_often_it_runs(wave_dag_on, e
 
 
 def test_the_planner_starts_nothing_from_a_calendar_with_a_problem(wave_dag_on, engine, tmp_path, monkeypatch, capsys):
-    from include.nps.localrun import load_dag
+    from devkit.localrun import load_dag
 
     program = f"planner-{uuid.uuid4().hex[:8]}"
     opens = storage.utcnow() + dt.timedelta(days=2)

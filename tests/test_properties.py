@@ -33,22 +33,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from include.nps import (
-    audience,
-    drops,
-    mailings,
-    outbox,
-    pipeline,
-    realtime,
-    responses,
-    routing,
-    routing_rules,
-    stats,
-    storage,
-    waves,
-)
-from include.nps.delivery import SmtpTransport
-from include.nps.devservers import ChatSink, SmtpServer
+from devkit.servers import ChatSink, SmtpServer
+from include.nps import pipeline
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.realtime import new_responses
+from include.nps.wave import audience, mailings, responses, routing, routing_rules, sales_drops, stats, waves
 from tests.factories import planned_wave
 
 # Text as exports carry it: Latin with diacritics, CJK, Hebrew, emoji (one with a skin tone), combining
@@ -223,7 +214,7 @@ class Servers:
 
     def fresh(self) -> tuple[Path, object]:
         """A new NPS home and its migrated SQLite NPS DB; mail and chat posts of earlier examples removed."""
-        from include.nps.connections import nps_engine
+        from include.nps.core.connections import nps_engine
 
         home = self.folder / f"example-{next(self.examples)}"
         self.env.setenv("NPS_HOME", str(home))
@@ -322,10 +313,10 @@ def check_drop(engine, wave: waves.WaveParams) -> None:
     """The post-wave drop: every cell readable and clean; each salesperson's file only their accounts."""
     cutoff = dt.datetime.now(dt.UTC)
     frame = responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions], as_of=cutoff)
-    sheet = drops.drop_frame(frame, wave.detractor_max, wave.pillar_questions, cutoff, {})
+    sheet = sales_drops.drop_frame(frame, wave.detractor_max, wave.pillar_questions, cutoff, {})
     accounts = stats.per_account(engine, wave.wave_id)
-    parts = drops.drop_parts(sheet, accounts[accounts["responses"] == 0])
-    files = drops.build_drop(wave.wave_id, "postwave", parts, cutoff, ["xlsx", "csv"])
+    parts = sales_drops.drop_parts(sheet, accounts[accounts["responses"] == 0])
+    files = sales_drops.build_drop(wave.wave_id, "postwave", parts, cutoff, ["xlsx", "csv"])
     owner_of = {r["contact_id"]: r["sales_owner"] for r in storage.records(frame)}
     for f in files:
         if f.name.endswith(".csv"):
@@ -336,9 +327,11 @@ def check_drop(engine, wave: waves.WaveParams) -> None:
             for row in worksheet.iter_rows(values_only=True):
                 for value in row:
                     assert_clean(f"{f.name} {worksheet.title}", value if value is not None else "")
-        contact_ids = [drops.unneutralise(str(r[0])) for r in book["Responses"].iter_rows(min_row=2, values_only=True)]
+        contact_ids = [
+            sales_drops.unneutralise(str(r[0])) for r in book["Responses"].iter_rows(min_row=2, values_only=True)
+        ]
         assert len(contact_ids) == f.rows
-        if f.audience == drops.COMPLETE:
+        if f.audience == sales_drops.COMPLETE:
             assert sorted(contact_ids) == sorted(owner_of)
         else:
             assert {owner_of[c] for c in contact_ids} == {f.audience}
@@ -364,20 +357,22 @@ def check_routing_and_alerts(servers: Servers, engine, wave: waves.WaveParams) -
     for r in detractors:
         assert owners[r["contact_id"]] in {r["sales_owner"], r["csm"], fallback} - {None}
 
-    realtime.alert_detractors(engine, wave.wave_id)
-    realtime.alert_detractors(engine, wave.wave_id)  # a re-run posts nothing twice
+    new_responses.alert_detractors(engine, wave.wave_id)
+    new_responses.alert_detractors(engine, wave.wave_id)  # a re-run posts nothing twice
     posts = servers.posts()
     assert len(posts) == len(detractors)
     for post in posts:
         assert_clean("chat post", post["text"])
     # Each detractor's comment is quoted whole and escaped, in one post of its own.
-    expected = Counter(realtime.slack_quote(r["comment"]) if r["comment"] else "> _(no comment)_" for r in detractors)
+    expected = Counter(
+        new_responses.slack_quote(r["comment"]) if r["comment"] else "> _(no comment)_" for r in detractors
+    )
     assert Counter(_quote_block(p["text"]) for p in posts) == expected
-    contexts = realtime.wave_alert_contexts(engine, wave.wave_id, realtime.Settings.from_env())
+    contexts = new_responses.wave_alert_contexts(engine, wave.wave_id, new_responses.Settings.from_env())
     for context in contexts.values():
         for channel in ("program", "vip", "executive"):
-            assert_clean(f"slack {channel}", realtime.slack_message({**context, "channel": channel})["text"])
-        assert_clean("teams card", json.dumps(realtime.teams_message(context), ensure_ascii=False))
+            assert_clean(f"slack {channel}", new_responses.slack_message({**context, "channel": channel})["text"])
+        assert_clean("teams card", json.dumps(new_responses.teams_message(context), ensure_ascii=False))
 
 
 def check_band_emails(servers: Servers, engine, wave: waves.WaveParams) -> None:

@@ -1,4 +1,4 @@
-from include.nps.ratelimit import SlidingWindowLimit
+from include.nps.core.rate_limits import SlidingWindowLimit
 
 
 class Clock:

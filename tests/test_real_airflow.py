@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from include.nps import alerts, audience, storage
-from include.nps.demo import wave_conf
-from include.nps.devservers import ChatSink, SmtpServer, SurveyServer
-from include.nps.simulate import Respondents, form_settings, write_population
+from devkit.demo import wave_conf
+from devkit.servers import ChatSink, SmtpServer, SurveyServer
+from devkit.simulate import Respondents, form_settings, write_population
+from include.nps.core import storage
+from include.nps.monitoring import alerts
+from include.nps.wave import audience
 from tests.airflow_cluster import AirflowCluster, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.processes]
 DAG_ID = "nps_wave"
 WAVE_ID = "customer-nps-2026-q4"
 # Seconds after the trigger at which each milestone falls. Under the real processes a task takes a

@@ -14,9 +14,13 @@ import pytest
 import requests
 from werkzeug import Response
 
-from include.nps import audience, followups, outbox, realtime, responses, routing_rules, storage, tokens, waves
-from include.nps.delivery import ChatTransport, PermanentFailure, TransientFailure, http_failure
-from include.nps.devservers import SurveyServer
+from devkit.servers import SurveyServer
+from include.nps.closed_loop import followups
+from include.nps.core import signed_links, storage
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import ChatTransport, PermanentFailure, TransientFailure, http_failure
+from include.nps.realtime import new_responses
+from include.nps.wave import audience, responses, routing_rules, waves
 from tests.factories import contact, planned_wave, write_csv
 
 SLACK = {"nps_slack": "/slack/program", "nps_slack_vip": "/slack/vip", "nps_slack_executive": "/slack/executive"}
@@ -44,7 +48,7 @@ def settings(tmp_path, monkeypatch):
     monkeypatch.setenv("NPS_CRM_TEMPLATE", "salesforce_task")
     for name in ("NPS_ROUTING_RULES", "NPS_CHAT_RESPONSES", "NPS_BAND_EMAIL_DELAY_MINUTES", "NPS_CRM_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    return realtime.Settings.from_env()
+    return new_responses.Settings.from_env()
 
 
 @pytest.fixture
@@ -109,23 +113,23 @@ def due_text(rule_name: str, now: dt.datetime) -> str:
     """When first contact is due by the shipped rule `rule_name` for a detractor routed at `now`."""
     rules = routing_rules.load()
     rule = next(r for r in rules.rules if r.name == rule_name)
-    return realtime.utc_minute(rule.sla.due(now, "US", rules.hours))
+    return new_responses.utc_minute(rule.sla.due(now, "US", rules.hours))
 
 
 def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email(engine, wave, hooks, smtp):
     answer_all(hooks)
     with SurveyServer(engine) as survey:
-        link = f"{survey.base_url}/s/{tokens.sign('survey', WAVE_ID, 'C1')}"
+        link = f"{survey.base_url}/s/{signed_links.sign('survey', WAVE_ID, 'C1')}"
         csrf = CSRF_FIELD.search(requests.get(link, timeout=10).text).group(1)
         sent = requests.post(link, data={"csrf_token": csrf, "score": "3", "comment": NASTY}, timeout=10)
         assert sent.status_code == 200
     now = dt.datetime.now(dt.UTC)
 
-    realtime.process_new_responses(engine, now)
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=1))  # a second run: nothing new
+    new_responses.process_new_responses(engine, now)
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=1))  # a second run: nothing new
     assert smtp.spool.messages() == []  # the band email waits until the answer has been left alone 5 min
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=6))
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=11))
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=6))
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=11))
 
     due = due_text("everyone-else", now)
     form = followups.followup_url(WAVE_ID, "C1", now)  # the owner's link to record the call
@@ -227,7 +231,7 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
     assert followup["owner_type"] == "cs" and followup["owner"] == "csm@vendor.example"
     assert followup["rule_id"] == "everyone-else@v1" and followup["owner_source"] == "rule"
     assert followup["crm_task_id"] == "00T0001" and followup["escalation_target"] == "cs-leads@vendor.example"
-    assert realtime.utc_minute(followup["sla_due_at"]) == due
+    assert new_responses.utc_minute(followup["sla_due_at"]) == due
     rows = ledger(engine)
     assert {k: (r["status"], r["attempts"]) for k, r in rows.items()} == {
         ("detractor_alert", "C1"): ("sent", 1),
@@ -239,7 +243,7 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
 
     # The wave's close-time alert uses the same ledger keys: it posts this detractor to no channel again.
     nothing = outbox.Outcome().__dict__
-    assert realtime.alert_detractors(engine, WAVE_ID) == {"detractor_alert": nothing, "teams_alert": nothing}
+    assert new_responses.alert_detractors(engine, WAVE_ID) == {"detractor_alert": nothing, "teams_alert": nothing}
     assert len(posts(hooks, SLACK["nps_slack"])) == len(posts(hooks, TEAMS)) == 1
 
 
@@ -254,15 +258,15 @@ def test_a_webhook_failing_once_posts_once_and_a_refusal_is_recorded_not_retried
     now = dt.datetime.now(dt.UTC)
 
     with pytest.raises(outbox.DeliveryIncomplete, match="detractor_alert"):
-        realtime.process_new_responses(engine, now)
+        new_responses.process_new_responses(engine, now)
     first = ledger(engine)
     assert (first[("detractor_alert", "C1")]["status"], first[("crm_task", "C1")]["status"]) == ("pending", "pending")
     assert first[("teams_alert", "C1")]["status"] == "failed" and "400" in first[("teams_alert", "C1")]["last_error"]
 
     with pytest.raises(outbox.DeliveryIncomplete, match="vip_escalation"):  # only the VIP webhook still fails
-        realtime.process_new_responses(engine, now + dt.timedelta(minutes=1))
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=2))  # its third attempt: given up
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=3))
+        new_responses.process_new_responses(engine, now + dt.timedelta(minutes=1))
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=2))  # its third attempt: given up
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=3))
 
     assert len(posts(hooks, SLACK["nps_slack"])) == 3  # C1's detractor alert twice (500, then ok), C2's once
     assert [p["text"].splitlines()[0] for p in posts(hooks, SLACK["nps_slack"])] == [
@@ -292,8 +296,8 @@ def test_a_vip_score_of_0_escalates_and_reaches_the_executive(engine, wave, hook
     answer(engine, "C2", 0, "We are leaving.")
     answer(engine, "C3", 10)
     now = dt.datetime.now(dt.UTC)
-    realtime.process_new_responses(engine, now)
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=6))
+    new_responses.process_new_responses(engine, now)
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=6))
 
     due = due_text("critical-sales-led", now)
     tail = (
@@ -336,7 +340,7 @@ def test_a_response_breaking_the_check_is_set_aside_and_never_alerted(engine, wa
         "VALUES (:w, 'C3', 1, 'typed in before the wave opened', '{}', :t, :t)",
         {"w": WAVE_ID, "t": before_open},
     )
-    realtime.process_new_responses(engine, dt.datetime.now(dt.UTC))
+    new_responses.process_new_responses(engine, dt.datetime.now(dt.UTC))
 
     assert [p["text"].split(" from ")[1].split(" at ")[0] for p in posts(hooks, SLACK["nps_slack"])] == ["Person C1"]
     assert posts(hooks, SLACK["nps_slack_executive"]) == []  # C3's 1/10 was set aside
@@ -353,7 +357,7 @@ def test_the_close_routes_no_detractor_twice_and_keeps_the_real_time_routing(eng
     answer_all(hooks)
     answer(engine, "C1", 5, "Meh")
     now = dt.datetime.now(dt.UTC)
-    realtime.process_new_responses(engine, now)
+    new_responses.process_new_responses(engine, now)
     routed = storage.fetch_one(engine, "SELECT rule_id, sla_due_at FROM followups WHERE contact_id = 'C1'")
     waves.set_status(engine, WAVE_ID, "closed")
 
@@ -379,7 +383,7 @@ def test_the_close_time_alert_reaches_a_chat_webhook_added_after_the_real_time_p
     routed_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("AIRFLOW_CONN_NPS_CHAT")
-        realtime.process_new_responses(engine, routed_at)  # alert and band email, Slack and Teams only
+        new_responses.process_new_responses(engine, routed_at)  # alert and band email, Slack and Teams only
     assert posts(chat, "/hooks/nps") == [] and len(posts(hooks, SLACK["nps_slack"])) == 1
     waves.set_status(engine, WAVE_ID, "closed")
 
@@ -433,7 +437,7 @@ def test_the_close_time_band_emails_accept_those_sent_in_real_time(engine, wave,
 
     answer_all(hooks)
     answer(engine, "C1", 9)
-    realtime.process_new_responses(engine, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))
+    new_responses.process_new_responses(engine, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))
     waves.set_status(engine, WAVE_ID, "closed")
     pipeline.send_followups(WAVE_ID)
     assert len(smtp.spool.messages()) == 1
@@ -447,7 +451,7 @@ def test_an_answer_changed_after_its_real_time_email_gets_no_second_one_and_the_
     answer_all(hooks)
     answer(engine, "C1", 3, "Slow")
     now = dt.datetime.now(dt.UTC)
-    realtime.process_new_responses(engine, now + dt.timedelta(minutes=6))
+    new_responses.process_new_responses(engine, now + dt.timedelta(minutes=6))
     answer(engine, "C1", 9, "Fixed now, thanks")
     waves.set_status(engine, WAVE_ID, "closed")
     pipeline.route_detractors(WAVE_ID)
@@ -473,7 +477,7 @@ def test_a_detractor_answering_just_before_the_close_gets_the_real_time_channels
 
 
 def test_the_dag_checks_alerts_and_emails_an_open_wave(airflow_db, engine, wave, hooks, smtp, monkeypatch):
-    from include.nps.localrun import load_dag
+    from devkit.localrun import load_dag
 
     monkeypatch.setenv("NPS_BAND_EMAIL_DELAY_MINUTES", "0")
     answer_all(hooks)
@@ -502,9 +506,9 @@ ESCAPES = [
 @pytest.mark.parametrize(("text", "slack", "teams"), ESCAPES)
 def test_customer_text_can_neither_mention_nor_format_nor_link(text, slack, teams):
     if slack is not None:
-        assert realtime.slack_text(text) == slack
+        assert new_responses.slack_text(text) == slack
     if teams is not None:
-        assert realtime.teams_text(text) == teams
+        assert new_responses.teams_text(text) == teams
 
 
 @pytest.mark.parametrize(

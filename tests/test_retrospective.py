@@ -10,7 +10,10 @@ import json
 import pandas as pd
 import pytest
 
-from include.nps import audience, calendar, classifier, outbox, pipeline, retrospective, storage, waves
+from include.nps import pipeline
+from include.nps.core import business_days, storage
+from include.nps.delivery import outbox
+from include.nps.wave import audience, comment_themes, retrospective, waves
 from tests.factories import contact, planned_wave, write_csv
 
 # (contact, account, score, locale, comment): 7 detractors (one without a comment)
@@ -37,13 +40,13 @@ def answers() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def themes() -> classifier.Themes:
-    return classifier.load_themes()
+def themes() -> comment_themes.Themes:
+    return comment_themes.load_themes()
 
 
 @pytest.fixture(scope="module")
 def parts(themes) -> list[dict]:
-    return retrospective.classify_comments(answers(), classifier.KeywordClassifier(themes))
+    return retrospective.classify_comments(answers(), comment_themes.KeywordClassifier(themes))
 
 
 def test_every_comment_is_split_into_pros_cons_and_suggestions_lowest_score_first(parts):
@@ -193,8 +196,8 @@ def test_due_dates_are_dates_of_the_waves_country_not_of_utc():
     late_in_utc = dt.datetime(2026, 4, 28, 20, tzinfo=dt.UTC)
     due, checkpoints = retrospective.schedule("high", late_in_utc, "JP")
     plan_agreed = dt.date.fromisoformat(checkpoints[0]["date"])
-    assert plan_agreed == dt.date(2026, 4, 30) and calendar.is_business_day(plan_agreed, "JP")
-    assert all(calendar.is_business_day(dt.date.fromisoformat(c["date"]), "JP") for c in checkpoints)
+    assert plan_agreed == dt.date(2026, 4, 30) and business_days.is_business_day(plan_agreed, "JP")
+    assert all(business_days.is_business_day(dt.date.fromisoformat(c["date"]), "JP") for c in checkpoints)
     assert due == dt.date.fromisoformat(checkpoints[-1]["date"])
 
 
@@ -305,10 +308,10 @@ def test_a_broken_themes_file_or_tracker_connection_stops_the_step_before_anythi
     wave = seed_wave(engine, tmp_path)
     broken = tmp_path / "themes.yaml"
     broken.write_text("version: 1\nthemes: []\n", encoding="utf-8")
-    monkeypatch.setenv(classifier.THEMES_ENV, str(broken))
+    monkeypatch.setenv(comment_themes.THEMES_ENV, str(broken))
     with pytest.raises(AirflowFailException, match=r"themes: expected a list of themes"):
         pipeline.run_retrospective(wave.wave_id)
-    monkeypatch.delenv(classifier.THEMES_ENV)
+    monkeypatch.delenv(comment_themes.THEMES_ENV)
     monkeypatch.setenv("AIRFLOW_CONN_NPS_TRACKER", json.dumps({"conn_type": "http", "host": "https://x.example"}))
     with pytest.raises(AirflowFailException, match=r"extra\.flavour: must be 'jira' or 'github', got None"):
         pipeline.run_retrospective(wave.wave_id)

@@ -9,8 +9,9 @@ import textwrap
 import pandas as pd
 import pytest
 
-from include.nps import routing, routing_rules, rulefiles
-from include.nps.routing_rules import Facts, RulesError
+from include.nps.core import rule_files
+from include.nps.wave import routing, routing_rules
+from include.nps.wave.routing_rules import Facts, RulesError
 
 UTC = dt.UTC
 DEFAULT = {"name": "everyone-else", "default": True, "then": {"owner_type": "cs", "owner": "csm"}}
@@ -221,7 +222,7 @@ BAD_FILES = [
 def test_a_broken_rules_file_names_file_rule_field_and_reason(tmp_path, monkeypatch, text, expected):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test.yaml").write_text(text, encoding="utf-8")
-    monkeypatch.setattr(rulefiles, "display_path", lambda path: path.name)
+    monkeypatch.setattr(rule_files, "display_path", lambda path: path.name)
     with pytest.raises(RulesError) as raised:
         routing_rules.load(tmp_path / "test.yaml")
     message = str(raised.value)
@@ -234,7 +235,7 @@ def test_yaml_norway_stays_a_country_code():
     text += "  - {name: d, default: true, then: {owner_type: sales, owner: account_owner}}\n"
     import yaml
 
-    rules = routing_rules.parse(yaml.load(text, Loader=rulefiles.StrictLoader), "t")  # noqa: S506
+    rules = routing_rules.parse(yaml.load(text, Loader=rule_files.StrictLoader), "t")  # noqa: S506
     assert rules.match(Facts(score=3, region="NO")).name == "n"
 
 

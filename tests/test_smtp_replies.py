@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from include.nps import outbox, storage
-from include.nps.delivery import PermanentFailure, SmtpTransport, TransientFailure, is_bounce
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import PermanentFailure, SmtpTransport, TransientFailure, is_bounce
 from tests.factories import contact, plain_email, planned_wave, write_csv
 from tests.faulty_smtp import GREYLISTED, FaultyServer
 
@@ -29,7 +30,7 @@ def faulty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultySe
 
 @pytest.fixture
 def wave(engine, tmp_path):
-    from include.nps import audience
+    from include.nps.wave import audience
 
     path = write_csv(tmp_path / "c.csv", [contact(f"C{n}") for n in range(1, 7)])
     wave = planned_wave(engine, path)
@@ -165,7 +166,7 @@ MAILING = 300  # more than one claim batch
 @pytest.fixture(params=["sqlite", "postgres"])
 def mailing(request, tmp_path) -> tuple[Any, str, dict[str, str]]:
     """A wave of MAILING contacts and their invitations enqueued: (engine, wave id, {contact: address})."""
-    from include.nps import audience
+    from include.nps.wave import audience
 
     engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
     ids = [f"C{n:03d}" for n in range(1, MAILING + 1)]

@@ -24,7 +24,8 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from include.nps import calendar, stats
+from include.nps.core import business_days
+from include.nps.wave import stats
 
 
 def test_wald_variance_reproduces_the_published_example():
@@ -197,12 +198,12 @@ def test_the_survey_review_counts_bounces_opt_outs_hours_and_the_reminders_yield
         "answered_after_reminder": 1,  # C2
         "reminder_yield": 25.0,
     }
-    in_tokyo = stats.collection_review(_invited(), calendar.country_timezone("JP"))["answers_by_hour"]
+    in_tokyo = stats.collection_review(_invited(), business_days.country_timezone("JP"))["answers_by_hour"]
     assert in_tokyo == {19: 2, 23: 1}  # the same answers, at Tokyo's hour (UTC+9)
 
 
 def test_each_country_has_its_main_time_zone():
-    zones = {c: calendar.country_timezone(c) for c in ("US", "JP", "NO", "IL", "CN", "no")}
+    zones = {c: business_days.country_timezone(c) for c in ("US", "JP", "NO", "IL", "CN", "no")}
     assert zones == {
         "US": "America/New_York",
         "JP": "Asia/Tokyo",

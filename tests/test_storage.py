@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import inspect, make_url
 
-from include.nps import storage
+from include.nps.core import storage
 
 TABLES = {
     "accounts",
@@ -34,7 +34,7 @@ def test_migrations_create_every_table_once(any_engine):
 
 
 def test_the_outbox_key_makes_a_second_insert_a_no_op(any_engine):
-    from include.nps import outbox
+    from include.nps.delivery import outbox
 
     assert outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")]) == 1
     assert outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")]) == 0
@@ -42,7 +42,7 @@ def test_the_outbox_key_makes_a_second_insert_a_no_op(any_engine):
 
 
 def test_timestamps_read_back_as_the_same_utc_instant(any_engine):
-    from include.nps import outbox
+    from include.nps.delivery import outbox
 
     outbox.enqueue(any_engine, "w", "invitation", [("C1", "a@b.example")])
     written = storage.utcnow()
@@ -51,7 +51,7 @@ def test_timestamps_read_back_as_the_same_utc_instant(any_engine):
 
 
 def test_the_nps_db_comes_from_the_airflow_connection(nps_home, monkeypatch):
-    from include.nps.connections import db_url
+    from include.nps.core.connections import db_url
 
     assert db_url() == f"sqlite:///{nps_home / 'nps.db'}"  # not defined: the embedded default
     monkeypatch.setenv(

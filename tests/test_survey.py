@@ -10,9 +10,10 @@ import re
 import pytest
 import requests
 
-from include.nps import audience, storage, tokens, waves
-from include.nps.devservers import SurveyServer
-from include.nps.survey import FormSettings
+from devkit.servers import SurveyServer
+from include.nps.core import signed_links, storage
+from include.nps.wave import audience, waves
+from include.nps.web.survey_form import FormSettings
 from tests.factories import contact, planned_wave, write_csv
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -26,7 +27,9 @@ class Survey:
 
     def link(self, contact_id: str = "C1", purpose: str = "survey", expires_at: dt.datetime | None = None) -> str:
         prefix = "s" if purpose == "survey" else "u"
-        return f"{self.server.base_url}/{prefix}/{tokens.sign(purpose, self.wave.wave_id, contact_id, expires_at)}"
+        return (
+            f"{self.server.base_url}/{prefix}/{signed_links.sign(purpose, self.wave.wave_id, contact_id, expires_at)}"
+        )
 
     def csrf(self, url: str) -> str:
         return CSRF_FIELD.search(requests.get(url, timeout=10).text).group(1)
@@ -148,9 +151,9 @@ def test_a_comment_of_exactly_the_limit_with_browser_line_breaks_is_accepted(sur
 def test_forged_altered_foreign_and_misdirected_links_get_a_plain_not_valid_page(survey):
     base = survey.server.base_url
     forged = survey.link()[:-3] + "xyz"
-    foreign = f"{base}/s/{tokens.sign('survey', survey.wave.wave_id, 'NOT-INVITED')}"
-    other_wave = f"{base}/s/{tokens.sign('survey', 'another-wave', 'C1')}"
-    unsubscribe_as_survey = f"{base}/s/{tokens.sign('unsubscribe', survey.wave.wave_id, 'C1')}"
+    foreign = f"{base}/s/{signed_links.sign('survey', survey.wave.wave_id, 'NOT-INVITED')}"
+    other_wave = f"{base}/s/{signed_links.sign('survey', 'another-wave', 'C1')}"
+    unsubscribe_as_survey = f"{base}/s/{signed_links.sign('unsubscribe', survey.wave.wave_id, 'C1')}"
     for url in (forged, foreign, other_wave, unsubscribe_as_survey, f"{base}/s/garbage", f"{base}/s/a.b.c"):
         page = requests.get(url, timeout=10)
         assert page.status_code == 404 and "This link is not valid" in page.text, url
@@ -208,7 +211,7 @@ def test_a_missing_or_foreign_csrf_token_is_refused_and_the_answer_comes_back_to
 
 def test_a_stale_or_cross_site_post_is_refused(survey):
     url = survey.link()
-    stale = tokens.csrf_token(url.rsplit("/", 1)[1], dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
+    stale = signed_links.csrf_token(url.rsplit("/", 1)[1], dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
     assert requests.post(url, data={"score": "9", "csrf_token": stale}, timeout=10).status_code == 403
     cross_site = requests.post(
         url, data={"score": "9", "csrf_token": survey.csrf(url)}, headers={"Sec-Fetch-Site": "cross-site"}, timeout=10
@@ -286,7 +289,7 @@ def test_unsubscribe_page_and_one_click_post_record_the_opt_out(survey):
     one_click = requests.post(survey.link("C2", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}, timeout=10)
     assert one_click.ok and opted_out("C2")
     # A survey token cannot unsubscribe anyone.
-    as_survey = f"{survey.server.base_url}/u/{tokens.sign('survey', survey.wave.wave_id, 'C3')}"
+    as_survey = f"{survey.server.base_url}/u/{signed_links.sign('survey', survey.wave.wave_id, 'C3')}"
     assert requests.post(as_survey, data={"List-Unsubscribe": "One-Click"}, timeout=10).status_code == 404
     assert not opted_out("C3")
 

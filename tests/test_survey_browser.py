@@ -12,11 +12,12 @@ import re
 
 import pytest
 
-from include.nps import audience, mailings, storage, waves
-from include.nps.delivery import SmtpTransport
-from include.nps.devservers import SurveyServer
-from include.nps.storage import PROJECT_ROOT
-from include.nps.survey import FormSettings
+from devkit.servers import SurveyServer
+from include.nps.core import storage
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.wave import audience, mailings, waves
+from include.nps.web.survey_form import FormSettings
 from tests.factories import contact, planned_wave, write_csv
 
 pytestmark = pytest.mark.browser

@@ -1,56 +1,56 @@
 import pytest
 
-from include.nps import tokens
+from include.nps.core import signed_links
 
 
 def test_a_signed_link_names_its_invitation():
-    token = tokens.sign("survey", "prog-w1", "C-1")
-    assert tokens.verify("survey", token) == tokens.Invitation("prog-w1", "C-1")
+    token = signed_links.sign("survey", "prog-w1", "C-1")
+    assert signed_links.verify("survey", token) == signed_links.Invitation("prog-w1", "C-1")
 
 
 @pytest.mark.parametrize(
     "tamper", [lambda t: t[:-2] + "AA", lambda t: "x" + t, lambda t: t.split(".")[0], lambda t: ""]
 )
 def test_altered_or_malformed_tokens_are_refused(tamper):
-    token = tokens.sign("survey", "prog-w1", "C-1")
-    with pytest.raises(tokens.InvalidToken):
-        tokens.verify("survey", tamper(token))
+    token = signed_links.sign("survey", "prog-w1", "C-1")
+    with pytest.raises(signed_links.InvalidToken):
+        signed_links.verify("survey", tamper(token))
 
 
 def test_a_token_for_one_purpose_does_not_open_another():
-    with pytest.raises(tokens.InvalidToken):
-        tokens.verify("unsubscribe", tokens.sign("survey", "prog-w1", "C-1"))
+    with pytest.raises(signed_links.InvalidToken):
+        signed_links.verify("unsubscribe", signed_links.sign("survey", "prog-w1", "C-1"))
 
 
 def test_rotation_accepts_the_previous_secret(monkeypatch):
-    old = tokens.sign("survey", "w", "c")
+    old = signed_links.sign("survey", "w", "c")
     monkeypatch.setenv("NPS_SECRET_KEY_PREVIOUS", "test-secret")
     monkeypatch.setenv("NPS_SECRET_KEY", "new-secret")
-    assert tokens.verify("survey", old).contact_id == "c"
+    assert signed_links.verify("survey", old).contact_id == "c"
     monkeypatch.delenv("NPS_SECRET_KEY_PREVIOUS")
-    with pytest.raises(tokens.InvalidToken):
-        tokens.verify("survey", old)
+    with pytest.raises(signed_links.InvalidToken):
+        signed_links.verify("survey", old)
 
 
 def test_a_link_expires_at_its_time_and_says_so():
     import datetime as dt
 
     expiry = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-    token = tokens.sign("survey", "prog-w1", "C-1", expiry)
-    assert tokens.verify("survey", token, now=expiry - dt.timedelta(seconds=1)).contact_id == "C-1"
-    with pytest.raises(tokens.ExpiredToken):
-        tokens.verify("survey", token, now=expiry)
+    token = signed_links.sign("survey", "prog-w1", "C-1", expiry)
+    assert signed_links.verify("survey", token, now=expiry - dt.timedelta(seconds=1)).contact_id == "C-1"
+    with pytest.raises(signed_links.ExpiredToken):
+        signed_links.verify("survey", token, now=expiry)
 
 
 def test_an_expiry_cannot_be_stretched_by_editing_the_token():
     import base64
     import datetime as dt
 
-    token = tokens.sign("survey", "w", "c", dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    token = signed_links.sign("survey", "w", "c", dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
     signature = token.split(".")[1]
     later = base64.urlsafe_b64encode(b"w\x00c\x009999999999").rstrip(b"=").decode()
-    with pytest.raises(tokens.InvalidToken):
-        tokens.verify("survey", f"{later}.{signature}")
+    with pytest.raises(signed_links.InvalidToken):
+        signed_links.verify("survey", f"{later}.{signature}")
 
 
 def test_a_csrf_token_is_bound_to_its_link_and_ages_out():
@@ -58,10 +58,10 @@ def test_a_csrf_token_is_bound_to_its_link_and_ages_out():
 
     now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
     day = dt.timedelta(hours=24)
-    csrf = tokens.csrf_token("link-a", now)
-    assert tokens.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=23))
-    assert not tokens.csrf_valid("link-b", csrf, day, now=now)
-    assert not tokens.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=25))
-    assert not tokens.csrf_valid("link-a", csrf, day, now=now - dt.timedelta(minutes=5))  # from the future
+    csrf = signed_links.csrf_token("link-a", now)
+    assert signed_links.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=23))
+    assert not signed_links.csrf_valid("link-b", csrf, day, now=now)
+    assert not signed_links.csrf_valid("link-a", csrf, day, now=now + dt.timedelta(hours=25))
+    assert not signed_links.csrf_valid("link-a", csrf, day, now=now - dt.timedelta(minutes=5))  # from the future
     for forged in (None, "", "garbage", "123.", f"{int(now.timestamp())}.AAAA"):
-        assert not tokens.csrf_valid("link-a", forged, day, now=now)
+        assert not signed_links.csrf_valid("link-a", forged, day, now=now)

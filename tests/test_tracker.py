@@ -10,7 +10,11 @@ import json
 
 import pytest
 
-from include.nps import outbox, pipeline, retrospective, storage, tracker
+from include.nps import pipeline
+from include.nps.closed_loop import issue_tracker
+from include.nps.core import storage
+from include.nps.delivery import outbox
+from include.nps.wave import retrospective
 from tests.factories import contact, planned_wave, write_csv
 from tests.test_retrospective import seed_wave
 
@@ -60,14 +64,14 @@ def store(engine, wave, items=ITEMS) -> list[dict]:
     return retrospective.action_items_frame(engine, wave.wave_id, items).to_dict("records")
 
 
-def connect(monkeypatch, httpserver, extra: dict, login: str | None = None) -> tracker.Tracker:
+def connect(monkeypatch, httpserver, extra: dict, login: str | None = None) -> issue_tracker.Tracker:
     conn = {"conn_type": "http", "host": httpserver.url_for("/").rstrip("/"), "password": "api-token", "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_NPS_TRACKER", json.dumps({**conn, "login": login} if login else conn))
-    return tracker.settings()
+    return issue_tracker.settings()
 
 
 def open_issues(engine, target, wave, parts=PARTS) -> outbox.Outcome:
-    return tracker.open_issues(
+    return issue_tracker.open_issues(
         engine, target, {"wave_id": wave.wave_id, "name": wave.wave_name}, store(engine, wave), parts
     )
 
@@ -210,10 +214,14 @@ def test_a_server_error_is_retried_by_the_next_attempt_and_makes_one_issue(engin
     httpserver.expect_request(path, method="POST").respond_with_json({"key": "CSI-9"}, status=201)
     one = [ITEMS[0]]
     with pytest.raises(outbox.DeliveryIncomplete):  # the task fails; Airflow retries it
-        tracker.open_issues(engine, target, {"wave_id": wave.wave_id, "name": "W1"}, store(engine, wave, one), PARTS)
+        issue_tracker.open_issues(
+            engine, target, {"wave_id": wave.wave_id, "name": "W1"}, store(engine, wave, one), PARTS
+        )
     with pytest.raises(outbox.DeliveryIncomplete):
-        tracker.open_issues(engine, target, {"wave_id": wave.wave_id, "name": "W1"}, store(engine, wave, one), PARTS)
-    outcome = tracker.open_issues(
+        issue_tracker.open_issues(
+            engine, target, {"wave_id": wave.wave_id, "name": "W1"}, store(engine, wave, one), PARTS
+        )
+    outcome = issue_tracker.open_issues(
         engine, target, {"wave_id": wave.wave_id, "name": "W1"}, store(engine, wave, one), PARTS
     )
     assert outcome == outbox.Outcome(sent=1) and len(httpserver.log) == 3
@@ -238,7 +246,7 @@ def test_a_send_cut_short_by_a_crash_is_never_repeated(engine, wave, httpserver,
     may exist, so it is held in doubt for a person to check, not created a second time."""
     target = connect(monkeypatch, httpserver, {"flavour": "jira", "project": "CSI"}, "me@acme.example")
     httpserver.expect_request("/rest/api/2/issue", method="POST").respond_with_json({"key": "CSI-1"}, status=201)
-    outbox.enqueue(engine, wave.wave_id, tracker.KIND, [("theme-pricing", target.address)], tracker.CHANNEL)
+    outbox.enqueue(engine, wave.wave_id, issue_tracker.KIND, [("theme-pricing", target.address)], issue_tracker.CHANNEL)
     storage.execute(engine, "UPDATE outbox SET status = 'sending', attempts = 1 WHERE kind = 'tracker_issue'")
 
     assert open_issues(engine, target, wave) == outbox.Outcome(sent=1, in_doubt=1)  # only silent-A7 sent
@@ -261,9 +269,9 @@ def test_an_item_that_names_an_issue_or_is_closed_gets_none(engine, wave, httpse
 
 def test_the_connection_is_checked_and_optional(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_NPS_TRACKER", raising=False)
-    assert tracker.settings() is None
-    with pytest.raises(tracker.TrackerSettingsError) as failure:
-        tracker.from_connection(
+    assert issue_tracker.settings() is None
+    with pytest.raises(issue_tracker.TrackerSettingsError) as failure:
+        issue_tracker.from_connection(
             None, None, None, None, None, {"flavour": "gitlab", "label": ["a b"], "labels": ["a b"]}
         )
     assert str(failure.value) == (
@@ -273,9 +281,11 @@ def test_the_connection_is_checked_and_optional(monkeypatch):
         "  extra.flavour: must be 'jira' or 'github', got 'gitlab'\n"
         "  extra.labels: a list of labels without spaces, got ['a b']"
     )
-    with pytest.raises(tracker.TrackerSettingsError, match=r"extra\.repo: the GitHub repository as owner/name"):
-        tracker.from_connection("https://api.github.com", None, None, None, "t", {"flavour": "github", "repo": "acme"})
-    jira = tracker.from_connection(
+    with pytest.raises(issue_tracker.TrackerSettingsError, match=r"extra\.repo: the GitHub repository as owner/name"):
+        issue_tracker.from_connection(
+            "https://api.github.com", None, None, None, "t", {"flavour": "github", "repo": "acme"}
+        )
+    jira = issue_tracker.from_connection(
         "acme.atlassian.net", None, None, "a@b", "s3cret", {"flavour": "jira", "project": "CSI"}
     )
     assert (jira.base_url, jira.path, jira.address) == ("https://acme.atlassian.net", "/rest/api/2/issue", "jira:CSI")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import storage
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core import storage
+from include.nps.core.storage import PROJECT_ROOT
 from tests.airflow_cluster import ADMIN_PASSWORD, ADMIN_USER, AirflowCluster, sqlite_url, wait_until
 from tests.factories import contact, write_csv
 

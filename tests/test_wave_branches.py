@@ -14,10 +14,10 @@ from collections import Counter
 
 import pytest
 
-from include.nps import storage
-from include.nps.demo import wave_conf
-from include.nps.devservers import SurveyServer
-from include.nps.simulate import Respondents, form_settings, write_population
+from devkit.demo import wave_conf
+from devkit.servers import SurveyServer
+from devkit.simulate import Respondents, form_settings, write_population
+from include.nps.core import storage
 
 pytestmark = pytest.mark.e2e
 # Seconds after the start: the shortest timeline in which simulated customers answer.
@@ -38,8 +38,8 @@ def _sent(spool) -> Counter:
 
 
 def test_failing_drops_hold_neither_the_close_nor_the_flash_results(airflow_db, smtp, chat, nps_home, monkeypatch):
-    from include.nps.connections import nps_engine
-    from include.nps.localrun import run_wave
+    from devkit.localrun import run_wave
+    from include.nps.core.connections import nps_engine
 
     engine = nps_engine()
     contacts_csv = write_population(nps_home / "contacts.csv", accounts=3, seed="branches")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include.nps import wave_calendar
-from include.nps.storage import PROJECT_ROOT
+from include.nps.core.storage import PROJECT_ROOT
+from include.nps.planner import wave_calendar
 
 NOW = dt.datetime(2027, 1, 4, 12, tzinfo=dt.UTC)  # a Monday
 Q1 = """\

@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 import openpyxl
 import pytest
 
-from include.nps import audience, storage
-from include.nps.demo import wave_conf
-from include.nps.devservers import SurveyServer
-from include.nps.simulate import Respondents, form_settings, write_population
+from devkit.demo import wave_conf
+from devkit.servers import SurveyServer
+from devkit.simulate import Respondents, form_settings, write_population
+from include.nps.core import storage
+from include.nps.wave import audience
 
 pytestmark = pytest.mark.e2e
 TIMELINE = {"preannounce": 1, "open": 16, "reminder": 26, "midwave": 32, "close": 40, "flash": 44, "retrospective": 46}
@@ -28,7 +29,7 @@ UNSUBSCRIBER = "contact1.1@account003.example"
 @pytest.fixture(params=["sqlite", "postgres"])
 def wave_db(request, nps_home, monkeypatch):
     """The NPS DB of the run: the embedded SQLite default, or PostgreSQL through `nps_db`."""
-    from include.nps.connections import nps_engine
+    from include.nps.core.connections import nps_engine
 
     if request.param == "sqlite":
         return nps_engine()
@@ -48,7 +49,7 @@ def _by_kind(spool) -> dict[str, Counter]:
 
 
 def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, nps_home, monkeypatch):
-    from include.nps.localrun import run_wave
+    from devkit.localrun import run_wave
 
     engine = wave_db
     contacts_csv = write_population(nps_home / "contacts.csv", accounts=12, seed="e2e")
@@ -166,9 +167,9 @@ def _xlsx_rows(message) -> list[dict]:
 def test_a_wave_whose_audience_check_fails_sends_nothing_and_says_why(airflow_db, smtp, nps_home, capsys):
     """The previous wave of the program reached 40-odd contacts; this extract has a handful:
     a broken extract, so the wave stops before the pre-announcement, with the reason kept."""
+    from devkit.localrun import run_wave
     from include.nps import pipeline
-    from include.nps.connections import nps_engine
-    from include.nps.localrun import run_wave
+    from include.nps.core.connections import nps_engine
 
     engine = nps_engine()
     full = write_population(nps_home / "full.csv", accounts=12, seed="e2e")

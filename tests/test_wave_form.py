@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
-from include.nps.wave_form import wave_form_params
+from include.nps.wave.trigger_form import wave_form_params
 
 REQUIRED = {
     "wave_name": "2027-Q1",

@@ -12,29 +12,26 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from include.nps import (
-    alerts,
+from include.nps.core import business_days, charts, i18n, storage
+from include.nps.core.connections import nps_engine, reports_dir
+from include.nps.core.emails import Attachment
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import SmtpTransport
+from include.nps.monitoring import alerts
+from include.nps.realtime import new_responses
+from include.nps.wave import (
     audience,
-    calendar,
-    charts,
-    checks,
-    decisions,
-    drops,
+    data_checks,
     flash_content,
-    i18n,
     mailings,
-    outbox,
-    realtime,
     responses,
     retrospective,
     routing,
+    sales_decisions,
+    sales_drops,
     stats,
-    storage,
     waves,
 )
-from include.nps.connections import nps_engine, reports_dir
-from include.nps.delivery import SmtpTransport
-from include.nps.messages import Attachment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,11 +45,11 @@ def fails_fast(step: F) -> F:
         try:
             return step(*args, **kwargs)
         except (
-            checks.DataCheckFailed,
-            drops.DropRefused,
+            data_checks.DataCheckFailed,
+            sales_drops.DropRefused,
             audience.AudienceError,
             waves.WaveError,
-            calendar.CalendarError,
+            business_days.CalendarError,
         ) as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -84,11 +81,11 @@ def build_audience(wave_id: str) -> dict[str, Any]:
     included = _included(engine, wave_id)
     previous_id = waves.previous_wave_id(engine, wave_id)
     previous_size = len(_included(engine, previous_id)) if previous_id else None
-    suite = checks.audience_suite(len(included), previous_size, wave.thresholds)
+    suite = data_checks.audience_suite(len(included), previous_size, wave.thresholds)
     frame = included.assign(owner=included["sales_owner"].fillna(included["csm"]))
     try:
-        checks.run_check(engine, wave_id, "audience", "audience", frame, suite, row_key="contact_id")
-    except checks.DataCheckFailed:
+        data_checks.run_check(engine, wave_id, "audience", "audience", frame, suite, row_key="contact_id")
+    except data_checks.DataCheckFailed:
         audience.discard_snapshot(engine, wave_id)
         raise
     rejected = {"rejected_rows_csv": str(rejected_csv)} if loaded.problems else {}
@@ -171,19 +168,19 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     cutoff = waves.milestone_due(engine, wave_id, "midwave") if phase == "midwave" else wave.close_at
     answers = responses.responses_frame(engine, wave_id, [p["id"] for p in wave.pillar_questions], as_of=cutoff)
     decided = _sales_decisions(engine, wave, answers) if phase == "postwave" else {}
-    sheet = drops.drop_frame(answers, wave.detractor_max, wave.pillar_questions, cutoff, decided)
+    sheet = sales_drops.drop_frame(answers, wave.detractor_max, wave.pillar_questions, cutoff, decided)
     answered = responses.count_answered(engine, wave_id, cutoff)
-    suite = checks.drop_suite(answered, list(sheet.columns))
-    checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite, row_key="Contact ID")
+    suite = data_checks.drop_suite(answered, list(sheet.columns))
+    data_checks.run_check(engine, wave_id, f"drop_{phase}", "raw_data_drop", sheet, suite, row_key="Contact ID")
     silent = None
     if phase == "postwave":
         accounts = stats.per_account(engine, wave_id)
         silent = accounts[accounts["responses"] == 0]
-    parts = drops.drop_parts(sheet, silent)
+    parts = sales_drops.drop_parts(sheet, silent)
     _check_seller_files(engine, wave_id, phase, parts)
-    files = drops.build_drop(wave_id, phase, parts, cutoff, wave.drop_formats)
+    files = sales_drops.build_drop(wave_id, phase, parts, cutoff, wave.drop_formats)
     parcels = _drop_parcels(wave, files) if "email" in wave.drop_channels else {}
-    drops.check_recipients({address: parcel["why"] for address, parcel in parcels.items()}, wave.drop_allowed)
+    sales_drops.check_recipients({address: parcel["why"] for address, parcel in parcels.items()}, wave.drop_allowed)
     links = _store_drop(wave, phase, cutoff, files)
     outcome = outbox.Outcome()
     if parcels:
@@ -205,32 +202,32 @@ def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
     return {"files": len(files), "rows": len(sheet), "location": links.get("folder"), **outcome.__dict__}
 
 
-def _check_seller_files(engine: Any, wave_id: str, phase: str, parts: drops.Parts) -> None:
+def _check_seller_files(engine: Any, wave_id: str, phase: str, parts: sales_drops.Parts) -> None:
     """Each salesperson's file holds only the accounts they own, by the accounts table."""
     owners = storage.fetch_all(engine, storage.query("response_account_owners"), wave_id=wave_id)
-    rows = drops.seller_rows(parts)
+    rows = sales_drops.seller_rows(parts)
     of_record = {o["contact_id"]: o["sales_owner"] for o in owners}
-    rows["owner_of_record"] = rows["Contact ID"].map(lambda cell: of_record.get(drops.unneutralise(cell)))
-    suite = checks.seller_files_suite("owner_of_record")
-    checks.run_check(engine, wave_id, f"drop_{phase}_files", "salesperson_files", rows, suite, "Contact ID")
+    rows["owner_of_record"] = rows["Contact ID"].map(lambda cell: of_record.get(sales_drops.unneutralise(cell)))
+    suite = data_checks.seller_files_suite("owner_of_record")
+    data_checks.run_check(engine, wave_id, f"drop_{phase}_files", "salesperson_files", rows, suite, "Contact ID")
 
 
-def _drop_parcels(wave: waves.WaveParams, files: list[drops.DropFile]) -> dict[str, dict[str, Any]]:
+def _drop_parcels(wave: waves.WaveParams, files: list[sales_drops.DropFile]) -> dict[str, dict[str, Any]]:
     """Who gets which files: sales ops the complete ones, each salesperson their own."""
     parcels: dict[str, dict[str, Any]] = {}
     for address in wave.sales_recipients:
-        parcels[address] = {"why": "sales recipient", "files": [f for f in files if f.audience == drops.COMPLETE]}
+        parcels[address] = {"why": "sales recipient", "files": [f for f in files if f.audience == sales_drops.COMPLETE]}
     for f in files:
-        if f.audience != drops.COMPLETE:
+        if f.audience != sales_drops.COMPLETE:
             parcel = parcels.setdefault(f.audience, {"why": "salesperson of the accounts", "files": []})
             parcel["files"].append(f)
     return parcels
 
 
-def _store_drop(wave: waves.WaveParams, phase: str, cutoff: Any, files: list[drops.DropFile]) -> dict[str, str]:
+def _store_drop(wave: waves.WaveParams, phase: str, cutoff: Any, files: list[sales_drops.DropFile]) -> dict[str, str]:
     """Write the files and their manifest to the local reports folder and, when configured, to the
     drop location (`ObjectStoragePath`); return the stored location of each file."""
-    manifest = drops.manifest(wave.wave_id, phase, cutoff, files)
+    manifest = sales_drops.manifest(wave.wave_id, phase, cutoff, files)
     local = reports_dir(wave.wave_id) / phase
     local.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -265,7 +262,7 @@ def _drop_mail(
         size = sum(len(f.content) for f in parcel["files"])
         parcel["attach"] = size <= limit
         if not parcel["attach"] and not all(f.name in links for f in parcel["files"]):
-            raise drops.DropRefused(
+            raise sales_drops.DropRefused(
                 f"raw-data drop stopped: the files for {address} weigh {size / 1048576:.1f} MB, above the "
                 f"{wave.mail_size_limit_mb:g} MB mail limit, and no drop location is configured to link to. "
                 "Nothing was sent."
@@ -293,23 +290,23 @@ def _drop_mail(
 
 def _sales_decisions(engine: Any, wave: waves.WaveParams, answers: Any) -> dict[str, str]:
     """The decisions sales returned so far, read from the wave's `returned/` folders."""
-    return decisions.collect(engine, wave.wave_id, _returned_files(wave), set(answers["contact_id"]))
+    return sales_decisions.collect(engine, wave.wave_id, _returned_files(wave), set(answers["contact_id"]))
 
 
-def _returned_files(wave: waves.WaveParams) -> list[decisions.ReturnedFile]:
+def _returned_files(wave: waves.WaveParams) -> list[sales_decisions.ReturnedFile]:
     """Drop files sales sent back: in the drop location's `<wave>/returned/` (when drops are
     stored) and in the wave's local reports folder `returned/` (CS ops save emailed ones there)."""
     found = {
-        path.name: decisions.ReturnedFile(path.name, path.read_bytes())
+        path.name: sales_decisions.ReturnedFile(path.name, path.read_bytes())
         for path in (reports_dir(wave.wave_id) / "returned").glob("*")
-        if path.suffix.lower() in decisions.SUFFIXES
+        if path.suffix.lower() in sales_decisions.SUFFIXES
     }
     if "storage" in wave.drop_channels:
         folder = _drop_root(wave) / "returned"
         if folder.exists():
             for path in folder.iterdir():
-                if path.suffix.lower() in decisions.SUFFIXES:
-                    found[path.name] = decisions.ReturnedFile(path.name, path.read_bytes())
+                if path.suffix.lower() in sales_decisions.SUFFIXES:
+                    found[path.name] = sales_decisions.ReturnedFile(path.name, path.read_bytes())
     return list(found.values())
 
 
@@ -332,8 +329,8 @@ def close_wave(wave_id: str) -> dict[str, Any]:
     frame = responses.responses_frame(engine, wave_id, pillar_ids, with_quarantined=True)
     frame["answered_at"] = _utc(frame["answered_at"])
     invited = [r["recipient"] for r in _ledger(engine, wave_id, "invitation") if r["status"] == "sent"]
-    suite = checks.responses_suite(wave.pillar_questions, invited, (wave.open_at, wave.close_at), wave.thresholds)
-    result = checks.run_check(
+    suite = data_checks.responses_suite(wave.pillar_questions, invited, (wave.open_at, wave.close_at), wave.thresholds)
+    result = data_checks.run_check(
         engine, wave_id, "responses", "responses", frame, suite, "contact_id", wave.thresholds.max_rejected_share
     )
     responses.set_aside(engine, wave_id, result.rejected)
@@ -346,7 +343,7 @@ def close_wave(wave_id: str) -> dict[str, Any]:
 def route_detractors(wave_id: str) -> dict[str, Any]:
     """One follow-up per detractor by the routing rules (`rules/routing.yaml`; a sales decision
     wins), then the chat alert of each, skipping those the real-time alerts already sent."""
-    from include.nps import routing_rules
+    from include.nps.wave import routing_rules
 
     try:
         rules = routing_rules.load()  # checked before anyone is routed: a broken file fails at once
@@ -364,13 +361,13 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     )
     followups = routing.followups_frame(engine, wave_id)
     detractors = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
-    suite = checks.routing_suite(detractors, _changed_since_routed(engine, wave, detractors, followups))
-    checks.run_check(engine, wave_id, "routing", "routing", followups, suite, row_key="contact_id")
+    suite = data_checks.routing_suite(detractors, _changed_since_routed(engine, wave, detractors, followups))
+    data_checks.run_check(engine, wave_id, "routing", "routing", followups, suite, row_key="contact_id")
     # What the real-time runs had no time for (answers of the last minutes, a paused DAG): Slack,
     # Teams, VIP and executive posts and CRM tasks, each once.
-    late = realtime.alert_new_responses(engine, wave_id, storage.utcnow())
+    late = new_responses.alert_new_responses(engine, wave_id, storage.utcnow())
     # Then every routed detractor to each configured detractor channel, in the real-time words.
-    alerted = realtime.alert_detractors(engine, wave_id)
+    alerted = new_responses.alert_detractors(engine, wave_id)
     return {"detractors": routed, "realtime": late, "alerts": alerted}
 
 
@@ -411,8 +408,8 @@ def send_followups(wave_id: str) -> dict[str, Any]:
 
 def _check_flash_figures(engine: Any, figures: dict[str, Any]) -> None:
     current = figures["current"]
-    suite = checks.flash_suite(current["promoters"], current["detractors"], current["responses"])
-    checks.run_check(engine, current["wave_id"], "flash_figures", "flash_results", _one_row(current), suite)
+    suite = data_checks.flash_suite(current["promoters"], current["detractors"], current["responses"])
+    data_checks.run_check(engine, current["wave_id"], "flash_figures", "flash_results", _one_row(current), suite)
 
 
 def _flash_context(engine: Any, wave: waves.WaveParams) -> Any:
@@ -501,12 +498,13 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     items: stored, checked, opened as tracker issues when `nps_tracker` is set, then reported to
     CS ops by email and in `reports/<wave>/retrospective.html`. See `retrospective`, `classifier`
     and `tracker`."""
-    from include.nps import messages, tracker
+    from include.nps.closed_loop import issue_tracker
+    from include.nps.core import emails
 
     themes, sorter = _comment_reader()
     try:  # a broken tracker connection stops before anything
-        target = tracker.settings()
-    except tracker.TrackerSettingsError as exc:
+        target = issue_tracker.settings()
+    except issue_tracker.TrackerSettingsError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(exc)) from exc
@@ -515,7 +513,7 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     figures = flash_figures(engine, wave)
     accounts = stats.per_account(engine, wave_id)
     invited = stats.invited_contacts(engine, wave_id)
-    collection = stats.collection_review(invited, calendar.country_timezone(wave.country))
+    collection = stats.collection_review(invited, business_days.country_timezone(wave.country))
     parts = retrospective.classify_comments(wave_responses(engine, wave), sorter)
     ranking = retrospective.rank_themes(parts, themes, figures["current"]["detractors"])
     owner = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else wave.sender
@@ -534,10 +532,10 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     )
     retrospective.store_action_items(engine, wave_id, items, storage.utcnow(), wave.country)
     stored = retrospective.action_items_frame(engine, wave_id, items)
-    suite = checks.retrospective_suite()
-    checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, suite, row_key="item_key")
+    suite = data_checks.retrospective_suite()
+    data_checks.run_check(engine, wave_id, "retrospective", "retrospective", stored, suite, row_key="item_key")
     if target:  # a transient tracker failure fails the task here; its retry opens only what is left
-        tracker.open_issues(engine, target, mailings.wave_context(wave), storage.records(stored), parts)
+        issue_tracker.open_issues(engine, target, mailings.wave_context(wave), storage.records(stored), parts)
         stored = retrospective.action_items_frame(engine, wave_id, items)
     chart = retrospective.themes_chart(ranking)
     context = {
@@ -552,13 +550,13 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
         "coverage": stats.account_coverage(invited),
         "account_nps": stats.account_level_nps(invited),
         "collection": collection,
-        "checks": storage.records(checks.results_frame(engine, wave_id)),
+        "checks": storage.records(data_checks.results_frame(engine, wave_id)),
         "quarantined": audience.quarantined(engine, wave_id),
         "sent": outbox.counts(engine, wave_id),
     }
     file_context = {**context, "wave": mailings.wave_context(wave), "chart_src": retrospective.data_url(chart)}
     report = reports_dir(wave_id) / "retrospective.html"
-    retrospective.write_report(report, messages.render("email/retrospective.html", file_context))
+    retrospective.write_report(report, emails.render("email/retrospective.html", file_context))
     images = [Attachment("themes.png", chart, "image/png", content_id=retrospective.CHART_CONTENT_ID)] if chart else []
     context["chart_src"] = f"cid:{retrospective.CHART_CONTENT_ID}" if chart else None
     with SmtpTransport() as transport:
@@ -580,12 +578,12 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
 def _comment_reader() -> tuple[Any, Any]:
     """The program's themes and the comment classifier; a broken themes file or classifier
     setting fails the task at once (no retry) with every problem named."""
-    from include.nps import classifier
+    from include.nps.wave import comment_themes
 
     try:
-        themes = classifier.load_themes()
-        return themes, classifier.classifier_from_setting(themes)
-    except (classifier.ThemesError, classifier.ClassifierSettingError) as exc:
+        themes = comment_themes.load_themes()
+        return themes, comment_themes.classifier_from_setting(themes)
+    except (comment_themes.ThemesError, comment_themes.ClassifierSettingError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(exc)) from exc
@@ -614,8 +612,8 @@ def _check_outbox(engine: Any, wave_id: str, kind: str, expected: int) -> None:
     frame["sent_at"] = _utc(frame["sent_at"])
     frame["delivered"] = frame["delivered"].astype("Int64")
     start, end = (getattr(wave, name) if name else None for name in SEND_WINDOWS.get(kind, (None, None)))
-    suite = checks.outbox_suite(expected, (start, end), wave.thresholds.max_undelivered_share)
-    checks.run_check(engine, wave_id, kind, "outbox", frame, suite, row_key="recipient")
+    suite = data_checks.outbox_suite(expected, (start, end), wave.thresholds.max_undelivered_share)
+    data_checks.run_check(engine, wave_id, kind, "outbox", frame, suite, row_key="recipient")
 
 
 def _ledger(engine: Any, wave_id: str, kind: str) -> list[dict[str, Any]]:

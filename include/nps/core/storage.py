@@ -1,0 +1,161 @@
+"""The NPS database: engine, versioned migrations and small query helpers.
+
+The same SQL runs on SQLite (the embedded default) and PostgreSQL. Every write in the
+package is an idempotent upsert keyed by natural keys, so any task can be re-run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, bindparam, create_engine, event, text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+SQL_DIR = PROJECT_ROOT / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+QUERIES_DIR = SQL_DIR / "queries"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: Any) -> dt.datetime | None:
+    """A timestamp read back from either database, as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the NPS DB; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # Timestamps are stored as UTC wall time in both databases.
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply the migrations in `sql/migrations` not applied yet; return the versions applied."""
+    applied_now: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version VARCHAR(64) PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+            )
+        )
+        done = {row[0] for row in conn.execute(text("SELECT version FROM schema_migrations"))}
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version = path.stem
+        if version in done:
+            continue
+        with engine.begin() as conn:
+            for statement in split_statements(path.read_text(encoding="utf-8")):
+                conn.execute(text(statement))
+            conn.execute(
+                text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, :t)"),
+                {"v": version, "t": utcnow()},
+            )
+        applied_now.append(version)
+    return applied_now
+
+
+def strip_comments(script: str) -> str:
+    """Drop full-line `--` comments (their words must not be read as :bind parameters)."""
+    return "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration script on semicolons."""
+    return [s.strip() for s in strip_comments(script).split(";") if s.strip()]
+
+
+@cache
+def query(name: str) -> str:
+    """The text of `sql/queries/<name>.sql`."""
+    return strip_comments((QUERIES_DIR / f"{name}.sql").read_text(encoding="utf-8"))
+
+
+def execute(engine: Engine, sql: str, rows: list[dict] | dict | None = None) -> int:
+    """Run one statement (for many rows at once when given a list); return rows affected."""
+    if isinstance(rows, list) and not rows:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(text(sql), rows or {}).rowcount
+
+
+def fetch_all(engine: Engine, sql: str, **params: Any) -> list[dict]:
+    """Rows as dicts; a list or tuple parameter fills an `IN :name` with one value per item."""
+    statement = text(sql)
+    lists = [name for name, value in params.items() if isinstance(value, list | tuple)]
+    if lists:
+        statement = statement.bindparams(*(bindparam(name, expanding=True) for name in lists))
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(statement, params)]
+
+
+def fetch_one(engine: Engine, sql: str, **params: Any) -> dict | None:
+    rows = fetch_all(engine, sql, **params)
+    return rows[0] if rows else None
+
+
+def read_frame(engine: Engine, sql: str, **params: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    with engine.connect() as conn:
+        return pd.read_sql(text(sql), conn, params=params)
+
+
+def missing(value: Any) -> bool:
+    """Whether a cell holds no value: None, or pandas' NaN, NA or NaT."""
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | dict | list | tuple | set):
+        return False
+    import pandas as pd
+
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def plain(value: Any) -> Any:
+    """A cell as a plain Python value: missing ones None, pandas and numpy scalars as their Python type."""
+    if missing(value):
+        return None
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a frame as dicts of plain values: the one place where frames become records, so no
+    NaN, NA or NaT reaches a rule, a template, a cell or a chat post (a missing value is None)."""
+    return [{column: plain(value) for column, value in row.items()} for row in frame.to_dict("records")]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,154 @@
+"""Emails to customers and to colleagues, through the outbox.
+
+One function sends one kind of email to a set of recipients: the rows go into the ledger first,
+then every pending one is rendered in the recipient's locale and sent in one SMTP session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from include.nps.core import emails, i18n, signed_links
+from include.nps.core.connections import survey_base_url
+from include.nps.core.emails import Attachment
+from include.nps.delivery import outbox
+from include.nps.delivery.transports import Transport
+from include.nps.wave.waves import WaveParams
+
+SURVEY_LINK_LIFETIME_AFTER_CLOSE = dt.timedelta(days=30)
+
+
+def survey_links(wave: WaveParams, contact_id: str) -> dict[str, Any]:
+    """The personal survey link, one link per score, and the unsubscribe link.
+
+    The survey link says "closed" after the wave closes and expires a while later; an
+    unsubscribe link works for good."""
+    base = survey_base_url()
+    expires_at = wave.close_at + SURVEY_LINK_LIFETIME_AFTER_CLOSE
+    survey_url = f"{base}/s/{signed_links.sign('survey', wave.wave_id, contact_id, expires_at)}"
+    return {
+        "survey_url": survey_url,
+        "score_urls": [(score, f"{survey_url}?score={score}") for score in range(11)],
+        "unsubscribe_url": f"{base}/u/{signed_links.sign('unsubscribe', wave.wave_id, contact_id)}",
+    }
+
+
+def trace_headers(wave_id: str, kind: str) -> dict[str, str]:
+    """Headers that let support and mail filters tell which wave and step sent a message."""
+    return {"X-NPS-Wave": wave_id, "X-NPS-Kind": kind}
+
+
+def wave_context(wave: WaveParams) -> dict[str, Any]:
+    return {
+        "wave_id": wave.wave_id,
+        "name": wave.wave_name,
+        "product": wave.product,
+        "open_at": wave.open_at,
+        "close_at": wave.close_at,
+        "pillars": wave.pillar_questions,
+    }
+
+
+def send_to_contacts(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    contacts: list[dict[str, Any]],
+    transport: Transport,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    sender: str | None = None,
+) -> outbox.Outcome:
+    """Send `kind` to each contact (dicts with contact_id, email, name, locale) once."""
+    enqueue_contacts(engine, wave.wave_id, kind, contacts)
+    return deliver_to_contacts(engine, wave, kind, contacts, transport, extra, sender)
+
+
+def enqueue_contacts(
+    engine: Engine, wave_id: str, kind: str, contacts: list[dict[str, Any]], chunk_size: int = outbox.CHUNK_SIZE
+) -> list[int]:
+    """Put `kind` for each contact in the ledger; return the chunks (one mapped send task each)."""
+    outbox.enqueue(engine, wave_id, kind, [(c["contact_id"], c["email"]) for c in contacts], chunk_size=chunk_size)
+    return outbox.chunks(engine, wave_id, kind)
+
+
+def deliver_to_contacts(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    contacts: list[dict[str, Any]],
+    transport: Transport,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    sender: str | None = None,
+    chunk: int | None = None,
+    policy: outbox.DeliveryPolicy = outbox.DEFAULT_POLICY,
+) -> outbox.Outcome:
+    """Render and send the pending `kind` messages (of one chunk, when given) to these contacts,
+    under the mailing's delivery `policy`."""
+    by_id = {c["contact_id"]: c for c in contacts}
+    from_address = sender or wave.sender
+
+    def render(row: dict[str, Any]) -> Any:
+        contact = reader(by_id.get(row["recipient"]) or _missing(row), wave)
+        links = survey_links(wave, contact["contact_id"])
+        context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
+        email = emails.render_email(kind, contact["locale"], row["address"], context)
+        email.inline_images = context.get("inline_images", [])
+        email.headers = {
+            "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            **trace_headers(wave.wave_id, kind),
+        }
+        msg_id = emails.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
+        return emails.build_mime(email, from_address, msg_id)
+
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk, policy)
+
+
+def reader(contact: dict[str, Any], wave: WaveParams) -> dict[str, Any]:
+    """A contact as the templates read them: a blank name as None (the templates then greet without
+    one), and `zone`, the time zone their times are written in (their own `timezone`, else their
+    account's country's, else the wave country's)."""
+    name = contact.get("name")
+    zone = i18n.reader_zone(contact.get("timezone"), contact.get("account_country"), wave.country)
+    return {**contact, "name": name.strip() or None if isinstance(name, str) else None, "zone": zone}
+
+
+def send_internal(
+    engine: Engine,
+    wave: WaveParams,
+    kind: str,
+    recipients: list[str],
+    context: dict[str, Any],
+    transport: Transport,
+    attachments: list[Attachment] | None = None,
+    template: str | None = None,
+    personal: Callable[[str], tuple[dict[str, Any], list[Attachment]]] | None = None,
+    inline_images: list[Attachment] | None = None,
+) -> outbox.Outcome:
+    """Send `kind` (in English, from the `template` emails, by default named as the kind) to colleagues.
+
+    `personal(address)` adds each recipient's own context and attachments to the shared ones;
+    `inline_images` are shown in the HTML part (`<img src="cid:...">`)."""
+    outbox.enqueue(engine, wave.wave_id, kind, [(address, address) for address in recipients])
+
+    def render(row: dict[str, Any]) -> Any:
+        own_context, own_attachments = personal(row["address"]) if personal else ({}, [])
+        full_context = {"wave": wave_context(wave), "recipient": row["address"], **context, **own_context}
+        email = emails.render_email(template or kind, i18n.DEFAULT_LOCALE, row["address"], full_context)
+        email.attachments = [*(attachments or []), *own_attachments]
+        email.inline_images = list(inline_images or [])
+        email.headers = trace_headers(wave.wave_id, kind)
+        msg_id = emails.message_id(wave.sender, wave.wave_id, kind, row["address"])
+        return emails.build_mime(email, wave.sender, msg_id)
+
+    return outbox.deliver(engine, wave.wave_id, kind, render, transport)
+
+
+def _missing(row: dict[str, Any]) -> dict[str, Any]:
+    from include.nps.delivery.transports import PermanentFailure
+
+    raise PermanentFailure(f"contact {row['recipient']} is no longer in the wave's audience")
