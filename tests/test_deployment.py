@@ -1,7 +1,7 @@
 """The compose deployment. No Docker engine runs here, so the compose file, Dockerfile and .env.example
 are checked as files. The pieces that can run without Docker are run: the postgres init script on a
-real PostgreSQL server, airflow-init's NPS migration as the nps user, and the passwords file read back
-by Airflow's own SimpleAuthManager.
+real PostgreSQL server, airflow-init's NPS migration as the nps user, the passwords file read back
+by Airflow's own SimpleAuthManager, and the script that fits Airflow's constraints file to our pins.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 INIT_SCRIPT = PROJECT_ROOT / "deploy" / "airflow-init.sh"
 PASSWORDS_SCRIPT = PROJECT_ROOT / "deploy" / "simple_auth_passwords.py"
 NPS_DB_SCRIPT = PROJECT_ROOT / "deploy" / "postgres-init" / "10-nps-database.sh"
+CONSTRAINTS_SCRIPT = PROJECT_ROOT / "deploy" / "constraints_without_pins.py"
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
 IMAGE = "nps-orchestrator-airflow:latest"
 
 AIRFLOW_SERVICES = {
@@ -55,6 +57,8 @@ SERVICES = {
     "airflow-dag-processor": ("parses dags/", "command", "dag-processor"),
     "airflow-triggerer": ("runs deferred waits between milestones", "command", "triggerer"),
     "airflow-worker": ("Celery worker: runs the tasks", "command", "celery worker"),
+    # As in Airflow's own compose file: `docker compose run --rm airflow-cli airflow <command>`.
+    "airflow-cli": ("the Airflow CLI, profile debug, never started by `up`", "command", ["bash", "-c", "airflow"]),
     "survey": ("the internet-facing survey form", "command", ["python", "-m", "include.nps.web.survey_form"]),
     "mailpit": ("catches outgoing mail (UI 8025, SMTP 1025)", "image", "axllent/mailpit:v1.21"),
 }
@@ -72,20 +76,26 @@ DEPENDS_ON = {
     "airflow-dag-processor": AFTER_INIT,
     "airflow-triggerer": AFTER_INIT,
     "airflow-worker": {**AFTER_INIT, "airflow-apiserver": HEALTHY},
+    "airflow-cli": BACKENDS,
     # airflow-init migrates the NPS DB before the form (or any worker) connects to it.
     "survey": {"postgres": HEALTHY, "airflow-init": COMPLETED},
 }
 
+# Every Airflow process, the CLI included.
 AIRFLOW_CORE_ENV = {
     "AIRFLOW__CORE__EXECUTOR",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "NPS_HOME",
+    "PYTHONPATH",
 }
+# Airflow 3.3's config reference ([api_auth] jwt_secret): the components that sign or check JWTs, the
+# scheduler (each queued task's token) and the API server. [api] secret_key: the API server, and the
+# log servers of workers and the triggerer, which check its log requests.
+JWT_ENV, API_KEY_ENV = "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"
 # What the NPS tasks read: the NPS DB, mail and chat, the key that signs links and where links point.
 NPS_TASK_ENV = {
     "AIRFLOW_CONN_NPS_DB",
@@ -103,11 +113,15 @@ LOGIN_ENV = {
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
 }
 ENV_NEEDED = {
-    "airflow-worker": AIRFLOW_CORE_ENV | NPS_TASK_ENV,
-    "airflow-scheduler": AIRFLOW_CORE_ENV | NPS_TASK_ENV,
-    "airflow-triggerer": AIRFLOW_CORE_ENV | NPS_TASK_ENV,
-    "airflow-dag-processor": AIRFLOW_CORE_ENV | {"PYTHONPATH"},
-    "airflow-apiserver": AIRFLOW_CORE_ENV | LOGIN_ENV,
+    "airflow-worker": AIRFLOW_CORE_ENV | NPS_TASK_ENV | {API_KEY_ENV},
+    "airflow-scheduler": AIRFLOW_CORE_ENV | {JWT_ENV},
+    # Deferred waits and nps_wave's deadline alert (which reads the NPS DB, mails and posts) run here.
+    "airflow-triggerer": AIRFLOW_CORE_ENV | NPS_TASK_ENV | {API_KEY_ENV},
+    # The failure callback of a task whose worker died runs in the dag-processor.
+    "airflow-dag-processor": AIRFLOW_CORE_ENV | NPS_TASK_ENV,
+    # The wave dashboard (the plugin's app) reads the NPS DB.
+    "airflow-apiserver": AIRFLOW_CORE_ENV | LOGIN_ENV | {JWT_ENV, API_KEY_ENV, "AIRFLOW_CONN_NPS_DB"},
+    "airflow-cli": AIRFLOW_CORE_ENV,
     "airflow-init": AIRFLOW_CORE_ENV
     | LOGIN_ENV
     | {"AIRFLOW_CONN_NPS_DB", "AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_UID"},
@@ -125,12 +139,39 @@ ENV_NEEDED = {
     },
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "NPS_DB_PASSWORD"},
 }
-# Must be the same string in every Airflow service (including airflow-init).
-SHARED_AIRFLOW_ENV = AIRFLOW_CORE_ENV | {"AIRFLOW_CONN_NPS_DB", "NPS_SECRET_KEY", "NPS_SURVEY_BASE_URL"}
+# Must be the same string in every Airflow service that has it (airflow-init and airflow-cli included).
+SHARED_AIRFLOW_ENV = AIRFLOW_CORE_ENV | LOGIN_ENV | NPS_TASK_ENV | {JWT_ENV, API_KEY_ENV}
+
+# Which service may see which secret of .env: it gets exactly these, and nothing else.
+AIRFLOW_SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY"}
+LINK_KEYS = {"NPS_SECRET_KEY", "NPS_SECRET_KEY_PREVIOUS"}
+TASK_SECRETS = {"NPS_DB_PASSWORD", "AIRFLOW_CONN_NPS_SMTP", "AIRFLOW_CONN_NPS_CHAT"} | LINK_KEYS
+SECRETS_SEEN = {
+    "postgres": {"POSTGRES_PASSWORD", "NPS_DB_PASSWORD"},
+    "redis": set(),
+    "mailpit": set(),
+    "airflow-init": AIRFLOW_SECRETS | {"NPS_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"},
+    "airflow-apiserver": AIRFLOW_SECRETS | {"AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "NPS_DB_PASSWORD"},
+    "airflow-scheduler": AIRFLOW_SECRETS | {"AIRFLOW_JWT_SECRET"},
+    "airflow-dag-processor": AIRFLOW_SECRETS | TASK_SECRETS,
+    "airflow-triggerer": AIRFLOW_SECRETS | TASK_SECRETS | {"AIRFLOW_API_SECRET_KEY"},
+    "airflow-worker": AIRFLOW_SECRETS | TASK_SECRETS | {"AIRFLOW_API_SECRET_KEY"},
+    "airflow-cli": AIRFLOW_SECRETS,
+    "survey": {"NPS_DB_PASSWORD", "NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", "NPS_SES_WEBHOOK_TOKEN"} | LINK_KEYS,
+}
+# The optional files of extra settings (never .env itself): Airflow's settings for every Airflow
+# service, the tasks' further connections and settings only where task code runs.
+AIRFLOW_SETTINGS_FILE, TASK_SETTINGS_FILE = ".env.airflow", ".env.tasks"
+TASK_SERVICES = {"airflow-worker", "airflow-triggerer", "airflow-dag-processor"}
+ONE_SHOT = {"airflow-init", "airflow-cli"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $${...} is an escaped dollar.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 SECRET_NAME = re.compile(r"PASSWORD$|SECRET|FERNET|JWT|_KEY$")
+
+
+def _is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) or name.endswith("_TOKEN") or name.startswith("AIRFLOW_CONN_")
 
 
 def _compose() -> dict:
@@ -223,7 +264,7 @@ def test_each_service_is_there_for_its_purpose_and_no_other_service():
     assert set(services) == set(SERVICES), "a new service needs its purpose in SERVICES"
     for name, (purpose, key, expected) in SERVICES.items():
         assert services[name].get(key) == expected, f"{name} ({purpose})"
-    for name in AIRFLOW_SERVICES | {"airflow-init", "survey"}:
+    for name in AIRFLOW_SERVICES | ONE_SHOT | {"survey"}:
         assert services[name]["image"] == IMAGE and services[name]["build"] == ".", name
 
 
@@ -235,7 +276,7 @@ def test_each_service_waits_for_what_it_needs(service):
 
 def test_every_long_running_service_has_a_health_check_and_restarts():
     for name, service in _services().items():
-        if name == "airflow-init":
+        if name in ONE_SHOT:
             assert "healthcheck" not in service and service.get("restart", "no") == "no"
             continue
         assert service["healthcheck"]["test"], name
@@ -280,12 +321,24 @@ def test_named_volumes_are_declared_and_used():
 def test_data_lives_in_volumes_where_each_service_finds_it():
     assert _mounts("postgres")["/var/lib/postgresql/data"] == "postgres-db"
     assert _mounts("postgres")["/docker-entrypoint-initdb.d"] == "./deploy/postgres-init"
-    for name in AIRFLOW_SERVICES | {"airflow-init"}:
+    for name in AIRFLOW_SERVICES | ONE_SHOT:
         mounts = _mounts(name)
         assert mounts["/opt/airflow/logs"] == "airflow-logs", name
         assert mounts[_env(name)["NPS_HOME"]] == "nps-reports", name
         assert mounts["/opt/airflow/data"] == "./data", name
     assert "volumes" not in _services()["survey"]
+
+
+def test_dags_plugins_calendar_and_rules_are_mounted_read_only_where_airflow_runs_code():
+    """An edit to a DAG, the plugin, the calendar or a rules file reaches the next parse or run
+    without a rebuild; the image keeps its own copy (checked below) for hosts without the checkout."""
+    for name in AIRFLOW_SERVICES | {"airflow-cli"}:
+        volumes = _services()[name]["volumes"]
+        for folder in ("dags", "plugins", "calendar", "rules"):
+            assert f"./{folder}:/opt/airflow/{folder}:ro" in volumes, (name, folder)
+            assert (PROJECT_ROOT / folder).is_dir()
+    # Nothing mounted over the code of the one-shot init or the internet-facing form.
+    assert "/opt/airflow/dags" not in _mounts("airflow-init")
 
 
 def test_the_readme_contacts_path_is_inside_the_data_mount():
@@ -301,12 +354,64 @@ def test_the_readme_contacts_path_is_inside_the_data_mount():
 
 def test_airflow_services_share_executor_databases_and_connections():
     services = _services()
-    for name in AIRFLOW_SERVICES:
+    for name in AIRFLOW_SERVICES | ONE_SHOT:
         env = services[name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-        assert env["AIRFLOW_CONN_NPS_DB"].startswith("postgres://nps:")
-        assert services[name]["env_file"] == ".env"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow")
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in TASK_SERVICES | {"airflow-apiserver", "airflow-init"}:
+        assert services[name]["environment"]["AIRFLOW_CONN_NPS_DB"].startswith("postgres://nps:")
+
+
+def _secrets_seen(service: str) -> set[str]:
+    """The secrets of .env a service is given: every ${...} in its definition that names one."""
+    node = _services()[service]
+    return {m["name"] for s in _strings(node) for m in INTERPOLATION.finditer(s) if _is_secret(m["name"])}
+
+
+@pytest.mark.parametrize("service", sorted(SECRETS_SEEN))
+def test_each_service_gets_only_the_secrets_it_needs(service):
+    assert set(_services()) == set(SECRETS_SEEN), "a new service needs its row in SECRETS_SEEN"
+    assert _secrets_seen(service) == SECRETS_SEEN[service]
+
+
+def test_no_service_reads_the_env_file_whole():
+    """.env holds every secret: compose reads it only to fill in ${...}. A service's env_file may
+    name only the optional files of extra settings, and never requires them."""
+    for name, service in _services().items():
+        files = service.get("env_file", [])
+        paths = [entry["path"] for entry in files]
+        assert all(entry["required"] is False for entry in files), name
+        if name in TASK_SERVICES:
+            assert paths == [AIRFLOW_SETTINGS_FILE, TASK_SETTINGS_FILE], name
+        elif name in AIRFLOW_SERVICES | ONE_SHOT:
+            assert paths == [AIRFLOW_SETTINGS_FILE], name
+        else:
+            assert paths == [], name
+    assert "env_file" not in COMPOSE.read_text().split("x-airflow-common:", 1)[1].split("\nservices:", 1)[0]
+
+
+def _example_names(path: Path) -> set[str]:
+    """The variables an example file shows, commented out or not."""
+    return set(re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", path.read_text(), re.M))
+
+
+def test_the_optional_settings_files_have_examples_and_stay_out_of_the_image():
+    airflow_names = _example_names(PROJECT_ROOT / f"{AIRFLOW_SETTINGS_FILE}.example")
+    task_names = _example_names(PROJECT_ROOT / f"{TASK_SETTINGS_FILE}.example")
+    # Airflow's own settings only (they reach every Airflow service); no secret among them.
+    assert airflow_names and all(re.fullmatch(r"AIRFLOW__[A-Z_]+__[A-Z_]+", name) for name in airflow_names)
+    assert not [name for name in airflow_names if _is_secret(name)]
+    # Connections and NPS settings the tasks read.
+    source = "\n".join(path.read_text() for path in (PROJECT_ROOT / "include" / "nps").rglob("*.py"))
+    for name in task_names:
+        if name.startswith("AIRFLOW_CONN_"):
+            assert f'"{name.removeprefix("AIRFLOW_CONN_").lower()}"' in source, name
+        else:
+            assert name.startswith("NPS_") and f'"{name}"' in source, name
+    assert "AIRFLOW_CONN_NPS_ALERTS_CHAT" in task_names
+    for name in (AIRFLOW_SETTINGS_FILE, TASK_SETTINGS_FILE):
+        assert _dockerignored(name) and not _dockerignored(".env.example")
 
 
 @pytest.mark.parametrize("service", sorted(ENV_NEEDED))
@@ -319,8 +424,9 @@ def test_each_service_gets_the_environment_it_needs(service):
 
 @pytest.mark.parametrize("name", sorted(SHARED_AIRFLOW_ENV))
 def test_airflow_services_share_one_value(name):
-    values = {service: _services()[service]["environment"][name] for service in AIRFLOW_SERVICES | {"airflow-init"}}
-    assert len(set(values.values())) == 1, values
+    services = AIRFLOW_SERVICES | ONE_SHOT
+    values = {s: _services()[s]["environment"][name] for s in services if name in _services()[s]["environment"]}
+    assert len(values) >= 2 and len(set(values.values())) == 1, values
 
 
 def test_the_execution_api_url_names_the_api_server():
@@ -349,6 +455,19 @@ def test_the_survey_form_is_its_own_service_not_part_of_the_api_server():
     survey = _services()["survey"]
     assert survey["command"] == ["python", "-m", "include.nps.web.survey_form"]
     assert "NPS_DB_URL" in survey["environment"] and survey["ports"] == ["8090:8090"]
+
+
+def test_the_airflow_cli_runs_on_demand_with_the_common_settings():
+    cli = _services()["airflow-cli"]
+    assert cli["profiles"] == ["debug"], "only `docker compose run` or --profile debug starts it"
+    assert not {"ports", "healthcheck", "restart"} & set(cli)
+    assert cli["user"] == "${AIRFLOW_UID:-50000}:0"
+    assert cli["environment"]["CONNECTION_CHECK_MAX_COUNT"] == "0"
+    assert _env("airflow-cli")["AIRFLOW__CORE__FERNET_KEY"] == _env("airflow-scheduler")["AIRFLOW__CORE__FERNET_KEY"]
+    assert "airflow-auth" not in _named_volumes("airflow-cli")
+    section = _readme_deploy_section()
+    assert "docker compose run --rm airflow-cli airflow pools set nps_email" in section
+    assert "docker compose run --rm airflow-cli airflow" in COMPOSE.read_text()
 
 
 def test_the_internet_facing_survey_service_gets_no_airflow_secret():
@@ -439,6 +558,59 @@ def test_the_image_is_the_airflow_version_pinned_in_requirements():
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in install and "-r /opt/airflow/requirements.txt" in install
 
 
+def _install_step() -> str:
+    """The Dockerfile's RUN that installs requirements.txt, its continuation lines joined."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    return next(line for line in text.splitlines() if line.startswith("RUN") and "pip install" in line)
+
+
+def test_the_image_installs_the_requirements_with_airflows_constraints_file():
+    """Airflow's docs for extending the image: the constraints of the image's Airflow version and
+    Python. Our own pins are taken out of it, so they win; everything else is Airflow's tested set."""
+    step = _install_step()
+    url = "https://raw.githubusercontent.com/apache/airflow/constraints-${AIRFLOW_VERSION}/constraints-${PYTHON_VERSION}.txt"
+    assert f'"{url}"' in step
+    # The Python version is asked of the image's own interpreter, never typed in.
+    assert 'PYTHON_VERSION="$(python -c ' in step and "sys.version_info.minor" in step
+    script = "/opt/airflow/deploy/constraints_without_pins.py"
+    filtered = re.search(rf"python {script} (\S+) /opt/airflow/requirements.txt\s+> (\S+)", step)
+    assert filtered and f"-o {filtered[1]}" in step
+    assert f"--constraint {filtered[2]}" in step.split("pip install", 1)[1]
+    copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", DOCKERFILE.read_text(), re.M)
+    assert "deploy/constraints_without_pins.py /opt/airflow/deploy/" in copies
+    dockerfile = DOCKERFILE.read_text()
+    assert dockerfile.index("constraints_without_pins.py /opt/airflow/deploy/") < dockerfile.index(step[:40])
+
+
+def test_the_constraints_keep_airflows_versions_except_where_requirements_pin_their_own(tmp_path):
+    constraints = tmp_path / "constraints-3.11.txt"
+    constraints.write_text(
+        "# This constraints file was automatically generated\n"
+        "SQLAlchemy==2.0.40\n"  # pinned by us as SQLAlchemy
+        "jinja2==3.1.5\n"  # Jinja2: case does not matter
+        "psycopg2_binary==2.9.10\n"  # psycopg2-binary: nor - _ .
+        "apache-airflow-providers-smtp==2.1.0\n"
+        "numpy==2.2.0\n"
+        "celery==5.5.2\n"
+        "zope.interface==7.2\n"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(CONSTRAINTS_SCRIPT), str(constraints), str(REQUIREMENTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kept = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    assert kept == ["numpy==2.2.0", "celery==5.5.2", "zope.interface==7.2"]
+
+    # Every pin of requirements.txt is an exact pin, so pip has one version to take for each.
+    from packaging.requirements import Requirement
+
+    lines = [line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+    pins = [Requirement(line) for line in lines if line]
+    assert pins and all(len(p.specifier) == 1 and next(iter(p.specifier)).operator == "==" for p in pins)
+
+
 def test_the_image_holds_the_code_and_the_init_scripts_compose_runs():
     copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", DOCKERFILE.read_text(), re.M)
     copied = {}
@@ -454,23 +626,26 @@ def test_the_image_holds_the_code_and_the_init_scripts_compose_runs():
     assert f"python {copied['deploy/simple_auth_passwords.py']}" in INIT_SCRIPT.read_text()
 
 
-def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
+def _dockerignore_patterns() -> list[str]:
     patterns = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()]
-    patterns = [p for p in patterns if p and not p.startswith("#")]
-    assert {".env", ".venv", "var", ".airflow", ".git", "data"} <= set(patterns)
+    return [p for p in patterns if p and not p.startswith("#")]
 
-    def excluded(path: str) -> bool:
-        result = False
-        for pattern in patterns:
-            negated = pattern.startswith("!")
-            if fnmatch.fnmatch(path, pattern.lstrip("!")):
-                result = not negated
-        return result
 
-    assert excluded(".env") and excluded(".env.production")
+def _dockerignored(path: str) -> bool:
+    result = False
+    for pattern in _dockerignore_patterns():
+        negated = pattern.startswith("!")
+        if fnmatch.fnmatch(path, pattern.lstrip("!")):
+            result = not negated
+    return result
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build():
+    assert {".env", ".venv", "var", ".airflow", ".git", "data"} <= set(_dockerignore_patterns())
+    assert _dockerignored(".env") and _dockerignored(".env.production")
     copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", DOCKERFILE.read_text(), re.M)
     for source in " ".join(copied).split():
-        assert not excluded(source), f"{source} is copied into the image but ignored"
+        assert not _dockerignored(source), f"{source} is copied into the image but ignored"
 
 
 # --- airflow-init: NPS migrations and the passwords file ----------------------------------------------
