@@ -26,6 +26,7 @@ CS operations (follow-up owners and the report), data engineering (runs).
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from airflow.sdk import Param, TriggerRule, chain, dag, task
 
@@ -97,7 +98,8 @@ def nps_followups() -> None:
     month = check_report_due()
     swept = sweep_sla()
     chain(sync_crm_status(), swept)
-    chain([month, swept], send_closed_loop_report(month))
+    # At parse time `month` is the XComArg of the check; the report task runs only with a month (short circuit).
+    chain([month, swept], send_closed_loop_report(cast(str, month)))
 
 
 nps_followups()

@@ -24,6 +24,7 @@ CS operations (the calendar), data engineering (the planner).
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import TriggerRule, chain, dag, task
@@ -88,7 +89,8 @@ def nps_planner() -> None:
         except wave_calendar.WaveStartError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    chain(start_wave, record_started_waves(starts))
+    # At parse time `starts` is the XComArg of find_due_waves; the task receives the list it returned.
+    chain(start_wave, record_started_waves(cast(list[dict], starts)))
 
 
 nps_planner()

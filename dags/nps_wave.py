@@ -152,6 +152,7 @@ def nps_wave() -> None:
     def plan_wave(params: dict | None = None, dag_run=None) -> dict:
         from include.nps import pipeline
 
+        assert params is not None  # Airflow always passes the run's params
         return pipeline.plan_wave(dict(params), (dag_run.dag_id, dag_run.run_id))
 
     plan = plan_wave()

@@ -138,7 +138,7 @@ def _delivery_window_end(engine: Any, wave: waves.WaveParams, kind: str) -> dt.d
     row = storage.fetch_one(
         engine, "SELECT MIN(created_at) AS at FROM outbox WHERE wave_id = :w AND kind = :k", w=wave.wave_id, k=kind
     )
-    prepared = storage.as_utc(row["at"]) if row and row["at"] else planned
+    prepared = (storage.as_utc(row["at"]) if row and row["at"] else None) or planned
     return max(planned, prepared) + dt.timedelta(hours=wave.delivery_window_hours)
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Engine, inspect, text
 
@@ -207,6 +207,7 @@ def parse_rules(data: Any, path: Path = DEFAULT_RULES) -> Rules:
     crm = _crm_map(data.get("crm_status_map") or {}, problems)
     if problems:
         raise FollowupRulesError(path, problems)
+    assert isinstance(version, int)  # checked above: a problem otherwise
     return Rules(version, root_causes, incentives, crm, claim_minutes, sla_days)
 
 
@@ -645,6 +646,16 @@ def close(
     return _apply(engine, followup, changes, event, revision, now)
 
 
+class _FormArguments(TypedDict):
+    """The arguments every action of the follow-up form passes (`perform`)."""
+
+    actor: str
+    now: dt.datetime
+    rules: Rules
+    revision: int | None
+    source: str
+
+
 def perform(
     engine: Engine, wave_id: str, contact_id: str, form: Mapping[str, str], rules: Rules, now: dt.datetime
 ) -> str:
@@ -656,7 +667,13 @@ def perform(
         revision: int | None = int(form.get("revision", ""))
     except ValueError:
         raise StaleFollowup("stale", "reload the follow-up and try again") from None
-    common = {"actor": form.get("actor", ""), "now": now, "rules": rules, "revision": revision, "source": "form"}
+    common: _FormArguments = {
+        "actor": form.get("actor", ""),
+        "now": now,
+        "rules": rules,
+        "revision": revision,
+        "source": "form",
+    }
     if action == "claim":
         claim(engine, wave_id, contact_id, **common)
     elif action == "release":
@@ -826,6 +843,7 @@ def sync_crm(
                 seen = {**_key(row), "crm_status": crm_status[:64], "now": now}
                 storage.execute(engine, storage.query("record_crm_status"), seen)
             continue
+        assert target is not None  # a route needs a target
         try:
             _apply(engine, followup, *_crm_change(followup, target, crm_status, row["crm_task_id"], now), None, now)
         except StaleFollowup:

@@ -352,7 +352,7 @@ def report_sent(engine: Engine, month: str) -> bool:
         k=REPORT_KIND,
         r=month,
     )
-    return bool(row) and row["status"] in ("sent", "failed")
+    return row is not None and row["status"] in ("sent", "failed")
 
 
 def report_due(engine: Engine, run_after: dt.datetime, requested: str | None = None) -> str | None:

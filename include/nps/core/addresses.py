@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from email.errors import HeaderParseError
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 
 SEPARATORS = {
     ",": "a comma",
@@ -95,6 +95,7 @@ def mailbox(value: object) -> str:
     if control := next((c for c in text if ord(c) < 32 or ord(c) == 127), None):
         raise AddressError(f"holds the control character U+{ord(control):04X}")
     header = _HEADERS("From", text)
+    assert isinstance(header, AddressHeader)  # the registry's From header class is an address header
     if header.defects or len(header.addresses) != 1:
         raise AddressError(
             'is not one address: write it like "Acme Customer Success <cs@acme.example>" or cs@acme.example '

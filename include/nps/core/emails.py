@@ -207,7 +207,7 @@ def build_mime(email: RenderedEmail, sender: str, msg_id: str) -> EmailMessage:
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
     if email.inline_images:
-        html_part = message.get_payload()[-1]
+        html_part = list(message.iter_parts())[-1]
         for image in email.inline_images:
             maintype, subtype = image.mime_type.split("/", 1)
             html_part.add_related(

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine
 
@@ -108,7 +108,7 @@ def poll_mailbox(engine: Engine, settings: MailboxSettings, max_messages: int = 
     result = PollResult()
     with _imap(settings) as imap:
         _check(imap.select(_quoted(settings.folder)), "SELECT")
-        uids = _check(imap.uid("SEARCH", None, "UNSEEN"), "SEARCH")[0].split()[:max_messages]
+        uids = _check(imap.uid("SEARCH", "UNSEEN"), "SEARCH")[0].split()[:max_messages]
         events, done = [], []
         for uid in uids:
             result.read += 1
@@ -161,6 +161,7 @@ def _dsn_events(message: Message, raw: bytes) -> list[DeliveryEvent]:
     blocks = status_part.get_payload() if status_part is not None else None
     if not isinstance(blocks, list) or not blocks:
         raise NotAReport("delivery-status part missing or empty")
+    blocks = cast(list[Message], blocks)  # the parser gives a message/* part's payload as Messages
     recipients = [block for block in blocks if block.get("Action")]
     if not recipients:
         raise NotAReport("delivery-status names no recipient")
@@ -193,7 +194,8 @@ def _dsn_events(message: Message, raw: bytes) -> list[DeliveryEvent]:
 def _complaint_events(message: Message, raw: bytes) -> list[DeliveryEvent]:
     part = _part(message, "message/feedback-report")
     payload = part.get_payload() if part is not None else None
-    fields = payload[0] if isinstance(payload, list) and payload else None
+    # The parser gives a message/* part's payload as Messages.
+    fields = cast(Message, payload[0]) if isinstance(payload, list) and payload else None
     if fields is None or not fields.get("Feedback-Type"):
         raise NotAReport("feedback-report part missing or without Feedback-Type")
     original = _original_headers(message)
@@ -231,10 +233,11 @@ def _original_headers(message: Message) -> Message | None:
         if kind == "message/rfc822":
             payload = part.get_payload()
             if isinstance(payload, list) and payload:
-                return payload[0]
+                return cast(Message, payload[0])  # the parser gives a message/* part's payload as Messages
         if kind == "text/rfc822-headers":
-            body = part.get_payload(decode=True) or b""
-            return HeaderParser().parsestr(body.decode("utf-8", errors="replace"))
+            body = part.get_payload(decode=True)  # bytes, or None when empty
+            text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else ""
+            return HeaderParser().parsestr(text)
     return None
 
 
@@ -290,7 +293,7 @@ def _imap(settings: MailboxSettings) -> Iterator[imaplib.IMAP4]:
 
 def _fetch(imap: imaplib.IMAP4, uid: bytes) -> bytes:
     """The whole message, without setting \\Seen (BODY.PEEK): only a recorded report is marked read."""
-    data = _check(imap.uid("FETCH", uid, "(BODY.PEEK[])"), "FETCH")
+    data = _check(imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])"), "FETCH")
     for item in data:
         if isinstance(item, tuple) and len(item) == 2:
             return item[1]

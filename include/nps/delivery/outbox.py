@@ -12,6 +12,7 @@ the mailing's window, like a mail server's deferred queue.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import random
@@ -23,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from include.nps.core import storage
 from include.nps.core.rate_limits import Pacer
@@ -219,8 +220,8 @@ def _due_recipients(engine: Engine, scope: dict[str, Any], due: dt.datetime) -> 
     after = ""
     while True:
         page = _patiently(
-            lambda after=after: storage.fetch_all(
-                engine, storage.query("due_messages"), **scope, due=due, after=after, limit=PAGE_SIZE
+            functools.partial(
+                storage.fetch_all, engine, storage.query("due_messages"), **scope, due=due, after=after, limit=PAGE_SIZE
             )
         )
         yield from (row["recipient"] for row in page)
@@ -257,12 +258,15 @@ def _patiently(work: Callable[[], Any]) -> Any:
         retry=retry_if_exception_type(OperationalError),
         wait=wait_exponential(multiplier=0.5, max=15),
         stop=stop_after_delay(DATABASE_PATIENCE),
-        before_sleep=lambda state: log.warning(
-            "the NPS database is unreachable, trying again: %s", state.outcome.exception()
-        ),
+        before_sleep=_log_unreachable,
         reraise=True,
     )
     return retrying(work)
+
+
+def _log_unreachable(state: RetryCallState) -> None:
+    assert state.outcome is not None  # tenacity calls before_sleep after a failed attempt
+    log.warning("the NPS database is unreachable, trying again: %s", state.outcome.exception())
 
 
 def _record(conn: Connection, outcome: dict) -> None:

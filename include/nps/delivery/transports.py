@@ -157,6 +157,7 @@ def _ledger_smtp_hook() -> type:
             """Send `message` once over the open session; the recipients refused, by address."""
             if self._smtp_client is None:
                 raise smtplib.SMTPServerDisconnected("the SMTP session is not open")
+            assert isinstance(self._smtp_client, smtplib.SMTP)  # opened by get_conn(), not the async client
             return self._smtp_client.send_message(message)
 
     return LedgerSmtpHook

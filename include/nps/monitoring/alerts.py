@@ -363,6 +363,7 @@ def late_milestones(engine: Engine, wave_id: str, now: dt.datetime, grace: dt.ti
     late = []
     for row in storage.fetch_all(engine, storage.query("wave_milestones"), wave_id=wave_id):
         due, done = storage.as_utc(row["due_at"]), storage.as_utc(row["done_at"])
+        assert due is not None  # wave_milestones.due_at is NOT NULL
         limit = due + grace
         if (done or now) > limit:
             late.append({"milestone": row["milestone"], "due_at": due, "done_at": done, "late_by": (done or now) - due})
@@ -403,7 +404,8 @@ def wave_deadline(grace: dt.timedelta = WAVE_DEADLINE_GRACE) -> Any:
     """Airflow's deadline alert for a wave's run: still running `grace` after the wave's own
     retrospective was due (`deadlines.WaveRetrospective`, evaluated when the run is created), the
     scheduler has the triggerer await `wave_overdue`, which names the late milestones."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert
+    # task-sdk 1.3.2's airflow/sdk/__init__.pyi omits both, which the module exports (its __all__).
+    from airflow.sdk import AsyncCallback, DeadlineAlert  # type: ignore[attr-defined]
 
     from include.nps.monitoring.deadlines import WaveRetrospective
 
@@ -441,7 +443,7 @@ def run_overdue(context: Mapping[str, Any], now: dt.datetime | None = None) -> D
     }
     if engine is None or wave_id is None:
         event = Event("wave_overdue", f"{dag_id}/{run_id}", "", 0, wave_id)
-        alert = {"wave_id": wave_id, "late": [], "grace_hours": 0, "overdue": overdue}
+        alert: dict[str, Any] = {"wave_id": wave_id, "late": [], "grace_hours": 0, "overdue": overdue}
         return announce(engine, [event], "milestones", alert, settings.emails, settings)
     late = late_milestones(engine, wave_id, now or storage.utcnow(), settings.grace)
     return _announce_milestones(engine, wave_id, late, settings, overdue)

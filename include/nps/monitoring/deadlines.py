@@ -40,6 +40,8 @@ def retrospective_due(conf: dict[str, Any]) -> dt.datetime | None:
 
     try:
         opened, closed = waves.parse_time(conf["open_at"]), waves.parse_time(conf["close_at"])
+        if opened is None or closed is None:
+            return None
         overrides = {name: waves.parse_time(conf.get(f"{name}_at")) for name in waves.OVERRIDABLE}
         country = str(conf.get("country") or DEFAULT_COUNTRY).strip().upper()
         return business_days.plan_milestones(opened, closed, country, overrides)["retrospective"]

@@ -53,7 +53,7 @@ from sqlalchemy import Engine
 from include.nps.core import emails, storage
 from include.nps.core.connections import connection_defined
 from include.nps.delivery import outbox
-from include.nps.delivery.transports import PermanentFailure, Transport
+from include.nps.delivery.transports import PermanentFailure, SmtpTransport
 from include.nps.realtime import crm
 from include.nps.wave import responses, routing, routing_rules, sales_decisions, waves
 from include.nps.wave.responses import BAND_KINDS, band
@@ -366,7 +366,9 @@ def _followup_url(wave_id: str, followup: dict[str, Any] | None) -> str | None:
         return None
     from include.nps.closed_loop import followups
 
-    return followups.followup_url(wave_id, followup["contact_id"], storage.as_utc(followup["created_at"]))
+    created_at = storage.as_utc(followup["created_at"])
+    assert created_at is not None  # followups.created_at is NOT NULL
+    return followups.followup_url(wave_id, followup["contact_id"], created_at)
 
 
 @dataclass(frozen=True)
@@ -548,11 +550,10 @@ def send_band_emails(
     cutoff: dt.datetime,
     now: dt.datetime | None = None,
     settings: Settings | None = None,
-    transport: Transport | None = None,
+    transport: SmtpTransport | None = None,
 ) -> dict[str, Any]:
     """The score-band email (9-10, 7-8, 2-6, 0-1 from the executive) to each new respondent
     whose answer has not changed for the delay; each contact once."""
-    from include.nps.delivery.transports import SmtpTransport
     from include.nps.wave import mailings
 
     now = now or storage.utcnow()
@@ -567,6 +568,7 @@ def send_band_emails(
         w=wave_id,
         kinds=list(BAND_KINDS.values()),
     )
+    assert pending is not None  # COUNT(*) always gives a row
     if not due and not pending["n"]:
         return {"waiting": len(rows)}
     # Every candidate, so that a retry pending from an earlier run renders too.

@@ -323,6 +323,7 @@ def parse(data: Any, where: str = "themes") -> Themes:
     cues = _cues(data.get("cues"), where, problems)
     if problems:
         raise ThemesError(problems)
+    assert isinstance(version, int)  # checked above: a problem otherwise
     return Themes(tuple(themes), cues, risk, str(open_from), int(version), where)
 
 

@@ -312,6 +312,7 @@ def _failure(result: Any, row_key: str | None) -> dict[str, Any]:
 
 def _example(entry: dict[str, Any], row_key: str | None, config: Any) -> str:
     """`C2: 11`: the row's key and its offending value."""
+    assert row_key is not None  # only the rows indexed by the key column are shown
     if "column_A" in config.kwargs:
         first, second = config.kwargs["column_A"], config.kwargs["column_B"]
         return f"{entry.get(row_key)}: {second}={entry.get(second)} but {first}={entry.get(first)}"

@@ -142,6 +142,7 @@ def count_answered(engine: Engine, wave_id: str, until: dt.datetime) -> int:
         w=wave_id,
         t=until,
     )
+    assert row is not None  # COUNT(*) always gives a row
     return int(row["n"])
 
 

@@ -346,6 +346,8 @@ def _rule(raw: Any, number: int, where: str, problems: list[str]) -> Rule | None
         problems.append(f"{label}: then.escalate_to: expected an address or a queue, got {kind_of(escalate_to)}")
     if len(problems) > before:
         return None
+    # Each checked above: a problem otherwise.
+    assert isinstance(name, str) and isinstance(owner_type, str) and isinstance(owner, str)
     return Rule(
         name=name.strip(),
         number=number,

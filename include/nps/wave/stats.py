@@ -151,7 +151,9 @@ def nps(scores: pd.Series) -> dict[str, Any]:
 def wave_summary(engine: Engine, wave_id: str, pillars: list[dict[str, Any]]) -> dict[str, Any]:
     """Audience, responses, response rate, NPS and each pillar's mean for one wave."""
     frame = responses.responses_frame(engine, wave_id, [p["id"] for p in pillars])
-    invited = storage.fetch_one(engine, storage.query("invited_count"), wave_id=wave_id)["n"]
+    counted = storage.fetch_one(engine, storage.query("invited_count"), wave_id=wave_id)
+    assert counted is not None  # COUNT(*) always gives a row
+    invited = counted["n"]
     summary = nps(frame["score"]) if len(frame) else nps(_empty())
     summary["wave_id"] = wave_id
     summary["invited"] = int(invited)

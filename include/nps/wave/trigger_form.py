@@ -17,8 +17,8 @@ from airflow.sdk import Param
 
 from include.nps.wave.pillars import DEFAULT_PILLARS
 
-OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
-OPTIONAL_TEXT = {"type": ["null", "string"]}
+OPTIONAL_TIME: dict[str, Any] = {"type": ["null", "string"], "format": "date-time"}
+OPTIONAL_TEXT: dict[str, Any] = {"type": ["null", "string"]}
 DROP_CHANNELS = {"email": "email (attached, or linked above the size limit)", "storage": "storage (drop location)"}
 DROP_FORMATS = {"xlsx": "XLSX (Excel)", "csv": "CSV (UTF-8 with BOM)"}
 # One address per item: the form refuses lists (comma, semicolon, whitespace) and display names;

@@ -112,8 +112,8 @@ class WaveParams:
                 product=params["product"].strip(),
                 country=params["country"].strip().upper(),
                 audience_csv=params["audience_csv"].strip(),
-                open_at=parse_time(params["open_at"]),
-                close_at=parse_time(params["close_at"]),
+                open_at=required_time(params, "open_at"),
+                close_at=required_time(params, "close_at"),
                 pillar_questions=list(params.get("pillar_questions") or []),
                 sales_recipients=parse_items(params, "sales_recipients", addresses.bare_address),
                 cs_ops_recipients=parse_items(params, "cs_ops_recipients", addresses.bare_address),
@@ -229,6 +229,14 @@ def parse_time(value: Any) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
+def required_time(params: dict[str, Any], name: str) -> dt.datetime:
+    """The time of a field every wave has (a ValueError when it is empty)."""
+    moment = parse_time(params[name])
+    if moment is None:
+        raise ValueError(f"{name} is empty")
+    return moment
+
+
 def plan_wave(
     engine: Engine, params: WaveParams, run: tuple[str, str] | None = None, starts_at: dt.datetime | None = None
 ) -> dict[str, str]:
@@ -300,7 +308,9 @@ def milestone_due(engine: Engine, wave_id: str, milestone: str) -> dt.datetime:
     )
     if row is None:
         raise WaveError(f"wave {wave_id!r} has no milestone {milestone!r}")
-    return storage.as_utc(row["due_at"])
+    due = storage.as_utc(row["due_at"])
+    assert due is not None  # wave_milestones.due_at is NOT NULL
+    return due
 
 
 def mark_done(engine: Engine, wave_id: str, milestone: str) -> None:

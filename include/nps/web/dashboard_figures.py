@@ -108,6 +108,7 @@ def milestone_states(rows: list[dict[str, Any]], now: dt.datetime) -> list[dict[
     states, next_found = [], False
     for name in (m for m in MILESTONES if m in by_name):
         due, done = storage.as_utc(by_name[name]["due_at"]), storage.as_utc(by_name[name]["done_at"])
+        assert due is not None  # wave_milestones.due_at is NOT NULL
         if done:
             state = "done"
         elif now > due + LATE_AFTER:

@@ -210,7 +210,9 @@ def sendgrid_events(item: dict[str, Any]) -> list[DeliveryEvent]:
 def ses_events(message: dict[str, Any], sns_message_id: str = "") -> list[DeliveryEvent]:
     """The delivery events of one SES notification (notificationType) or event (eventType)."""
     kind = str(message.get("notificationType") or message.get("eventType") or "")
-    mail = message.get("mail") if isinstance(message.get("mail"), dict) else {}
+    mail = message.get("mail")
+    if not isinstance(mail, dict):
+        mail = {}
     message_id = bounce_events.clean_message_id(_ses_message_id(mail))
     if kind == "Bounce":
         report = message.get("bounce") or {}
