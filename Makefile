@@ -29,6 +29,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The inner loop: everything but the whole-wave, browser and real-process tests.
 test-fast: $(BIN)/.installed
