@@ -279,6 +279,9 @@ def _frame(
             continue
         rows.append({"row_number": number, **{h: v.strip() for h, v in zip(header, record, strict=True) if h}})
     columns = ["row_number", *dict.fromkeys([*required, *optional, *(h for h in header if h)])]
-    frame = pd.DataFrame(rows, columns=columns).fillna("")
+    frame = pd.DataFrame(rows, columns=columns)
+    # Every cell read is text; a column no row has comes out as float NaN, which takes no "".
+    blank = {column: object for column in columns[1:] if frame[column].isna().all()}
+    frame = frame.astype(blank).fillna("")
     frame["row_number"] = frame["row_number"].astype(int)
     return Table(frame=frame, problems=problems, encoding=encoding, delimiter=delimiter, rows=count)

@@ -48,7 +48,8 @@ def quotes_by_locale(answers: pd.DataFrame, names: list[str]) -> dict[str, list[
     """Up to `QUOTES_PER_EMAIL` anonymised promoter comments per language, highest score and
     earliest answer first; a comment that says the same as one chosen already (see `same_words`)
     is not chosen again."""
-    commented = answers[(answers["score"] >= 9) & answers["comment"].fillna("").astype(str).str.strip().astype(bool)]
+    has_comment = answers["comment"].astype(object).fillna("").astype(str).str.strip().astype(bool)
+    commented = answers[(answers["score"] >= 9) & has_comment]
     commented = commented.assign(language=commented["locale"].map(i18n.normalize_locale))
     chosen: dict[str, list[str]] = {}
     for row in commented.sort_values(["score", "answered_at"], ascending=[False, True]).itertuples():

@@ -105,7 +105,7 @@ def drop_frame(
     for pillar in pillars:
         columns[f"pillar_{pillar['id']}"] = f"{pillar['text']} ({pillar['scale']})"
     sheet = frame.reindex(columns=list(columns)).rename(columns=columns)
-    sheet[DECISION_HEADER] = frame["contact_id"].map(decisions or {}).fillna("").tolist()
+    sheet[DECISION_HEADER] = [(decisions or {}).get(contact_id, "") for contact_id in frame["contact_id"]]
     return sheet.map(neutralise)
 
 
