@@ -496,8 +496,8 @@ def run_retrospective(wave_id: str) -> dict[str, Any]:
     """What customers said (every comment split into pros, cons and suggestions, each linked to a
     theme; themes ranked by the detractors raising them), how the survey itself went, and action
     items: stored, checked, opened as tracker issues when `nps_tracker` is set, then reported to
-    CS ops by email and in `reports/<wave>/retrospective.html`. See `retrospective`, `classifier`
-    and `tracker`."""
+    CS ops by email and in `reports/<wave>/retrospective.html`. See `retrospective`,
+    `comment_themes` and `issue_tracker`."""
     from include.nps.closed_loop import issue_tracker
     from include.nps.core import emails
 

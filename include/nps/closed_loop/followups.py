@@ -22,7 +22,7 @@ The root cause comes from the taxonomy of `rules/followups.yaml` (`other` asks f
 The first time one is recorded, an incentive is assigned among that root cause's variants (the
 control `none` included), reproducibly at random from the follow-up's id, and never changed.
 
-The same moves come from the internal follow-up form (`survey.py`, `/followup/<signed link>`),
+The same moves come from the internal follow-up form (`web/survey_form.py`, `/followup/<signed link>`),
 from the CRM task's status (`sync_crm`) and from the daily SLA sweep (`sweep_sla`), which
 escalates a follow-up nobody contacted in time to its escalation target, once.
 """

@@ -16,7 +16,7 @@ body is rendered from `include/templates/tracker/<flavour>_issue.json.j2`, every
 Exactly once: each item is a row of the outbox ledger (kind `tracker_issue`, recipient the item
 key, channel `tracker`) before its request. The row is claimed (`sending`) before the POST and the
 issue's link recorded after; a run that died between the two finds the row still `sending` and
-records it failed ("outcome unknown") rather than posting again, so a crash can cost an issue (the
+holds it `in_doubt` ("outcome unknown") rather than posting again, so a crash can cost an issue (the
 item key is in every issue, to search for) but never make two. 408, 425, 429, 5xx and network
 errors leave the row pending and fail the task, whose retry sends what is left (3 attempts in all);
 any other 4xx is recorded failed and never retried. Sent links are then copied to

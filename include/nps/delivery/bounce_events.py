@@ -1,7 +1,7 @@
 """Late bounces and complaints: events that arrive after the SMTP session, recorded once and applied.
 
-Sources: delivery status notifications and abuse reports in the bounce mailbox (`bounces.py`) and
-ESP webhooks (`bounce_hooks.py`). A bounce sets `contacts.bounced_at`, a complaint
+Sources: delivery status notifications and abuse reports in the bounce mailbox (`bounce_mailbox.py`) and
+ESP webhooks (`web/esp_webhooks.py`). A bounce sets `contacts.bounced_at`, a complaint
 `contacts.opted_out_at`, for every contact with that address (case-insensitive), so the outbox
 suppresses every later customer email to it. Each event has a key of its source's own id: an event
 received twice (a mailbox read again, a webhook retried) is recorded and applied once.

@@ -1,8 +1,8 @@
 """The bounce mailbox: late bounces (RFC 3464 delivery status notifications) and complaints (RFC 5965
-abuse reports) read over IMAP and applied as suppressions (`delivery_events.record`).
+abuse reports) read over IMAP and applied as suppressions (`bounce_events.record`).
 
 A DSN recipient whose Action is `failed` with a 5.1.x Status (a bad mailbox, domain or address, as
-`delivery.is_bounce` reads an SMTP reply) bounces the address; another 5.x.x is recorded as `other`
+`transports.is_bounce` reads an SMTP reply) bounces the address; another 5.x.x is recorded as `other`
 and suppresses nothing; 4.x.x statuses and `delayed`, `delivered`, `relayed` or `expanded` actions
 are ignored. An abuse report (Feedback-Type `abuse`) is a complaint: an opt-out. Each report is
 linked to the email it returns by that email's Message-ID.

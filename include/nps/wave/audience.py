@@ -9,7 +9,7 @@ such as U+202E), a value longer than its column, an `account_country` that is no
 alpha-2 code, a `timezone` that is not an IANA zone. Free text (name, account_name, role,
 account_tier) is cleaned instead and its row loaded: line breaks and tabs (also a line break in
 a quoted cell) become one space, other control characters and bidi overrides are removed
-(`textclean.clean_line`); a name is still a name without them.
+(`clean_text.clean_line`); a name is still a name without them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The wave's retrospective: what customers said, how the survey itself went, and what to improve.
 
 1. Comments: every comment is split into parts, each a pro, a con or a suggestion linked to a
-   theme of the program (`rules/themes.yaml`, read by the classifier of `classifier`).
+   theme of the program (`rules/themes.yaml`, read by the classifier of `comment_themes`).
 2. Themes are ranked by the distinct detractors (score 0-6) raising them, then by all the
    comments naming them, then in the file's order. A theme with cons gets a risk (high / medium /
    low) from its detractors, with the thresholds of the themes file.

@@ -1,4 +1,4 @@
-"""Route every detractor to one follow-up owner (its chat alert: `realtime.alert_detractors`).
+"""Route every detractor to one follow-up owner (its chat alert: `new_responses.alert_detractors`).
 
 Who follows up, how soon and who hears when it is late is decided by the routing rules
 (`rules/routing.yaml`, see `routing_rules`); the shipped rules keep the first routing rule:

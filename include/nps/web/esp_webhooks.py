@@ -1,5 +1,5 @@
 """ESP event webhooks: late bounces and complaints posted by SendGrid and by Amazon SES (through SNS),
-served by the survey form's app and applied as suppressions (`delivery_events.record`).
+served by the survey form's app and applied as suppressions (`bounce_events.record`).
 
 Each endpoint is off until its secret is configured: it answers 404 ("not configured") and records
 nothing, so nobody can post made-up bounces or complaints and suppress customers. Which endpoints are
