@@ -43,3 +43,23 @@ def test_the_plan_is_stored_with_every_milestone(engine, tmp_path):
     assert {m["milestone"] for m in stored} == set(plan["milestones"]) and len(stored) == 7
     # Close Mon 16 (05:00 in New York) + 3 business days, at the opening of business hours there.
     assert plan["milestones"]["flash"] == "2026-03-19T13:00:00+00:00"
+
+
+def test_a_send_task_retries_deliveries_for_long_but_a_bug_only_as_often_as_any_task(monkeypatch):
+    from include.nps.delivery.transports import TransientFailure
+
+    @pipeline.retries_for_deliveries
+    def send(error: Exception) -> None:
+        raise error
+
+    monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", str(pipeline.OTHER_ERROR_TRIES))
+    with pytest.raises(outbox.DeliveryIncomplete):  # deferred messages: the task's next retry sends them
+        send(outbox.DeliveryIncomplete("1 invitation message(s) still pending"))
+    with pytest.raises(TransientFailure):  # the mail server is unreachable: waited out
+        send(TransientFailure("cannot reach the SMTP server"))
+    with pytest.raises(AirflowFailException, match=r"'name' .*no more tries"):  # a bug: no hours of retries
+        send(KeyError("name"))
+    monkeypatch.setenv("AIRFLOW_CTX_TRY_NUMBER", "1")
+    with pytest.raises(KeyError):  # retried, as any task's error is
+        send(KeyError("name"))
+    assert pipeline.send_mailing_chunk.__wrapped__  # the send task's function is wrapped so

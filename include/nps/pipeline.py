@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from sqlalchemy.exc import OperationalError
 
 from include.nps.core import business_days, charts, i18n, storage
 from include.nps.core.connections import nps_engine, reports_dir
 from include.nps.core.emails import Attachment
 from include.nps.delivery import outbox
-from include.nps.delivery.transports import SmtpTransport
+from include.nps.delivery.transports import SmtpTransport, TransientFailure
 from include.nps.monitoring import alerts
 from include.nps.realtime import new_responses
 from include.nps.wave import (
@@ -92,6 +95,7 @@ def build_audience(wave_id: str) -> dict[str, Any]:
     return {"loaded": loaded.loaded, "quarantined": loaded.quarantined, **counts, **rejected}
 
 
+OTHER_ERROR_TRIES = 3  # a send task's tries for any other error: those of every task (2 retries)
 # A deferred message due again within this is waited for inside the send task (greylisting asks
 # for a few minutes); one due later is left to the task's retry, which frees the worker meanwhile.
 DEFERRED_WAIT_IN_TASK = dt.timedelta(minutes=5)
@@ -117,6 +121,29 @@ def prepare_mailing(wave_id: str, kind: str) -> list[int]:
     return mailings.enqueue_contacts(engine, wave_id, kind, recipients, wave.chunk_size)
 
 
+def retries_for_deliveries(step: F) -> F:
+    """The send task has many retries (dags/nps_wave.py) so that deferred messages are tried again
+    within the delivery window, and an unreachable mail server or database is waited out; any other
+    error (a template or data bug) fails the task after the tries every other task gets, instead of
+    hiding behind hours of retries."""
+
+    @functools.wraps(step)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, **kwargs)
+        except (outbox.DeliveryIncomplete, TransientFailure, OperationalError):
+            raise
+        except Exception as exc:
+            if int(os.environ.get("AIRFLOW_CTX_TRY_NUMBER") or 1) >= OTHER_ERROR_TRIES:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(f"{exc} (not a delivery to retry later: no more tries)") from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+@retries_for_deliveries
 def send_mailing_chunk(wave_id: str, kind: str, chunk: int) -> dict[str, int]:
     """Send the pending messages of one chunk over one SMTP session."""
     engine = nps_engine()
