@@ -6,7 +6,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from include.nps.core import emails
-from include.nps.realtime import new_responses
+from include.nps.realtime import chat_messages
 from include.nps.wave import retrospective, routing, sales_drops, stats
 from include.nps.wave.responses import band
 
@@ -111,5 +111,5 @@ def test_customer_text_is_escaped_in_html_and_chat():
     )
     row = {"vip": True, "score": 2, "account_name": "A & B", "contact_name": "<@U123>", "comment": "<!channel> help"}
     context = {"r": row, "wave": {"name": "W"}, "band": "detractor", "detractor": True, "f": None, "csm": None}
-    alert = new_responses.slack_message({**context, "account_url": None, "channel": "program"})["text"]
+    alert = chat_messages.slack_message({**context, "account_url": None, "channel": "program"})["text"]
     assert "&lt;!channel&gt;" in alert and "&lt;@U123&gt;" in alert and "A &amp; B" in alert

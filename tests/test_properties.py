@@ -38,8 +38,19 @@ from include.nps import pipeline
 from include.nps.core import storage
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import SmtpTransport
-from include.nps.realtime import new_responses
-from include.nps.wave import audience, mailings, responses, routing, routing_rules, sales_drops, stats, waves
+from include.nps.realtime import channels, chat_messages, new_responses
+from include.nps.wave import (
+    audience,
+    band_emails,
+    flash_results,
+    mailings,
+    responses,
+    routing,
+    routing_rules,
+    sales_drops,
+    stats,
+    waves,
+)
 from tests.factories import planned_wave
 
 # Text as exports carry it: Latin with diacritics, CJK, Hebrew, emoji (one with a skin tone), combining
@@ -286,7 +297,7 @@ def test_any_contacts_file_goes_through_the_wave(servers, contacts, data):
 
     # Answers from some of the invited contacts.
     waves.set_status(engine, wave.wave_id, "open")
-    invited = pipeline._mailing_recipients(engine, wave.wave_id, "invitation")
+    invited = mailings.mailing_recipients(engine, wave.wave_id, "invitation")
     outbox.enqueue(engine, wave.wave_id, "invitation", [(c["contact_id"], c["email"]) for c in invited])
     storage.execute(engine, "UPDATE outbox SET status = 'sent', sent_at = :t", {"t": opened})
     some = st.lists(st.sampled_from(invited), min_size=min(len(invited), 2), unique_by=lambda c: c["contact_id"])
@@ -346,7 +357,7 @@ def _quote_block(post: str) -> str:
 
 def check_routing_and_alerts(servers: Servers, engine, wave: waves.WaveParams) -> None:
     """Every detractor routed to a person or CS ops; each alert posted once, whole comment, clean."""
-    frame = pipeline.wave_responses(engine, wave)
+    frame = responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
     fallback = wave.cs_ops_recipients[0]
     rules = routing_rules.load()
     routed = routing.route_detractors(engine, wave.wave_id, frame, wave.detractor_max, fallback, {}, rules=rules)
@@ -365,25 +376,26 @@ def check_routing_and_alerts(servers: Servers, engine, wave: waves.WaveParams) -
         assert_clean("chat post", post["text"])
     # Each detractor's comment is quoted whole and escaped, in one post of its own.
     expected = Counter(
-        new_responses.slack_quote(r["comment"]) if r["comment"] else "> _(no comment)_" for r in detractors
+        chat_messages.slack_quote(r["comment"]) if r["comment"] else "> _(no comment)_" for r in detractors
     )
     assert Counter(_quote_block(p["text"]) for p in posts) == expected
-    contexts = new_responses.wave_alert_contexts(engine, wave.wave_id, new_responses.Settings.from_env())
+    contexts = new_responses.wave_alert_contexts(engine, wave.wave_id, channels.Settings.from_env())
     for context in contexts.values():
         for channel in ("program", "vip", "executive"):
-            assert_clean(f"slack {channel}", new_responses.slack_message({**context, "channel": channel})["text"])
-        assert_clean("teams card", json.dumps(new_responses.teams_message(context), ensure_ascii=False))
+            assert_clean(f"slack {channel}", chat_messages.slack_message({**context, "channel": channel})["text"])
+        assert_clean("teams card", json.dumps(chat_messages.teams_message(context), ensure_ascii=False))
 
 
 def check_band_emails(servers: Servers, engine, wave: waves.WaveParams) -> None:
-    """The score-band email of every respondent, as `pipeline.send_followups` sends it, clean."""
-    frame = pipeline.wave_responses(engine, wave)
+    """The score-band email of every respondent, as `band_emails.send_at_close` sends it, clean."""
+    frame = responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
     frame["band"] = frame["score"].map(responses.band)
+    scores = dict(zip(frame["contact_id"], frame["score"], strict=True))
     with SmtpTransport() as transport:
         for band, kind in responses.BAND_KINDS.items():
-            contacts = pipeline._contacts(frame[frame["band"] == band])
+            contacts = band_emails.recipients(frame[frame["band"] == band])
             sender = wave.executive_sender if band == "critical" else None
-            mailings.send_to_contacts(engine, wave, kind, contacts, transport, pipeline._score_of(frame), sender)
+            mailings.send_to_contacts(engine, wave, kind, contacts, transport, band_emails.score_of(scores), sender)
     sent = [m for kind in responses.BAND_KINDS.values() for m in servers.emails(kind)]
     assert len(sent) == len(frame)
     for message in sent:
@@ -393,9 +405,9 @@ def check_band_emails(servers: Servers, engine, wave: waves.WaveParams) -> None:
 
 def check_flash_and_retrospective(servers: Servers, engine, wave: waves.WaveParams, home: Path) -> None:
     """The flash results to every contact and the retrospective, from the pipeline's own context builders."""
-    recipients = pipeline._mailing_recipients(engine, wave.wave_id, "flash_results")
+    recipients = mailings.mailing_recipients(engine, wave.wave_id, "flash_results")
     with SmtpTransport() as transport:
-        context = pipeline._flash_context(engine, wave)
+        context = flash_results.reader_context(engine, wave, *pipeline._comment_reader())
         mailings.send_to_contacts(engine, wave, "flash_results", recipients, transport, context)
     flash = servers.emails("flash_results")
     assert len(flash) == len(recipients)

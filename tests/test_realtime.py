@@ -19,7 +19,7 @@ from include.nps.closed_loop import followups
 from include.nps.core import signed_links, storage
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import ChatTransport, PermanentFailure, TransientFailure, http_failure
-from include.nps.realtime import new_responses
+from include.nps.realtime import channels, chat_messages, new_responses
 from include.nps.wave import audience, responses, routing_rules, waves
 from tests.factories import contact, planned_wave, write_csv
 
@@ -48,7 +48,7 @@ def settings(tmp_path, monkeypatch):
     monkeypatch.setenv("NPS_CRM_TEMPLATE", "salesforce_task")
     for name in ("NPS_ROUTING_RULES", "NPS_CHAT_RESPONSES", "NPS_BAND_EMAIL_DELAY_MINUTES", "NPS_CRM_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    return new_responses.Settings.from_env()
+    return channels.Settings.from_env()
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def due_text(rule_name: str, now: dt.datetime) -> str:
     """When first contact is due by the shipped rule `rule_name` for a detractor routed at `now`."""
     rules = routing_rules.load()
     rule = next(r for r in rules.rules if r.name == rule_name)
-    return new_responses.utc_minute(rule.sla.due(now, "US", rules.hours))
+    return chat_messages.utc_minute(rule.sla.due(now, "US", rules.hours))
 
 
 def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email(engine, wave, hooks, smtp):
@@ -231,7 +231,7 @@ def test_a_detractor_from_the_form_gets_one_post_one_crm_task_and_one_band_email
     assert followup["owner_type"] == "cs" and followup["owner"] == "csm@vendor.example"
     assert followup["rule_id"] == "everyone-else@v1" and followup["owner_source"] == "rule"
     assert followup["crm_task_id"] == "00T0001" and followup["escalation_target"] == "cs-leads@vendor.example"
-    assert new_responses.utc_minute(followup["sla_due_at"]) == due
+    assert chat_messages.utc_minute(followup["sla_due_at"]) == due
     rows = ledger(engine)
     assert {k: (r["status"], r["attempts"]) for k, r in rows.items()} == {
         ("detractor_alert", "C1"): ("sent", 1),
@@ -506,9 +506,9 @@ ESCAPES = [
 @pytest.mark.parametrize(("text", "slack", "teams"), ESCAPES)
 def test_customer_text_can_neither_mention_nor_format_nor_link(text, slack, teams):
     if slack is not None:
-        assert new_responses.slack_text(text) == slack
+        assert chat_messages.slack_text(text) == slack
     if teams is not None:
-        assert new_responses.teams_text(text) == teams
+        assert chat_messages.teams_text(text) == teams
 
 
 @pytest.mark.parametrize(

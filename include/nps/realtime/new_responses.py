@@ -36,208 +36,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from functools import cache, lru_cache
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote
 
-import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 
-from include.nps.core import emails, storage
+from include.nps.core import storage
 from include.nps.core.connections import connection_defined
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import PermanentFailure, SmtpTransport
 from include.nps.realtime import crm
+from include.nps.realtime.channels import ALERT_KINDS, DETRACTOR_CHANNELS, Channel, Settings, channels
+from include.nps.realtime.chat_people import Person, load_chat_users, person
 from include.nps.wave import responses, routing, routing_rules, sales_decisions, waves
 from include.nps.wave.responses import BAND_KINDS, band
 
 log = logging.getLogger(__name__)
 
 STEP = "realtime_responses"
-SLACK_CONN_ID = "nps_slack"
-VIP_CONN_ID = "nps_slack_vip"
-EXECUTIVE_CONN_ID = "nps_slack_executive"
-TEAMS_CONN_ID = "nps_teams"
-CHAT_CONN_ID = "nps_chat"
-DETRACTOR_ALERT = "detractor_alert"
-RESPONSE_ALERT = "response_alert"
-TEAMS_ALERT = "teams_alert"
-CHAT_ALERT = "chat_alert"
-VIP_ESCALATION = "vip_escalation"
-EXECUTIVE_ALERT = "executive_alert"
-ALERT_KINDS = (DETRACTOR_ALERT, RESPONSE_ALERT, TEAMS_ALERT, CHAT_ALERT, VIP_ESCALATION, EXECUTIVE_ALERT, crm.KIND)
-DETRACTOR_CHANNELS = (DETRACTOR_ALERT, TEAMS_ALERT, CHAT_ALERT)  # where a detractor's alert goes, one kind each
 REALTIME_KINDS = (*ALERT_KINDS, *BAND_KINDS.values())
-DEFAULT_DELAY_MINUTES = 5.0
-DEFAULT_CHAT_USERS = storage.PROJECT_ROOT / "rules" / "chat_users.yaml"
-PERSON_FIELDS = ("slack", "teams", "name", "crm_user_id")
-
-
-class ChatUsersError(ValueError):
-    """The chat users file cannot be used."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Real-time settings, from the environment."""
-
-    band_email_delay: dt.timedelta
-    account_url_template: str
-    chat_users_file: Path
-    post_every_response: bool
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        """`NPS_BAND_EMAIL_DELAY_MINUTES` (5), `NPS_ACCOUNT_URL_TEMPLATE` (with `{account_id}`),
-        `NPS_CHAT_USERS` (rules/chat_users.yaml), `NPS_CHAT_RESPONSES` (`all`, or `detractors`)."""
-        users = os.environ.get("NPS_CHAT_USERS", "").strip()
-        users_path = Path(users) if users else DEFAULT_CHAT_USERS
-        return cls(
-            band_email_delay=dt.timedelta(
-                minutes=float(os.environ.get("NPS_BAND_EMAIL_DELAY_MINUTES") or DEFAULT_DELAY_MINUTES)
-            ),
-            account_url_template=os.environ.get("NPS_ACCOUNT_URL_TEMPLATE", "").strip(),
-            chat_users_file=users_path if users_path.is_absolute() else storage.PROJECT_ROOT / users_path,
-            post_every_response=os.environ.get("NPS_CHAT_RESPONSES", "all").strip().lower() != "detractors",
-        )
-
-    def account_url(self, account_id: str) -> str | None:
-        if not self.account_url_template:
-            return None
-        return self.account_url_template.replace("{account_id}", quote(str(account_id), safe=""))
-
-
-# --- who is who in chat ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Person:
-    """An account owner or CSM, as the alerts name them: mentioned when the chat users file knows them."""
-
-    email: str
-    slack: str | None = None
-    teams: str | None = None
-    name: str | None = None
-    crm_user_id: str | None = None
-
-    @property
-    def slack_mention(self) -> str:
-        return f"<@{self.slack}>" if self.slack else slack_text(self.email)
-
-    @property
-    def teams_mapped(self) -> bool:
-        return bool(self.slack or self.teams or self.name)
-
-    @property
-    def teams_tag(self) -> str:
-        return f"<at>{self.name or self.email}</at>" if self.teams_mapped else teams_text(self.email)
-
-    def teams_entity(self) -> dict[str, Any]:
-        return {
-            "type": "mention",
-            "text": self.teams_tag,
-            "mentioned": {"id": self.teams or self.email, "name": self.name or self.email},
-        }
-
-
-def load_chat_users(path: Path) -> dict[str, Person]:
-    """owner address: Person, from the chat users file (missing file: nobody is mentioned)."""
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        log.info("no chat users file at %s: owners are named by address, not mentioned", path)
-        return {}
-    return _chat_users(str(path), stamp)
-
-
-@lru_cache(maxsize=4)
-def _chat_users(path: str, _stamp: int) -> dict[str, Person]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ChatUsersError(f"{path}: not valid YAML: {exc}") from None
-    users = data.get("users") if isinstance(data, dict) else None
-    if not isinstance(users, dict):
-        raise ChatUsersError(f"{path}: expected `users:` mapping each owner address to slack, teams, name")
-    people = {}
-    for email, entry in users.items():
-        if not isinstance(entry, dict) or set(entry) - set(PERSON_FIELDS):
-            unknown = sorted(set(entry) - set(PERSON_FIELDS)) if isinstance(entry, dict) else entry
-            raise ChatUsersError(f"{path}: users.{email}: expected {', '.join(PERSON_FIELDS)}, got {unknown!r}")
-        key = str(email).strip().lower()
-        people[key] = Person(email=key, **{k: str(v) for k, v in entry.items() if v not in (None, "")})
-    return people
-
-
-def person(people: dict[str, Person], email: str | None) -> Person | None:
-    if not email:
-        return None
-    key = str(email).strip().lower()
-    return people.get(key) or Person(email=key)
-
-
-# --- chat text: escaping and templates --------------------------------------------------------
-
-TEAMS_SPECIALS = "\\`*_~[]"  # inline markdown; line-start markers (# - + 1.) are handled apart
-TEAMS_LINE_START = re.compile(r"^(\s*)(#|-|\+|\d+(?=\.))(\.?)", re.MULTILINE)
-
-
-def slack_text(value: Any) -> str:
-    """Customer text for Slack mrkdwn: `&`, `<`, `>` as entities, so `<!channel>`, `<@U1>` or
-    `<http://x|y>` stay text (no mention, no link)."""
-    return emails.chat_escape(value)
-
-
-def slack_quote(value: Any) -> str:
-    """A comment as a Slack block quote, every line escaped and quoted."""
-    return "\n".join(f"> {slack_text(line)}" for line in str(value).splitlines() or [""])
-
-
-def teams_text(value: Any) -> str:
-    """Customer text for a Teams Adaptive Card TextBlock (which renders markdown): HTML specials
-    as entities (no `<at>` mention, no tag) and every markdown special behind a backslash."""
-    escaped = emails.chat_escape(value)
-    inline = "".join(f"\\{char}" if char in TEAMS_SPECIALS else char for char in escaped)
-    return TEAMS_LINE_START.sub(_escape_line_start, inline)
-
-
-def _escape_line_start(found: re.Match[str]) -> str:
-    """`# `, `- `, `+ ` and `1. ` at a line's start would make a heading or a list."""
-    indent, marker, dot = found.groups()
-    return f"{indent}{marker}\\." if dot else f"{indent}\\{marker}"
-
-
-def utc_minute(value: dt.datetime | None) -> str:
-    return "n/a" if value is None else f"{storage.as_utc(value):%Y-%m-%d %H:%M} UTC"
-
-
-@cache
-def templates() -> Environment:
-    """Chat messages (Slack mrkdwn, Teams cards as JSON): internal, in English."""
-    env = Environment(
-        loader=FileSystemLoader(emails.TEMPLATES_DIR),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(slack_text=slack_text, slack_quote=slack_quote, teams_text=teams_text, utc=utc_minute)
-    return env
-
-
-def slack_message(context: dict[str, Any]) -> dict[str, Any]:
-    return {"text": templates().get_template("chat/response_alert.slack.txt").render(**context).strip()}
-
-
-def teams_message(context: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(templates().get_template("chat/response_alert.teams.json.j2").render(**context))
 
 
 # --- which responses ------------------------------------------------------------------------
@@ -371,80 +189,6 @@ def _followup_url(wave_id: str, followup: dict[str, Any] | None) -> str | None:
     return followups.followup_url(wave_id, followup["contact_id"], created_at)
 
 
-@dataclass(frozen=True)
-class Channel:
-    kind: str
-    conn_id: str
-    ledger_channel: str
-    wants: Callable[[dict[str, Any]], bool]  # does this response (its alert context) go here?
-    render: Callable[[dict[str, Any]], dict[str, Any]]
-    transport: Callable[[], Any]
-
-
-def channels(settings: Settings) -> list[Channel]:
-    """Where each response goes, the program channel first; the CRM only when `nps_crm` is defined."""
-    from include.nps.delivery.transports import ChatTransport, CrmTransport, SlackWebhookTransport, TeamsTransport
-
-    def slack(conn_id: str) -> Callable[[], Any]:
-        return lambda: SlackWebhookTransport(conn_id)
-
-    def slack_post(channel: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        return lambda context: slack_message({**context, "channel": channel})
-
-    def posted(context: dict[str, Any]) -> bool:
-        return settings.post_every_response or context["detractor"]
-
-    listed = [
-        Channel(
-            DETRACTOR_ALERT,
-            SLACK_CONN_ID,
-            "chat",
-            lambda c: c["detractor"],
-            slack_post("program"),
-            slack(SLACK_CONN_ID),
-        ),
-        Channel(
-            RESPONSE_ALERT,
-            SLACK_CONN_ID,
-            "chat",
-            lambda c: posted(c) and not c["detractor"],
-            slack_post("program"),
-            slack(SLACK_CONN_ID),
-        ),
-        Channel(TEAMS_ALERT, TEAMS_CONN_ID, "chat", posted, teams_message, lambda: TeamsTransport(TEAMS_CONN_ID)),
-        Channel(
-            CHAT_ALERT,
-            CHAT_CONN_ID,
-            "chat",
-            lambda c: c["detractor"],
-            slack_post("program"),
-            lambda: ChatTransport(CHAT_CONN_ID),
-        ),
-        Channel(VIP_ESCALATION, VIP_CONN_ID, "chat", lambda c: c["r"]["vip"], slack_post("vip"), slack(VIP_CONN_ID)),
-        Channel(
-            EXECUTIVE_ALERT,
-            EXECUTIVE_CONN_ID,
-            "chat",
-            lambda c: c["band"] == "critical",
-            slack_post("executive"),
-            slack(EXECUTIVE_CONN_ID),
-        ),
-    ]
-    if connection_defined(crm.CRM_CONN_ID):
-        profile = crm.Profile.from_env()
-        listed.append(
-            Channel(
-                crm.KIND,
-                crm.CRM_CONN_ID,
-                "crm",
-                lambda c: c["f"] is not None,
-                lambda c: crm.task_request(profile, c),
-                lambda: CrmTransport(crm.CRM_CONN_ID, profile.endpoint, profile.task_id_path),
-            )
-        )
-    return listed
-
-
 def alert_new_responses(
     engine: Engine,
     wave_id: str,
@@ -553,48 +297,18 @@ def send_band_emails(
     transport: SmtpTransport | None = None,
 ) -> dict[str, Any]:
     """The score-band email (9-10, 7-8, 2-6, 0-1 from the executive) to each new respondent
-    whose answer has not changed for the delay; each contact once."""
-    from include.nps.wave import mailings
+    whose answer has not changed for the delay; each contact once (see `band_emails`)."""
+    from include.nps.wave import band_emails
 
     now = now or storage.utcnow()
     settings = settings or Settings.from_env()
     wave = waves.load_params(engine, wave_id)
     rows = new_responses(engine, wave_id, cutoff)
     quiet_since = min(cutoff, now - settings.band_email_delay)
-    due = [r for r in rows if r["updated_at"] <= quiet_since]
-    pending = storage.fetch_one(
-        engine,
-        "SELECT COUNT(*) AS n FROM outbox WHERE wave_id = :w AND kind IN :kinds AND status = 'pending'",
-        w=wave_id,
-        kinds=list(BAND_KINDS.values()),
-    )
-    assert pending is not None  # COUNT(*) always gives a row
-    if not due and not pending["n"]:
+    if not band_emails.anything_due(engine, wave_id, rows, quiet_since):  # no SMTP session for nothing
         return {"waiting": len(rows)}
-    # Every candidate, so that a retry pending from an earlier run renders too.
-    contacts = [
-        {"contact_id": r["contact_id"], "email": r["email"], "name": r["contact_name"], "locale": r["locale"]}
-        for r in rows
-    ]
-    scores = {r["contact_id"]: r["score"] for r in rows}
-    summary: dict[str, Any] = {"waiting": len(rows) - len(due)}
-    incomplete: list[str] = []
-    due_ids = {r["contact_id"] for r in due}
     with transport or SmtpTransport() as smtp:
-        for band_name, kind in BAND_KINDS.items():
-            members = [c for c in contacts if c["contact_id"] in due_ids and band(scores[c["contact_id"]]) == band_name]
-            mailings.enqueue_contacts(engine, wave_id, kind, members)
-            sender = wave.executive_sender if band_name == "critical" else None
-            try:
-                outcome = mailings.deliver_to_contacts(
-                    engine, wave, kind, contacts, smtp, lambda c: {"score": scores[c["contact_id"]]}, sender
-                )
-                summary[kind] = outcome.__dict__
-            except outbox.DeliveryIncomplete as exc:
-                incomplete.append(str(exc))
-    if incomplete:
-        raise outbox.DeliveryIncomplete("; ".join(incomplete))
-    return summary
+        return band_emails.send_settled(engine, wave, rows, quiet_since, smtp)
 
 
 # --- one pass, as the DAG runs it -----------------------------------------------------------

@@ -433,3 +433,9 @@ def audience_counts(engine: Engine, wave_id: str) -> dict[str, int]:
 
 def audience_frame(engine: Engine, wave_id: str) -> pd.DataFrame:
     return storage.read_frame(engine, storage.query("audience"), wave_id=wave_id)
+
+
+def included_frame(engine: Engine, wave_id: str) -> pd.DataFrame:
+    """The wave's audience without the contacts the snapshot left out."""
+    frame = audience_frame(engine, wave_id)
+    return frame[frame["included"].astype(bool)].reset_index(drop=True)

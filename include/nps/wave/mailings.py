@@ -12,14 +12,30 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from include.nps.core import emails, i18n, signed_links
+from include.nps.core import emails, i18n, signed_links, storage
 from include.nps.core.connections import survey_base_url
 from include.nps.core.emails import Attachment
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import Transport
+from include.nps.wave import audience, data_checks, waves
+from include.nps.wave.responses import BAND_KINDS
 from include.nps.wave.waves import WaveParams
 
 SURVEY_LINK_LIFETIME_AFTER_CLOSE = dt.timedelta(days=30)
+MASS_MAILINGS = {  # wave-wide email kind: the milestone it completes
+    "preannouncement": "preannounce",
+    "invitation": "open",
+    "reminder": "reminder",
+    "flash_results": "flash",
+}
+SEND_WINDOWS = {  # kind: the milestones it must be sent after and before (None: open-ended)
+    "preannouncement": (None, "close_at"),
+    "invitation": ("open_at", "close_at"),
+    "reminder": ("open_at", "close_at"),
+    "flash_results": ("close_at", None),
+    # Band emails go out in real time (nps_responses) while the wave is open, and at close.
+    **{kind: ("open_at", None) for kind in BAND_KINDS.values()},
+}
 
 
 def survey_links(wave: WaveParams, contact_id: str) -> dict[str, Any]:
@@ -152,3 +168,38 @@ def _missing(row: dict[str, Any]) -> dict[str, Any]:
     from include.nps.delivery.transports import PermanentFailure
 
     raise PermanentFailure(f"contact {row['recipient']} is no longer in the wave's audience")
+
+
+def mailing_recipients(engine: Engine, wave_id: str, kind: str) -> list[dict[str, Any]]:
+    """Who a wave-wide mailing goes to: the reminder to those invited who have not answered, the
+    others to the whole audience."""
+    if kind == "reminder":
+        return storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
+    return storage.records(audience.included_frame(engine, wave_id)[["contact_id", "email", "name", "locale"]])
+
+
+def delivery_window_end(engine: Engine, wave: WaveParams, kind: str) -> dt.datetime:
+    """When a mailing stops retrying deferred messages: its window's length after its planned time,
+    or after its ledger rows were prepared when that was later (a mailing run late gets its window)."""
+    planned = waves.milestone_due(engine, wave.wave_id, MASS_MAILINGS[kind])
+    row = storage.fetch_one(
+        engine, "SELECT MIN(created_at) AS at FROM outbox WHERE wave_id = :w AND kind = :k", w=wave.wave_id, k=kind
+    )
+    prepared = (storage.as_utc(row["at"]) if row and row["at"] else None) or planned
+    return max(planned, prepared) + dt.timedelta(hours=wave.delivery_window_hours)
+
+
+def check_outbox(engine: Engine, wave_id: str, kind: str, expected: int) -> None:
+    """One settled ledger row per recipient, sent within the kind's window, few enough undelivered
+    (the wave's `max_undelivered_share`): checked and kept."""
+    import pandas as pd
+
+    wave = waves.load_params(engine, wave_id)
+    columns = ["recipient", "status", "sent_at", "delivered", "sent_to_suppressed"]
+    ledger = storage.fetch_all(engine, storage.query("ledger_check"), wave_id=wave_id, kind=kind)
+    frame = pd.DataFrame(ledger, columns=columns)
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True, format="mixed")
+    frame["delivered"] = frame["delivered"].astype("Int64")
+    start, end = (getattr(wave, name) if name else None for name in SEND_WINDOWS.get(kind, (None, None)))
+    suite = data_checks.outbox_suite(expected, (start, end), wave.thresholds.max_undelivered_share)
+    data_checks.run_check(engine, wave_id, kind, "outbox", frame, suite, row_key="recipient")

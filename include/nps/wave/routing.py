@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from include.nps.core import storage
-from include.nps.wave import routing_rules
+from include.nps.wave import data_checks, routing_rules, waves
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,6 +104,36 @@ def route_detractors(
         rows.append(followup_row(wave_id, r, route, decisions.get(r["contact_id"]), fallback, now))
     store_followups(engine, rows)
     return len(rows)
+
+
+def route_wave(
+    engine: Engine,
+    wave: waves.WaveParams,
+    frame: pd.DataFrame,
+    decisions: dict[str, str],
+    rules: routing_rules.RuleSet,
+) -> int:
+    """Route the wave's detractors in `frame` (its responses) and check that each has exactly one
+    follow-up, also those opened in real time for an answer that has changed band since."""
+    fallback = wave.cs_ops_recipients[0] if wave.cs_ops_recipients else "cs-ops"
+    routed = route_detractors(
+        engine, wave.wave_id, frame, wave.detractor_max, fallback, decisions, rules=rules, country=wave.country
+    )
+    followups = followups_frame(engine, wave.wave_id)
+    current = frame.loc[frame["score"] <= wave.detractor_max, "contact_id"].tolist()
+    suite = data_checks.routing_suite(current, _changed_since_routed(engine, wave, current, followups))
+    data_checks.run_check(engine, wave.wave_id, "routing", "routing", followups, suite, row_key="contact_id")
+    return routed
+
+
+def _changed_since_routed(
+    engine: Engine, wave: waves.WaveParams, current: list[str], followups: pd.DataFrame
+) -> list[str]:
+    """Follow-ups opened in real time for a detractor's answer that has changed band since."""
+    earlier = storage.fetch_all(
+        engine, storage.query("ever_detractors"), wave_id=wave.wave_id, detractor_max=wave.detractor_max
+    )
+    return sorted({r["contact_id"] for r in earlier} & set(followups["contact_id"]) - set(current))
 
 
 def followup_row(
