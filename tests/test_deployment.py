@@ -478,7 +478,7 @@ def test_the_internet_facing_survey_service_gets_no_airflow_secret():
 
 
 def test_the_survey_settings_are_ones_the_form_reads():
-    source = (PROJECT_ROOT / "include" / "nps" / "web" / "survey_form.py").read_text()
+    source = "".join(path.read_text() for path in (PROJECT_ROOT / "include" / "nps" / "web").glob("*.py"))
     for name in _services()["survey"]["environment"]:
         if name.startswith("NPS_SURVEY_"):
             assert f'"{name}"' in source, name
