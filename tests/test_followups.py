@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devkit.servers import SurveyServer
 from include.nps.closed_loop import followups
@@ -180,6 +183,46 @@ def test_an_illegal_move_is_refused_with_its_reason_and_changes_nothing(engine, 
         action(engine, w)
     assert refused.value.code == code and str(refused.value)
     assert state(engine, w) == before
+
+
+MOVES = {  # each action of the form, with valid input
+    "claim": lambda e, w, c, t: followups.claim(e, w, c, "ana", t, RULES),
+    "release": lambda e, w, c, t: followups.release(e, w, c, "ana", t, RULES),
+    "attempt": lambda e, w, c, t: followups.log_attempt(e, w, c, "ana", "tried", t, RULES),
+    "attempt_reached": lambda e, w, c, t: followups.log_attempt(e, w, c, "ana", "reached", t, RULES),
+    "unreachable": lambda e, w, c, t: followups.mark_unreachable(e, w, c, "ana", t, RULES),
+    "root_cause": lambda e, w, c, t: followups.record_root_cause(e, w, c, "ana", "pricing", t, RULES),
+    "close": lambda e, w, c, t: followups.close(e, w, c, "ana", True, t, RULES),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sequence=st.lists(st.sampled_from(sorted(MOVES)), min_size=1, max_size=12))
+def test_any_sequence_of_moves_keeps_to_the_transitions_and_the_form_offers_what_is_allowed(engine, tmp_path, sequence):
+    """Whatever people press, in any order: a move that succeeds goes along `TRANSITIONS` (or stays),
+    one refused changes nothing, and a move refused for its state is one the form does not offer."""
+    contact_id = f"P{next(_examples)}"
+    wave = seed_wave(engine, tmp_path, [contact_id], name=f"W{contact_id}")
+    open_followup(engine, wave.wave_id, contact_id, T0)
+    for step, name in enumerate(sequence):
+        before = followups.load(engine, wave.wave_id, contact_id)
+        offered = followups.allowed_actions(before["status"])
+        try:
+            after = MOVES[name](engine, wave.wave_id, contact_id, at(1 + step))
+        except IllegalTransition:
+            assert name.removesuffix("_reached") not in offered
+            assert followups.load(engine, wave.wave_id, contact_id) == before
+            continue
+        except InvalidInput as refused:  # valid input: only "nobody is calling" or "no root cause yet"
+            assert refused.code in ("not_claimed", "root_cause_missing")
+            assert followups.load(engine, wave.wave_id, contact_id) == before
+            continue
+        assert name.removesuffix("_reached") in offered
+        moved = (before["status"], after["status"])
+        assert moved[0] == moved[1] or moved[1] in followups.TRANSITIONS[moved[0]] or followups.path_between(*moved)
+
+
+_examples = itertools.count()
 
 
 def test_the_error_of_an_illegal_transition_says_what_is_allowed(engine, wave):

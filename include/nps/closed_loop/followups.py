@@ -61,6 +61,22 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 IN_PROGRESS = ("open", "contacting", "reached")
 ATTEMPT_OUTCOMES = ("tried", "call_back_later", "reached")
 ACTIONS = ("claim", "release", "attempt", "unreachable", "root_cause", "close")
+# The state machine of people's moves: where each may be done. Every move keeps to `TRANSITIONS`
+# (an attempt moves to contacting, or reached; unreachable to unreachable; close to closed).
+ALLOWED_IN: dict[str, tuple[str, ...]] = {
+    "claim": ("open", "contacting", "reached", "unreachable"),
+    "release": ("open", "contacting", "reached", "unreachable"),
+    "attempt": ("open", "contacting", "reached", "unreachable"),
+    "unreachable": ("contacting",),
+    "root_cause": ("reached",),
+    "close": ("reached",),
+}
+ACTION_WORDS = {action: action.replace("_", " ") for action in ACTIONS} | {
+    "attempt": "log a call attempt on",
+    "unreachable": "mark unreachable",
+    "root_cause": "record the root cause of",
+}
+UNCLAIMED = {"claimed_by": None, "claimed_at": None}
 ESCALATION_KIND = "followup_escalation"
 RULES_ENV = "NPS_FOLLOWUP_RULES"
 DEFAULT_RULES = storage.PROJECT_ROOT / "rules" / "followups.yaml"
@@ -338,14 +354,8 @@ def sla_due(followup: dict[str, Any], rules: Rules) -> dt.datetime:
 
 
 def allowed_actions(status: str) -> tuple[str, ...]:
-    """What the form offers in `status` (the state machine decides again when it is done)."""
-    return {
-        "open": ("claim", "release", "attempt"),
-        "contacting": ("claim", "release", "attempt", "unreachable"),
-        "reached": ("claim", "release", "attempt", "root_cause", "close"),
-        "unreachable": ("claim", "release", "attempt"),
-        "closed": (),
-    }[status]
+    """What can be done to a follow-up in `status` (the form offers these)."""
+    return tuple(action for action in ACTIONS if status in ALLOWED_IN[action])
 
 
 def next_wave(engine: Engine, wave_id: str, contact_id: str, now: dt.datetime) -> dict[str, Any] | None:
@@ -391,35 +401,6 @@ def path_between(current: str, target: str) -> list[str] | None:
                 seen.add(state)
                 frontier.append([*route, state])
     return None
-
-
-def _move(followup: dict[str, Any], target: str, action: str) -> str:
-    """`target` if the follow-up may get there by `action` along allowed moves, else
-    IllegalTransition saying what is allowed."""
-    current = followup["status"]
-    if current == "closed":
-        raise IllegalTransition("closed", "this follow-up is closed: nothing can change any more", action=action)
-    allowed = target in TRANSITIONS[current] if target == current else path_between(current, target) is not None
-    if not allowed:
-        raise IllegalTransition(
-            "illegal_transition",
-            f"cannot {action.replace('_', ' ')} a follow-up that is {current} (allowed from {current}: "
-            f"{', '.join(sorted(TRANSITIONS[current])) or 'nothing'})",
-            action=action,
-            current=current,
-            target=target,
-        )
-    return target
-
-
-def _require_reached(followup: dict[str, Any], action: str) -> None:
-    if followup["status"] == "closed":
-        raise IllegalTransition("closed", "this follow-up is closed: nothing can change any more", action=action)
-    if followup["status"] != "reached":
-        raise IllegalTransition(
-            "not_reached", f"the customer must be reached first (the follow-up is {followup['status']})",
-            action=action, current=followup["status"],
-        )  # fmt: skip
 
 
 def _check_actor(actor: str | None) -> str:
@@ -484,6 +465,52 @@ def _apply(
     return {**followup, **new, "revision": followup["revision"] + 1}
 
 
+@dataclass(frozen=True)
+class Command:
+    """A person's move on one follow-up: who, when, from where (`form`, `api`), over which revision."""
+
+    engine: Engine
+    wave_id: str
+    contact_id: str
+    actor: str
+    now: dt.datetime
+    rules: Rules
+    revision: int | None = None
+    source: str = "api"
+
+
+Decision = tuple[dict[str, Any], dict[str, Any]]  # the changes, and what the call-log row adds
+
+
+def _act(command: Command, action: str, decide: Callable[[dict[str, Any], str], Decision]) -> dict[str, Any]:
+    """Every person's move, expressed once: who acts, the follow-up, closed is final, nobody else
+    is calling, the move is allowed in the follow-up's state (`ALLOWED_IN`); then `decide(followup,
+    actor)` gives the changes, written with their call-log row over the revision that was read."""
+    actor = _check_actor(command.actor)
+    followup = load(command.engine, command.wave_id, command.contact_id)
+    if followup["status"] == "closed":
+        raise IllegalTransition("closed", "this follow-up is closed: nothing can change any more", action=action)
+    _not_claimed_by_other(followup, actor, command.now, command.rules)
+    if followup["status"] not in ALLOWED_IN[action]:
+        raise _refusal(action, followup["status"])
+    changes, event = decide(followup, actor)
+    event = {"actor": actor, "source": command.source, "action": action, **event}
+    return _apply(command.engine, followup, changes, event, command.revision, command.now)
+
+
+def _refusal(action: str, current: str) -> IllegalTransition:
+    """Why `action` cannot be done to a follow-up that is `current`."""
+    if action in ("root_cause", "close"):
+        message = f"the customer must be reached first (the follow-up is {current})"
+        return IllegalTransition("not_reached", message, action=action, current=current)
+    if action == "unreachable" and current == "open":
+        message = "log at least one call attempt before marking the customer unreachable"
+        return IllegalTransition("no_attempt_yet", message)
+    allowed = ", ".join(a for a in ACTIONS if current in ALLOWED_IN[a]) or "nothing"
+    message = f"cannot {ACTION_WORDS[action]} a follow-up that is {current} (allowed when {current}: {allowed})"
+    return IllegalTransition("illegal_transition", message, action=action, current=current)
+
+
 def claim(
     engine: Engine,
     wave_id: str,
@@ -496,13 +523,8 @@ def claim(
 ) -> dict[str, Any]:
     """`actor` is calling now: nobody else may log a call until they log theirs, release, or
     `claim_minutes` pass. Claiming again renews one's own claim."""
-    actor = _check_actor(actor)
-    followup = load(engine, wave_id, contact_id)
-    if followup["status"] == "closed":
-        raise IllegalTransition("closed", "this follow-up is closed: nothing can change any more", action="claim")
-    _not_claimed_by_other(followup, actor, now, rules)
-    event = {"actor": actor, "source": source, "action": "claim"}
-    return _apply(engine, followup, {"claimed_by": actor, "claimed_at": now}, event, revision, now)
+    command = Command(engine, wave_id, contact_id, actor, now, rules, revision, source)
+    return _act(command, "claim", lambda followup, who: ({"claimed_by": who, "claimed_at": now}, {}))
 
 
 def release(
@@ -516,13 +538,13 @@ def release(
     source: str = "api",
 ) -> dict[str, Any]:
     """End one's own claim (or clear one that has run out) without logging a call."""
-    actor = _check_actor(actor)
-    followup = load(engine, wave_id, contact_id)
-    _not_claimed_by_other(followup, actor, now, rules)
-    if not followup["claimed_by"]:
-        raise InvalidInput("not_claimed", "nobody is calling this customer right now")
-    event = {"actor": actor, "source": source, "action": "release"}
-    return _apply(engine, followup, {"claimed_by": None, "claimed_at": None}, event, revision, now)
+
+    def decide(followup: dict[str, Any], _actor: str) -> Decision:
+        if not followup["claimed_by"]:
+            raise InvalidInput("not_claimed", "nobody is calling this customer right now")
+        return dict(UNCLAIMED), {}
+
+    return _act(Command(engine, wave_id, contact_id, actor, now, rules, revision, source), "release", decide)
 
 
 def log_attempt(
@@ -539,18 +561,16 @@ def log_attempt(
 ) -> dict[str, Any]:
     """Log one call attempt (tried, call_back_later or reached) and end the caller's claim.
     Refused while someone else is calling."""
-    actor = _check_actor(actor)
     if outcome not in ATTEMPT_OUTCOMES:
         raise InvalidInput("outcome_invalid", f"the call's outcome must be one of {', '.join(ATTEMPT_OUTCOMES)}")
     note = _check_text(note, MAX_NOTE)
-    followup = load(engine, wave_id, contact_id)
-    _not_claimed_by_other(followup, actor, now, rules)
-    # a later call with a customer already reached never takes the loop back
-    target = "reached" if outcome == "reached" or followup["status"] == "reached" else "contacting"
-    status = _move(followup, target, "attempt")
-    event = {"actor": actor, "source": source, "action": "attempt", "outcome": outcome, "note": note}
-    changes = {"status": status, "claimed_by": None, "claimed_at": None}
-    return _apply(engine, followup, changes, event, revision, now)
+
+    def decide(followup: dict[str, Any], _actor: str) -> Decision:
+        # a later call with a customer already reached never takes the loop back
+        status = "reached" if outcome == "reached" or followup["status"] == "reached" else "contacting"
+        return {"status": status, **UNCLAIMED}, {"outcome": outcome, "note": note}
+
+    return _act(Command(engine, wave_id, contact_id, actor, now, rules, revision, source), "attempt", decide)
 
 
 def mark_unreachable(
@@ -565,17 +585,9 @@ def mark_unreachable(
     source: str = "api",
 ) -> dict[str, Any]:
     """Give up reaching the customer for now (only after at least one attempt); a later attempt reopens it."""
-    actor = _check_actor(actor)
     note = _check_text(note, MAX_NOTE)
-    followup = load(engine, wave_id, contact_id)
-    _not_claimed_by_other(followup, actor, now, rules)
-    if followup["status"] == "open":
-        raise IllegalTransition(
-            "no_attempt_yet", "log at least one call attempt before marking the customer unreachable"
-        )
-    status = _move(followup, "unreachable", "mark_unreachable")
-    event = {"actor": actor, "source": source, "action": "unreachable", "note": note}
-    return _apply(engine, followup, {"status": status, "claimed_by": None, "claimed_at": None}, event, revision, now)
+    command = Command(engine, wave_id, contact_id, actor, now, rules, revision, source)
+    return _act(command, "unreachable", lambda followup, who: ({"status": "unreachable", **UNCLAIMED}, {"note": note}))
 
 
 def record_root_cause(
@@ -592,31 +604,29 @@ def record_root_cause(
 ) -> dict[str, Any]:
     """Record (or correct, until the loop is closed) the root cause of a reached customer. The
     first one recorded assigns the incentive, once: a correction never reassigns it."""
-    actor = _check_actor(actor)
     cause = rules.root_causes.get(root_cause or "")
     if cause is None:
         raise InvalidInput("root_cause_invalid", f"choose a root cause from the list ({', '.join(rules.root_causes)})")
     text_value = _check_text(other_text, MAX_OTHER_TEXT, "other_too_long")
     if cause.requires_text and not text_value:
         raise InvalidInput("other_text_missing", f"describe the root cause in a few words ({cause.label})")
-    followup = load(engine, wave_id, contact_id)
-    _not_claimed_by_other(followup, actor, now, rules)
-    _require_reached(followup, "record_root_cause")
-    changes: dict[str, Any] = {
-        "root_cause": cause.id,
-        "root_cause_other": text_value if cause.requires_text else None,
-        "rules_version": followup["rules_version"] or rules.version,
-    }
-    note = text_value if cause.requires_text else None
-    if followup["incentive"] is None:
-        changes |= {
-            "incentive": assign_incentive(wave_id, contact_id, cause.incentives),
-            "incentive_root_cause": cause.id,
-            "incentive_at": now,
-            "rules_version": rules.version,
+
+    def decide(followup: dict[str, Any], _actor: str) -> Decision:
+        changes: dict[str, Any] = {
+            "root_cause": cause.id,
+            "root_cause_other": text_value if cause.requires_text else None,
+            "rules_version": followup["rules_version"] or rules.version,
         }
-    event = {"actor": actor, "source": source, "action": "root_cause", "outcome": cause.id, "note": note}
-    return _apply(engine, followup, changes, event, revision, now)
+        if followup["incentive"] is None:
+            changes |= {
+                "incentive": assign_incentive(wave_id, contact_id, cause.incentives),
+                "incentive_root_cause": cause.id,
+                "incentive_at": now,
+                "rules_version": rules.version,
+            }
+        return changes, {"outcome": cause.id, "note": text_value if cause.requires_text else None}
+
+    return _act(Command(engine, wave_id, contact_id, actor, now, rules, revision, source), "root_cause", decide)
 
 
 def close(
@@ -632,18 +642,15 @@ def close(
     source: str = "api",
 ) -> dict[str, Any]:
     """Close the loop of a reached customer whose root cause is recorded, with its outcome."""
-    actor = _check_actor(actor)
     note = _check_text(note, MAX_NOTE)
-    followup = load(engine, wave_id, contact_id)
-    _not_claimed_by_other(followup, actor, now, rules)
-    _require_reached(followup, "close")
-    status = _move(followup, "closed", "close")
-    if not followup["root_cause"]:
-        raise InvalidInput("root_cause_missing", "record the root cause before closing the loop")
-    outcome = "recovered" if recovered else "not_recovered"
-    event = {"actor": actor, "source": source, "action": "close", "outcome": outcome, "note": note}
-    changes = {"status": status, "recovered": bool(recovered), "closed_at": now, "claimed_by": None, "claimed_at": None}
-    return _apply(engine, followup, changes, event, revision, now)
+
+    def decide(followup: dict[str, Any], _actor: str) -> Decision:
+        if not followup["root_cause"]:
+            raise InvalidInput("root_cause_missing", "record the root cause before closing the loop")
+        changes = {"status": "closed", "recovered": bool(recovered), "closed_at": now, **UNCLAIMED}
+        return changes, {"outcome": "recovered" if recovered else "not_recovered", "note": note}
+
+    return _act(Command(engine, wave_id, contact_id, actor, now, rules, revision, source), "close", decide)
 
 
 class _FormArguments(TypedDict):
