@@ -1,7 +1,7 @@
 """
 ### NPS follow-ups: the closed loop, every day, and its report to management, every month
 
-Runs every day at 06:00 UTC over every follow-up of every wave (`include/nps/closed_loop/followups.py`):
+Runs every day at 06:00 UTC over every follow-up of every wave (`include/nps/closed_loop/`):
 
 1. **sync_crm_status**: each follow-up in progress with a CRM task (`followups.crm_task_id`) takes
    the state of its task's status (`GET <nps_crm host>/tasks/<task id>`, mapped by
@@ -64,15 +64,15 @@ from include.nps.monitoring import alerts
 def nps_followups() -> None:
     @task
     def sync_crm_status() -> dict:
-        from include.nps.closed_loop import followups
+        from include.nps.closed_loop import crm_sync
 
-        return followups.run_crm_sync()
+        return crm_sync.run_crm_sync()
 
     @task
     def sweep_sla() -> dict:
-        from include.nps.closed_loop import followups
+        from include.nps.closed_loop import sla_sweep
 
-        return followups.run_sla_sweep()
+        return sla_sweep.run_sla_sweep()
 
     @task.short_circuit
     def check_report_due(params=None, dag_run=None) -> str | None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devkit.servers import SurveyServer
-from include.nps.closed_loop import followups
+from include.nps.closed_loop import crm_sync, followups, sla_sweep
 from include.nps.closed_loop.followups import AlreadyClaimed, IllegalTransition, InvalidInput, StaleFollowup
 from include.nps.core import signed_links, storage
 from include.nps.core.storage import PROJECT_ROOT
@@ -516,10 +516,10 @@ def test_the_sla_sweep_escalates_each_overdue_followup_once_to_its_target(databa
     followups.log_attempt(engine, w, "S3", "ana", "tried", at(30), RULES)
 
     with SmtpTransport() as transport:
-        first = followups.sweep_sla(engine, transport, RULES, now)
+        first = sla_sweep.sweep_sla(engine, transport, RULES, now)
         storage.execute(engine, "UPDATE followups SET escalated_at = NULL")  # as if the run died after sending
-        again = followups.sweep_sla(engine, transport, RULES, now + dt.timedelta(hours=1))
-        third = followups.sweep_sla(engine, transport, RULES, now + dt.timedelta(hours=2))
+        again = sla_sweep.sweep_sla(engine, transport, RULES, now + dt.timedelta(hours=1))
+        third = sla_sweep.sweep_sla(engine, transport, RULES, now + dt.timedelta(hours=2))
 
     assert first == {"overdue": 3, "escalated": 3, "without_target": 0}
     assert again["escalated"] == 3 and third == {"overdue": 0, "escalated": 0, "without_target": 0}
@@ -544,7 +544,7 @@ def test_the_sla_sweep_escalates_each_overdue_followup_once_to_its_target(databa
 
 
 def _with_crm_tasks(engine, w: str, tasks: dict[str, str]) -> None:
-    if not followups.has_column(engine, "followups", "crm_task_id"):  # migration 008 not there yet
+    if not crm_sync.has_column(engine, "followups", "crm_task_id"):  # migration 008 not there yet
         storage.execute(engine, "ALTER TABLE followups ADD COLUMN crm_task_id VARCHAR(254)")
     for contact_id, task_id in tasks.items():
         storage.execute(
@@ -574,7 +574,7 @@ def test_crm_task_statuses_move_followups_forward_only(engine, tmp_path, httpser
     httpserver.expect_request("/crm/tasks/T-8", method="GET").respond_with_data("<html>maintenance</html>")
     monkeypatch.setenv("AIRFLOW_CONN_NPS_CRM", json.dumps({"conn_type": "http", "host": httpserver.url_for("/crm")}))
 
-    counts = followups.run_crm_sync()
+    counts = crm_sync.run_crm_sync()
     # T-7 refused and T-8 not JSON: those two are skipped, the others still synced
     expected = {"checked": 8, "moved": 3, "unchanged": 1, "unknown_status": 1, "missing_task": 1, "refused": 2}
     assert counts == {**expected, "conflicts": 0}
@@ -589,7 +589,7 @@ def test_crm_task_statuses_move_followups_forward_only(engine, tmp_path, httpser
     }
     assert log_of(engine, w, "K2")[-1] == (2, "crm_sync", "Completed", "contacting", "closed")
     assert state(engine, w, "K2")["recovered"] is None and state(engine, w, "K3")["crm_status"] == "Not Started"
-    again = followups.run_crm_sync()  # nothing moves twice; the closed one is no longer asked about
+    again = crm_sync.run_crm_sync()  # nothing moves twice; the closed one is no longer asked about
     assert again["moved"] == 0 and again["checked"] == 7
 
 
@@ -598,13 +598,13 @@ def test_a_crm_answer_worth_retrying_is_a_transient_failure(httpserver, monkeypa
     httpserver.expect_request("/crm/tasks/T-1", method="GET").respond_with_data("busy", status=status)
     monkeypatch.setenv("AIRFLOW_CONN_NPS_CRM", json.dumps({"conn_type": "http", "host": httpserver.url_for("/crm")}))
     with pytest.raises(TransientFailure, match=f"CRM answered {status} for task T-1"):
-        followups.crm_status_fetcher()("T-1")
+        crm_sync.crm_status_fetcher()("T-1")
 
 
 def test_the_crm_sync_is_skipped_without_a_connection_or_a_task_column(engine, tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_NPS_CRM", raising=False)
-    assert followups.run_crm_sync() == {"skipped": "no nps_crm connection"}
-    if followups.has_column(engine, "followups", "crm_task_id"):
+    assert crm_sync.run_crm_sync() == {"skipped": "no nps_crm connection"}
+    if crm_sync.has_column(engine, "followups", "crm_task_id"):
         storage.execute(engine, "ALTER TABLE followups DROP COLUMN crm_task_id")
-    counts = followups.sync_crm(engine, lambda task_id: pytest.fail("nothing to ask"), RULES, T0)
+    counts = crm_sync.sync_crm(engine, lambda task_id: pytest.fail("nothing to ask"), RULES, T0)
     assert counts["checked"] == 0

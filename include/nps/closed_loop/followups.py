@@ -22,8 +22,8 @@ The root cause comes from the taxonomy of `rules/followups.yaml` (`other` asks f
 The first time one is recorded, an incentive is assigned among that root cause's variants (the
 control `none` included), reproducibly at random from the follow-up's id, and never changed.
 
-The same moves come from the internal follow-up form (`web/survey_form.py`, `/followup/<signed link>`),
-from the CRM task's status (`sync_crm`) and from the daily SLA sweep (`sweep_sla`), which
+The same moves come from the internal follow-up form (`web/followup_form.py`, `/followup/<signed link>`),
+from the CRM task's status (`crm_sync`) and from the daily SLA sweep (`sla_sweep`), which
 escalates a follow-up nobody contacted in time to its escalation target, once.
 """
 
@@ -33,20 +33,16 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
-from include.nps.core import business_days, clean_text, emails, rule_files, signed_links, storage
+from include.nps.core import business_days, clean_text, rule_files, signed_links, storage
 from include.nps.core.connections import survey_base_url
-from include.nps.delivery import outbox
-from include.nps.delivery.transports import PermanentFailure, Transport
-from include.nps.wave import waves
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +73,6 @@ ACTION_WORDS = {action: action.replace("_", " ") for action in ACTIONS} | {
     "root_cause": "record the root cause of",
 }
 UNCLAIMED = {"claimed_by": None, "claimed_at": None}
-ESCALATION_KIND = "followup_escalation"
 RULES_ENV = "NPS_FOLLOWUP_RULES"
 DEFAULT_RULES = storage.PROJECT_ROOT / "rules" / "followups.yaml"
 LINK_LIFETIME = dt.timedelta(days=90)
@@ -316,10 +311,10 @@ def load(engine: Engine, wave_id: str, contact_id: str) -> dict[str, Any]:
     row = storage.fetch_one(engine, storage.query("followup"), wave_id=wave_id, contact_id=contact_id)
     if row is None:
         raise FollowupNotFound("not_found", f"no follow-up for contact {contact_id!r} in wave {wave_id!r}")
-    return _typed(row)
+    return typed(row)
 
 
-def _typed(row: dict[str, Any]) -> dict[str, Any]:
+def typed(row: dict[str, Any]) -> dict[str, Any]:
     for key in TIMES:
         if key in row:
             row[key] = storage.as_utc(row[key])
@@ -431,7 +426,7 @@ def _not_claimed_by_other(followup: dict[str, Any], actor: str, now: dt.datetime
         )
 
 
-def _apply(
+def apply_change(
     engine: Engine,
     followup: dict[str, Any],
     changes: dict[str, Any],
@@ -495,7 +490,7 @@ def _act(command: Command, action: str, decide: Callable[[dict[str, Any], str], 
         raise _refusal(action, followup["status"])
     changes, event = decide(followup, actor)
     event = {"actor": actor, "source": command.source, "action": action, **event}
-    return _apply(command.engine, followup, changes, event, command.revision, command.now)
+    return apply_change(command.engine, followup, changes, event, command.revision, command.now)
 
 
 def _refusal(action: str, current: str) -> IllegalTransition:
@@ -710,228 +705,7 @@ def followup_url(wave_id: str, contact_id: str, now: dt.datetime, lifetime: dt.t
     return f"{survey_base_url()}/followup/{token}"
 
 
-# --- SLA sweep ----------------------------------------------------------------------------------
-
-
-def sweep_sla(engine: Engine, transport: Transport, rules: Rules, now: dt.datetime) -> dict[str, Any]:
-    """Escalate, once, every follow-up still open (nobody contacted the customer) past its SLA:
-    an email to its `escalation_target` (else the wave's first CS ops recipient) through the
-    ledger (kind `followup_escalation`, recipient the contact id), then `escalated_at` and a
-    call-log row. Re-running escalates nothing twice."""
-    candidates = storage.fetch_all(engine, storage.query("followups_awaiting_contact"))
-    wave_params: dict[str, waves.WaveParams] = {}
-    overdue: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    no_target = []
-    for row in map(_typed, candidates):
-        due = sla_due(row, rules)
-        if due > now:
-            continue
-        wave = wave_params.get(row["wave_id"]) or waves.load_params(engine, row["wave_id"])
-        wave_params[row["wave_id"]] = wave
-        target = (row["escalation_target"] or "").strip() or next(iter(wave.cs_ops_recipients), "")
-        if not target:
-            no_target.append(row["contact_id"])
-            continue
-        overdue[row["wave_id"]].append({**row, "due": due, "target": target})
-    if no_target:
-        log.warning("follow-ups past their SLA with nobody to escalate to: %s", ", ".join(no_target))
-    incomplete: list[str] = []
-    for wave_id, rows in overdue.items():
-        outbox.enqueue(engine, wave_id, ESCALATION_KIND, [(r["contact_id"], r["target"]) for r in rows])
-        try:
-            outbox.deliver(
-                engine, wave_id, ESCALATION_KIND, _escalation_email(wave_params[wave_id], rows, now), transport
-            )
-        except outbox.DeliveryIncomplete as exc:
-            incomplete.append(str(exc))
-    escalated = _record_escalations(engine, [r for rows in overdue.values() for r in rows], now)
-    if incomplete:
-        raise outbox.DeliveryIncomplete("; ".join(incomplete))
-    return {"overdue": sum(map(len, overdue.values())), "escalated": escalated, "without_target": len(no_target)}
-
-
-def _escalation_email(wave: waves.WaveParams, rows: list[dict[str, Any]], now: dt.datetime) -> Callable[[dict], Any]:
-    by_contact = {r["contact_id"]: r for r in rows}
-
-    def render(ledger_row: dict[str, Any]) -> Any:
-        followup = by_contact.get(ledger_row["recipient"])
-        if followup is None:  # pending from an earlier run, contacted since: no escalation needed
-            raise PermanentFailure("the follow-up was contacted before its escalation went out")
-        context = {
-            "f": followup,
-            "hours_late": round((now - followup["due"]).total_seconds() / 3600, 1),
-            "followup_url": followup_url(wave.wave_id, followup["contact_id"], now),
-            "wave": {"name": wave.wave_name, "product": wave.product},
-        }
-        email = emails.render_email(ESCALATION_KIND, "en", ledger_row["address"], context)
-        email.headers = {"X-NPS-Wave": wave.wave_id, "X-NPS-Kind": ESCALATION_KIND}
-        msg_id = emails.message_id(wave.sender, wave.wave_id, ESCALATION_KIND, followup["contact_id"])
-        return emails.build_mime(email, wave.sender, msg_id)
-
-    return render
-
-
-def _record_escalations(engine: Engine, rows: list[dict[str, Any]], now: dt.datetime) -> int:
-    """Mark as escalated each follow-up whose escalation the ledger says was sent."""
-    if not rows:
-        return 0
-    sent = storage.fetch_all(
-        engine,
-        "SELECT wave_id, recipient, address FROM outbox WHERE kind = :k AND status = 'sent' AND recipient IN :r",
-        k=ESCALATION_KIND,
-        r=sorted({row["contact_id"] for row in rows}),
-    )
-    addresses = {(s["wave_id"], s["recipient"]): s["address"] for s in sent}
-    recorded = 0
-    for row in rows:
-        address = addresses.get((row["wave_id"], row["contact_id"]))
-        if address is None:
-            continue
-        followup = load(engine, row["wave_id"], row["contact_id"])
-        if followup["escalated_at"] is not None:
-            continue
-        note = f"first contact was due {row['due']:%Y-%m-%d %H:%M} UTC; escalated to {address}"
-        event = {"actor": "sla-sweep", "source": "sweep", "action": "escalation", "note": note}
-        changes = {"escalated_at": now, "escalated_to": address}
-        try:
-            _apply(engine, followup, changes, event, None, now)
-        except StaleFollowup:
-            continue  # changed meanwhile: the next sweep records it (the email is never sent twice)
-        recorded += 1
-    return recorded
-
-
-# --- CRM status sync ----------------------------------------------------------------------------
-
-
-def has_column(engine: Engine, table: str, column: str) -> bool:
-    return column in {c["name"] for c in inspect(engine).get_columns(table)}
-
-
-def sync_crm(
-    engine: Engine, fetch_status: Callable[[str], str | None], rules: Rules, now: dt.datetime
-) -> dict[str, int]:
-    """Move each follow-up in progress that has a CRM task to the state of the task's status
-    (`crm_status_map`), forward only along allowed moves (a CRM that lags behind the call log
-    changes nothing). `fetch_status(task_id)` is the task's status, None when the CRM has no
-    such task. Skipped when the follow-ups have no `crm_task_id` column (migration 008)."""
-    counts = {
-        "checked": 0,
-        "moved": 0,
-        "unchanged": 0,
-        "unknown_status": 0,
-        "missing_task": 0,
-        "refused": 0,
-        "conflicts": 0,
-    }
-    if not has_column(engine, "followups", "crm_task_id"):
-        log.info("followups.crm_task_id does not exist yet: nothing to sync")
-        return counts
-    for row in storage.fetch_all(engine, storage.query("followups_with_crm_task")):
-        counts["checked"] += 1
-        try:
-            crm_status = fetch_status(str(row["crm_task_id"]))
-        except PermanentFailure as exc:  # this task only: the others are still synced
-            counts["refused"] += 1
-            log.warning("CRM task %s not synced: %s", row["crm_task_id"], exc)
-            continue
-        if crm_status is None:
-            counts["missing_task"] += 1
-            continue
-        target = rules.crm_status_map.get(crm_status.strip().casefold())
-        if target is None:
-            counts["unknown_status"] += 1
-            log.warning("CRM task %s has status %r, not in crm_status_map", row["crm_task_id"], crm_status)
-        followup = load(engine, row["wave_id"], row["contact_id"])
-        route = path_between(followup["status"], target) if target else None
-        if not route:
-            counts["unchanged"] += target is not None
-            if followup["crm_status"] != crm_status:
-                seen = {**_key(row), "crm_status": crm_status[:64], "now": now}
-                storage.execute(engine, storage.query("record_crm_status"), seen)
-            continue
-        assert target is not None  # a route needs a target
-        try:
-            _apply(engine, followup, *_crm_change(followup, target, crm_status, row["crm_task_id"], now), None, now)
-        except StaleFollowup:
-            counts["conflicts"] += 1  # changed meanwhile: the next sync looks again
-            continue
-        counts["moved"] += 1
-    return counts
-
-
-def _crm_change(
-    followup: dict[str, Any], target: str, crm_status: str, task_id: str, now: dt.datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The changes and the call-log row of moving a follow-up to `target` because of its CRM task."""
-    changes: dict[str, Any] = {"status": target, "crm_status": crm_status[:64], "crm_synced_at": now}
-    if target in ("closed", "unreachable"):
-        changes |= {"claimed_by": None, "claimed_at": None}
-    if target == "closed":
-        changes["closed_at"] = now
-    note = f"CRM task {task_id}: {crm_status}"
-    return changes, {"actor": "crm", "source": "crm", "action": "crm_sync", "outcome": crm_status[:64], "note": note}
-
-
-def _key(row: dict[str, Any]) -> dict[str, str]:
-    return {"wave_id": row["wave_id"], "contact_id": row["contact_id"]}
-
-
-def crm_status_fetcher(conn_id: str = "nps_crm") -> Callable[[str], str | None]:
-    """`GET <connection host>/tasks/<task id>` -> `{"id": ..., "status": "In Progress"}` through the
-    Airflow HTTP connection `conn_id` (auth and headers from the connection); 404 -> None.
-    Network errors, 408, 425, 429 and 5xx raise TransientFailure (the task retries); any other refusal
-    (401, 403, ...) raises PermanentFailure: the connection needs fixing."""
-    from urllib.parse import quote
-
-    import requests
-    from airflow.providers.http.hooks.http import HttpHook
-
-    from include.nps.delivery.transports import TransientFailure, retryable_status
-
-    hook = HttpHook(method="GET", http_conn_id=conn_id)
-
-    def fetch(task_id: str) -> str | None:
-        try:
-            response = hook.run(
-                endpoint=f"tasks/{quote(task_id, safe='')}", extra_options={"check_response": False, "timeout": 30}
-            )
-        except requests.RequestException as exc:
-            raise TransientFailure(f"CRM unreachable: {exc}") from exc
-        if response.status_code == 404:
-            return None
-        if retryable_status(response.status_code):
-            raise TransientFailure(f"CRM answered {response.status_code} for task {task_id}")
-        if response.status_code >= 400:
-            raise PermanentFailure(f"CRM refused task {task_id}: {response.status_code} {response.text[:200]}")
-        try:
-            status = response.json().get("status")
-        except (ValueError, AttributeError) as exc:
-            raise PermanentFailure(f"CRM answered task {task_id} with no JSON object: {response.text[:200]}") from exc
-        return str(status) if status is not None else None
-
-    return fetch
-
-
 # --- Airflow edges (the nps_followups DAG) ------------------------------------------------------
-
-
-def run_sla_sweep() -> dict[str, Any]:
-    from include.nps.core.connections import nps_engine
-    from include.nps.delivery.transports import SmtpTransport
-
-    with SmtpTransport() as transport:
-        return sweep_sla(nps_engine(), transport, load_rules(), storage.utcnow())
-
-
-def run_crm_sync(conn_id: str = "nps_crm") -> dict[str, Any]:
-    """Sync from the CRM behind `conn_id`; skipped (and said so) when that connection is not set."""
-    from include.nps.core.connections import connection_defined, nps_engine
-
-    if not connection_defined(conn_id):
-        log.info("no %s connection: CRM status sync skipped", conn_id)
-        return {"skipped": f"no {conn_id} connection"}
-    return sync_crm(nps_engine(), crm_status_fetcher(conn_id), load_rules(), storage.utcnow())
 
 
 def main() -> None:
