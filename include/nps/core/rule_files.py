@@ -151,11 +151,6 @@ def did_you_mean(name: Any, known: Collection[str], otherwise: str | None = None
     return f"; {otherwise or 'known fields: ' + ', '.join(known)}"
 
 
-def unknown_fields(data: Mapping, known: Collection[str], label: str, prefix: str = "") -> list[str]:
-    """A problem for each key of `data` that is not `known`: "<label>: <prefix><key>: unknown field; ..."."""
-    return [f"{label}: {prefix}{key}: unknown field{did_you_mean(key, known)}" for key in data if key not in known]
-
-
 # --- checking a document with pydantic models ------------------------------------------------------
 
 RULE_FILE = "rule_file"  # a validator's own reason (`invalid`)
