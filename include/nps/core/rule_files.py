@@ -125,14 +125,14 @@ def _yaml_hint(reason: str) -> str:
 
 
 def kind_of(value: Any) -> str:
-    """What a value read from YAML is, for an error message: "nothing", "a mapping", "a list",
+    """What a value read from YAML is, for an error message: "nothing", "a mapping", "an empty list",
     "true", "a number 404", or the text itself in quotes."""
     if value is None:
         return "nothing"
     if isinstance(value, Mapping):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
