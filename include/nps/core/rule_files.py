@@ -238,7 +238,13 @@ def checked(
     """For a wrap validator: `handler(value)`, the value checked as its type says, with `problems`
     (what checks across its fields or items found in the value as written: (where in it, reason))
     reported together with the handler's errors, so that a bad item does not hide them. `order`
-    sorts all of them by where they are."""
+    sorts all of them by where they are.
+
+    pydantic runs a model's after-validators only when every field is valid; this runs the checks
+    across fields or items whatever the rest holds, as people expect every problem at once. The
+    handler's ValidationError is raised again with these problems added (pydantic's own wrap
+    validator examples re-raise the handler's error).
+    """
     found: list[InitErrorDetails] = [{"type": invalid(reason), "loc": loc, "input": value} for loc, reason in problems]
     title = "rule file"
     try:
@@ -276,6 +282,9 @@ def problems_of(
 
 
 def _unknown_first(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """`errors` in pydantic's order (fields as the model lists them, then unknown keys), each unknown
+    key moved before the first error inside the mapping it is in."""
+
     def starts_with(error: ErrorDetails, prefix: tuple[Any, ...]) -> bool:
         return tuple(error["loc"][: len(prefix)]) == prefix
 
@@ -293,10 +302,10 @@ def _unknown_first(errors: list[ErrorDetails]) -> list[ErrorDetails]:
 def _problem(error: ErrorDetails, document: Any, where: str, model: type[BaseModel], messages: Messages) -> Problem:
     loc, kind, value = list(error["loc"]), error["type"], error["input"]
     about_key = kind in UNKNOWN_KEYS or loc[-1:] == ["[key]"]
-    if loc[-1:] == ["[key]"]:
+    if loc[-1:] == ["[key]"]:  # a mapping's key refused: the input is the key
         loc.pop()
-    if about_key and loc:
-        loc[-1] = value if kind != "extra_forbidden" else loc[-1]  # the key as written (pydantic's may be its repr)
+    if loc and about_key and kind != "extra_forbidden":
+        loc[-1] = value  # the key as written: pydantic's loc holds its repr, or True as 1
     item, path, pattern = _place(document, loc, messages.items)
     parent = _place(document, loc[:-1], messages.items)[1] if loc else ""
     if kind in UNKNOWN_KEYS:
