@@ -32,16 +32,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, TypedDict
 
 from sqlalchemy import Engine, text
 
-from include.nps.core import business_days, clean_text, rule_files, signed_links, storage
+from include.nps.closed_loop.followup_rules import DEFAULT_RULES as DEFAULT_RULES
+from include.nps.closed_loop.followup_rules import RULES_ENV as RULES_ENV
+from include.nps.closed_loop.followup_rules import FollowupRulesError as FollowupRulesError
+from include.nps.closed_loop.followup_rules import RootCause as RootCause
+from include.nps.closed_loop.followup_rules import Rules as Rules
+from include.nps.closed_loop.followup_rules import load_rules as load_rules
+from include.nps.closed_loop.followup_rules import parse_rules as parse_rules
+from include.nps.closed_loop.followup_rules import rules_path as rules_path
+from include.nps.core import business_days, clean_text, signed_links, storage
 from include.nps.core.connections import survey_base_url
 
 log = logging.getLogger(__name__)
@@ -73,8 +78,6 @@ ACTION_WORDS = {action: action.replace("_", " ") for action in ACTIONS} | {
     "root_cause": "record the root cause of",
 }
 UNCLAIMED = {"claimed_by": None, "claimed_at": None}
-RULES_ENV = "NPS_FOLLOWUP_RULES"
-DEFAULT_RULES = storage.PROJECT_ROOT / "rules" / "followups.yaml"
 LINK_LIFETIME = dt.timedelta(days=90)
 MAX_NOTE = 2000
 MAX_OTHER_TEXT = 500
@@ -136,164 +139,7 @@ class InvalidInput(FollowupError):
     status = 422
 
 
-class FollowupRulesError(ValueError):
-    """`rules/followups.yaml` is not usable; every problem is listed."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        super().__init__(f"{path}: " + "; ".join(problems))
-        self.problems = problems
-
-
-# --- rules: taxonomy, incentives, CRM statuses, SLA ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class RootCause:
-    id: str
-    label: str
-    incentives: tuple[str, ...]
-    requires_text: bool = False
-
-
-@dataclass(frozen=True)
-class Rules:
-    version: int
-    root_causes: dict[str, RootCause]
-    incentives: dict[str, str]
-    crm_status_map: dict[str, str]  # casefolded CRM status -> state
-    claim_minutes: int = 60
-    first_contact_sla_business_days: int = 2
-
-    @property
-    def claim_ttl(self) -> dt.timedelta:
-        return dt.timedelta(minutes=self.claim_minutes)
-
-
-ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-TOP_LEVEL = {
-    "version",
-    "claim_minutes",
-    "first_contact_sla_business_days",
-    "incentives",
-    "root_causes",
-    "crm_status_map",
-}
-
-
-def rules_path() -> Path:
-    """`NPS_FOLLOWUP_RULES` (relative to the project folder when not absolute), else the shipped file."""
-    return rule_files.resolve_path(None, RULES_ENV, DEFAULT_RULES)
-
-
-def load_rules(path: Path | None = None) -> Rules:
-    """The follow-up rules, checked; FollowupRulesError lists every problem. Cached per file version."""
-    path = path or rules_path()
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise FollowupRulesError(path, [f"cannot be read: {exc}"]) from None
-    return _load_rules(path, stamp)
-
-
-@cache
-def _load_rules(path: Path, _stamp: int) -> Rules:
-    data = rule_files.read_yaml(path, lambda problems: FollowupRulesError(path, problems))
-    return parse_rules(data, path)
-
-
-def parse_rules(data: Any, path: Path = DEFAULT_RULES) -> Rules:
-    """Check the rules' content; FollowupRulesError with every problem found."""
-    problems: list[str] = []
-    if not isinstance(data, Mapping):
-        raise FollowupRulesError(path, ["the file must be a mapping with version, incentives and root_causes"])
-    if unknown := sorted(set(data) - TOP_LEVEL):
-        problems.append(f"unknown key(s) {unknown}; allowed: {sorted(TOP_LEVEL)}")
-    version = data.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        problems.append(f"version must be a whole number of at least 1, got {version!r}")
-    claim_minutes = _whole(data, "claim_minutes", 60, 1, 24 * 60, problems)
-    sla_days = _whole(data, "first_contact_sla_business_days", 2, 0, 60, problems)
-    incentives = _incentives(data.get("incentives"), problems)
-    root_causes = _root_causes(data.get("root_causes"), incentives, problems)
-    crm = _crm_map(data.get("crm_status_map") or {}, problems)
-    if problems:
-        raise FollowupRulesError(path, problems)
-    assert isinstance(version, int)  # checked above: a problem otherwise
-    return Rules(version, root_causes, incentives, crm, claim_minutes, sla_days)
-
-
-def _whole(data: Mapping, key: str, default: int, low: int, high: int, problems: list[str]) -> int:
-    value = data.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        problems.append(f"{key} must be a whole number from {low} to {high}, got {value!r}")
-        return default
-    return value
-
-
-def _incentives(value: Any, problems: list[str]) -> dict[str, str]:
-    if not isinstance(value, Mapping) or not value:
-        problems.append("incentives must map each incentive id to what the owner offers")
-        return {}
-    found: dict[str, str] = {}
-    for key, label in value.items():
-        if not isinstance(key, str) or not ID.match(key):
-            problems.append(f"incentives: {key!r} is not an id (lower case letters, digits and _)")
-        elif not isinstance(label, str) or not label.strip():
-            problems.append(f"incentives.{key}: needs a description")
-        else:
-            found[key] = label.strip()
-    if "none" not in found:
-        problems.append("incentives: the control arm `none` (no incentive) is missing")
-    return found
-
-
-def _root_causes(value: Any, incentives: dict[str, str], problems: list[str]) -> dict[str, RootCause]:
-    if not isinstance(value, Mapping) or not value:
-        problems.append("root_causes must map each root cause id to its label and incentives")
-        return {}
-    found: dict[str, RootCause] = {}
-    for key, spec in value.items():
-        where = f"root_causes.{key}"
-        if not isinstance(key, str) or not ID.match(key):
-            problems.append(f"root_causes: {key!r} is not an id (lower case letters, digits and _)")
-            continue
-        if not isinstance(spec, Mapping):
-            problems.append(f"{where}: must have a label and incentives")
-            continue
-        if unknown := sorted(set(spec) - {"label", "incentives", "requires_text"}):
-            problems.append(f"{where}: unknown key(s) {unknown}")
-        label, arms, requires_text = spec.get("label"), spec.get("incentives"), spec.get("requires_text", False)
-        if not isinstance(label, str) or not label.strip():
-            problems.append(f"{where}.label: needs a label")
-        if not isinstance(arms, list) or not arms:
-            problems.append(f"{where}.incentives: needs a list of incentive ids, `none` included")
-            continue
-        if unknown_arms := [a for a in arms if a not in incentives]:
-            problems.append(f"{where}.incentives: unknown incentive(s) {unknown_arms}")
-        if len(set(map(str, arms))) != len(arms):
-            problems.append(f"{where}.incentives: an incentive is listed twice")
-        if "none" not in arms:
-            problems.append(f"{where}.incentives: the control arm `none` must be one of the variants")
-        if not isinstance(requires_text, bool):
-            problems.append(f"{where}.requires_text: must be true or false")
-        found[key] = RootCause(key, str(label).strip(), tuple(map(str, arms)), requires_text is True)
-    other = found.get("other")
-    if other is None or not other.requires_text:
-        problems.append("root_causes: `other` must exist, with requires_text: true")
-    return found
-
-
-def _crm_map(value: Any, problems: list[str]) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        problems.append("crm_status_map must map CRM task statuses to follow-up states")
-        return {}
-    found = {}
-    for status, state in value.items():
-        if state not in STATES:
-            problems.append(f"crm_status_map.{status}: {state!r} is not a state; use one of {list(STATES)}")
-        else:
-            found[str(status).strip().casefold()] = state
-    return found
+# --- rules: taxonomy, incentives, CRM statuses, SLA (loaded and checked in followup_rules.py) ------
 
 
 def assign_incentive(wave_id: str, contact_id: str, variants: tuple[str, ...] | list[str]) -> str:

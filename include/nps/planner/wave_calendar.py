@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from include.nps.core import addresses, business_days, rule_files, storage
-from include.nps.core.rule_files import did_you_mean, display_path, kind_of
+from include.nps.core.rule_files import did_you_mean, display_path
 from include.nps.wave import waves
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ CALENDAR_ENV = "NPS_WAVE_CALENDAR"
 CALENDAR_VARIABLE = "nps_wave_calendar"
 RUN_ID_PREFIX = "wave__"
 START_BUSINESS_DAYS_BEFORE_PREANNOUNCE = 1
-TOP_LEVEL_KEYS = ("defaults", "waves")
 # Each field of addresses, and how one of its values is parsed (`include.nps.core.addresses`).
 ADDRESS_FIELDS: dict[str, Callable[[object], str]] = {
     "sales_recipients": addresses.bare_address,
@@ -231,45 +230,55 @@ def _wave_problems(conf: dict[str, Any], wave_id: str | None, now: dt.datetime, 
 # --- the whole file -----------------------------------------------------------------------------
 
 
+class CalendarFile(rule_files.RuleModel):
+    """The file's shape; each wave's fields are then checked as the trigger form checks them."""
+
+    defaults: dict[Any, Any] | None = None
+    waves: list[dict[Any, Any]] | None
+
+
+def _file_problem(problem: rule_files.Problem) -> str:
+    """The calendar's problems name a top-level key in their reason."""
+    return ": ".join(part for part in (problem.where, problem.item, problem.reason) if part)
+
+
+FILE_MESSAGES = rule_files.Messages(
+    reasons={
+        "": "the file must be a mapping with a 'waves:' list (and optional 'defaults:'), not {kind}",
+        "defaults": "'defaults' must be a mapping of fields, not {kind}",
+        "waves": {
+            "missing": "no 'waves:' list",
+            "": "'waves' must be a list of waves, each starting with '- wave_name:', not {kind}",
+        },
+        "waves[]": "must be a mapping of fields, not {kind}",
+    },
+    items={"waves": ("wave", "wave_name")},
+    unknown="unknown top-level key {key!r}; the file has 'defaults:' and 'waves:'",
+    render=_file_problem,
+)
+
+
 def load_calendar(path: Path, now: dt.datetime, started: Collection[str] = ()) -> list[PlannedWave]:
     """Every wave of the calendar, checked; raise `CalendarFileError` listing every problem.
 
     `started` holds the wave ids already started: only a wave never started must open after `now`.
     """
     where = display_path(path)
-    document = rule_files.read_yaml(path, CalendarFileError, where)
+    return parse_calendar(rule_files.read_yaml(path, CalendarFileError, where), where, now, started)
+
+
+def parse_calendar(document: Any, where: str, now: dt.datetime, started: Collection[str] = ()) -> list[PlannedWave]:
+    """The waves of a calendar file `where` as loaded (see `load_calendar`)."""
     if document is None:
         raise CalendarFileError([f"{where}: the file is empty; it needs a 'waves:' list"])
-    if not isinstance(document, Mapping):
-        shape = "a mapping with a 'waves:' list (and optional 'defaults:')"
-        raise CalendarFileError([f"{where}: the file must be {shape}, not {kind_of(document)}"])
-    problems = [
-        f"{where}: unknown top-level key {key!r}; the file has 'defaults:' and 'waves:'"
-        for key in document
-        if key not in TOP_LEVEL_KEYS
-    ]
-    defaults = document.get("defaults") or {}
-    entries = document.get("waves") or []
-    if not isinstance(defaults, Mapping):
-        problems.append(f"{where}: 'defaults' must be a mapping of fields, not {kind_of(defaults)}")
-        defaults = {}
-    if "waves" not in document:
-        problems.append(f"{where}: no 'waves:' list")
-    elif not isinstance(entries, list):
-        problems.append(
-            f"{where}: 'waves' must be a list of waves, each starting with '- wave_name:', not {kind_of(entries)}"
-        )
-    if problems:
-        raise CalendarFileError(problems)
-
+    calendar = rule_files.check(CalendarFile, document, where, CalendarFileError, FILE_MESSAGES)
+    defaults, entries = calendar.defaults or {}, calendar.waves or []
+    problems: list[str] = []
     form = wave_form()
     base, default_problems = _check_fields(defaults, form)
     problems += [f"{where}: defaults: {p}" for found in default_problems.values() for p in found]
     planned: list[PlannedWave] = []
     for index, entry in enumerate(entries, start=1):
-        if not isinstance(entry, Mapping):
-            problems.append(f"{where}: wave {index}: must be a mapping of fields, not {kind_of(entry)}")
-            continue
         label = _label(index, {"program": form["program"], **defaults, **entry})
         wave, found = _check_wave(index, label, entry, base, set(default_problems), form, now, started)
         problems += [f"{where}: {label}: {p}" for p in found]

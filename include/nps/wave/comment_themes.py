@@ -35,10 +35,23 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from include.nps.core import i18n, rule_files, storage
-from include.nps.core.rule_files import kind_of
 
 THEMES_ENV = "NPS_THEMES"
 CLASSIFIER_ENV = "NPS_COMMENT_CLASSIFIER"
@@ -50,10 +63,7 @@ LANGUAGES = i18n.SUPPORTED_LOCALES
 SUBSTRING_LANGUAGES = frozenset({"ja", "zh"})
 CUES = ("suggestion", "negative", "positive", "contrast")
 REQUIRED_CUES = ("suggestion", "negative", "positive")
-TOP_LEVEL = ("version", "risk", "open_items_from", "themes", "cues")
-THEME_FIELDS = ("id", "name", "label", "owner", "description", "keywords")
 LABEL_CHARS = 100
-RISK_FIELDS = ("min_detractors", "min_share")
 THEME_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 HEBREW_PREFIXES = "ובכלמהש"
 DETRACTOR_MAX, PROMOTER_MIN = 6, 9
@@ -309,167 +319,247 @@ def load_themes(path: Path | str | None = None) -> Themes:
 
 def parse(data: Any, where: str = "themes") -> Themes:
     """Check the file's content and build the themes; ThemesError lists every problem found."""
-    if not isinstance(data, Mapping):
-        raise ThemesError([f"{where}: expected a mapping with version, risk, themes and cues, got {kind_of(data)}"])
-    problems = rule_files.unknown_fields(data, TOP_LEVEL, where, "")
-    version = data.get("version")
-    if version not in VERSIONS or isinstance(version, bool):
-        problems.append(f"{where}: version: must be {' or '.join(map(str, VERSIONS))}, got {version!r}")
-    risk = _risk(data.get("risk"), where, problems)
-    open_from = data.get("open_items_from", "high")
-    if open_from not in RISKS:
-        problems.append(f"{where}: open_items_from: must be high, medium or low, got {open_from!r}")
-    themes = _themes(data.get("themes"), where, problems)
-    cues = _cues(data.get("cues"), where, problems)
-    if problems:
-        raise ThemesError(problems)
-    assert isinstance(version, int)  # checked above: a problem otherwise
-    return Themes(tuple(themes), cues, risk, str(open_from), int(version), where)
+    checked = rule_files.check(ThemesFile, data, where, ThemesError, MESSAGES)
+    cues = checked.cues
+    return Themes(
+        themes=tuple(entry.theme() for entry in checked.themes),
+        cues={cue: _terms(getattr(cues, cue)) for cue in CUES},
+        risk=checked.risk.rules() if checked.risk else dict(DEFAULT_RISK),
+        open_items_from=checked.open_items_from,
+        version=checked.version,
+        source=where,
+    )
 
 
-def _risk(raw: Any, where: str, problems: list[str]) -> dict[str, RiskRule]:
-    rules = dict(DEFAULT_RISK)
-    if raw is None:
-        return rules
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: risk: expected high and medium, each with min_detractors and min_share")
-        return rules
-    problems += rule_files.unknown_fields(raw, ("high", "medium"), where, "risk.")
-    for level in ("high", "medium"):
-        given = raw.get(level)
-        if given is None:
-            continue
-        label = f"{where}: risk.{level}"
-        if not isinstance(given, Mapping):
-            problems.append(f"{label}: expected min_detractors and min_share, got {kind_of(given)}")
-            continue
-        problems += rule_files.unknown_fields(given, RISK_FIELDS, where, f"risk.{level}.")
-        count = given.get("min_detractors", rules[level].min_detractors)
-        share = given.get("min_share", rules[level].min_share)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            problems.append(f"{label}.min_detractors: expected a whole number of at least 1, got {count!r}")
-            count = rules[level].min_detractors
-        if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share <= 1:
-            problems.append(f"{label}.min_share: expected a share between 0 and 1 (0.25 is 25%), got {share!r}")
-            share = rules[level].min_share
-        rules[level] = RiskRule(count, float(share))
-    high, medium = rules["high"], rules["medium"]
-    if high.min_detractors < medium.min_detractors or high.min_share < medium.min_share:
-        problems.append(f"{where}: risk: high must need at least as many detractors and as large a share as medium")
-    return rules
+def _terms(lexicon: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    return {language: tuple(dict.fromkeys(terms)) for language, terms in lexicon.items()}
 
 
-def _themes(raw: Any, where: str, problems: list[str]) -> list[Theme]:
-    if not isinstance(raw, list) or not raw:
-        problems.append(f"{where}: themes: expected a list of themes (id, name, keywords), got {kind_of(raw)}")
-        return []
-    themes: list[Theme] = []
-    ids: dict[str, int] = {}
-    owners_of_terms: dict[tuple[str, str], str] = {}
-    for number, entry in enumerate(raw, start=1):
-        if not isinstance(entry, Mapping):
-            problems.append(
-                f"{where}: theme {number}: expected a mapping with id, name and keywords, got {kind_of(entry)}"
-            )
-            continue
-        theme_id = entry.get("id")
-        label = f"{where}: theme {number}" + (f" {theme_id!r}" if isinstance(theme_id, str) else "")
-        problems += rule_files.unknown_fields(entry, THEME_FIELDS, label, "")
-        if not isinstance(theme_id, str) or not THEME_ID.match(theme_id):
-            problems.append(f"{label}: id: expected lowercase letters, digits, - or _ (at most 48), got {theme_id!r}")
-        elif theme_id in ids:
-            problems.append(f"{label}: id: also the id of theme {ids[theme_id]}")
-        else:
-            ids[theme_id] = number
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            problems.append(f"{label}: name: expected a name of 1 to 100 characters, got {kind_of(name)}")
-        owner = entry.get("owner")
-        if owner is not None and not (isinstance(owner, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", owner.strip())):
-            problems.append(f"{label}: owner: expected an email address, got {owner!r}")
-        keywords = _lexicon(entry.get("keywords"), f"{label}: keywords", problems)
-        if not any(keywords.values()):
-            problems.append(f"{label}: keywords: expected at least one keyword in en, ja, zh, he or nb")
-        for language, terms in keywords.items():
-            for term in terms:
-                first = owners_of_terms.setdefault((language, term), str(theme_id))
-                if first != str(theme_id):
-                    problems.append(f"{label}: keywords.{language}: {term!r} is also a keyword of theme {first!r}")
-        labels = _labels(entry.get("label"), f"{label}: label", problems)
-        description = entry.get("description", "")
-        if isinstance(theme_id, str) and isinstance(name, str):
-            owner_text = owner.strip() if isinstance(owner, str) else None
-            themes.append(Theme(theme_id, name.strip(), keywords, owner_text, str(description or ""), labels))
-    return themes
+# --- the file's models ----------------------------------------------------------------------------
+
+LEXICON = "expected lists of words per language (en, ja, zh, he, nb), got {kind}"
+TERM = "expected a word or phrase, got {kind}; put it in quotes"
+MESSAGES = rule_files.Messages(
+    reasons={
+        "": "expected a mapping with version, risk, themes and cues, got {kind}",
+        "version": f"must be {' or '.join(map(str, VERSIONS))}, got {{value!r}}",
+        "risk": "expected high and medium, each with min_detractors and min_share, got {kind}",
+        "risk.*": "expected min_detractors and min_share, got {kind}",
+        "risk.*.min_detractors": "expected a whole number of at least 1, got {value!r}",
+        "risk.*.min_share": "expected a share between 0 and 1 (0.25 is 25%), got {value!r}",
+        "open_items_from": "must be high, medium or low, got {value!r}",
+        "themes": "expected a list of themes (id, name, keywords), got {kind}",
+        "themes[]": "expected a mapping with id, name and keywords, got {kind}",
+        "themes[].id": "expected lowercase letters, digits, - or _ (at most 48), got {value!r}",
+        "themes[].name": "expected a name of 1 to 100 characters, got {kind}",
+        "themes[].owner": "expected an email address, got {value!r}",
+        "themes[].description": "expected a text, got {kind}",
+        "themes[].keywords": LEXICON,
+        "themes[].keywords.*": "expected a list of words, got {kind}",
+        "themes[].keywords.*[]": TERM,
+        "themes[].label": "expected a text per language (en, ja, zh, he, nb), got {kind}",
+        "themes[].label.*": f"expected a text of 1 to {LABEL_CHARS} characters, got {{kind}}",
+        "cues": "expected suggestion, negative, positive and contrast, got {kind}",
+        "cues.*": {"missing": "missing; give its words per language", "": LEXICON},
+        "cues.*.*": "expected a list of words, got {kind}",
+        "cues.*.*[]": TERM,
+    },
+    items={"themes": ("theme", "id")},
+)
 
 
-def _labels(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
-    """{language: text} of a theme's optional `label` (what customers read in the flash results)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        problems.append(f"{label}: expected a text per language (en, ja, zh, he, nb), got {kind_of(raw)}")
-        return {}
-    labels: dict[str, str] = {}
-    for language, text in raw.items():
-        if language not in LANGUAGES:
-            problems.append(_unknown_language(language, label))
-        elif not isinstance(text, str) or not text.strip() or len(text) > LABEL_CHARS:
-            problems.append(
-                f"{label}.{language}: expected a text of 1 to {LABEL_CHARS} characters, got {kind_of(text)}"
-            )
-        else:
-            labels[language] = " ".join(text.split())
-    return labels
+def _known_version(version: int) -> int:
+    if version not in VERSIONS:
+        raise rule_files.unexpected()
+    return version
 
 
-def _cues(raw: Any, where: str, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: cues: expected suggestion, negative, positive and contrast, got {kind_of(raw)}")
-        return {}
-    problems += rule_files.unknown_fields(raw, CUES, where, "cues.")
-    for cue in REQUIRED_CUES:
-        if cue not in raw:
-            problems.append(f"{where}: cues.{cue}: missing; give its words per language")
-    return {cue: _lexicon(raw[cue], f"{where}: cues.{cue}", problems) for cue in CUES if cue in raw}
+def _language(value: Any) -> Any:
+    """A lexicon's or label's key: one of LANGUAGES (with a hint for the usual other codes)."""
+    if isinstance(value, str) and value in LANGUAGES:
+        return value
+    hint = LANGUAGE_HINTS.get(str(value).lower())
+    raise rule_files.invalid(f"unknown language; {f'use {hint!r}' if hint else 'use one of ' + ', '.join(LANGUAGES)}")
 
 
-def _lexicon(raw: Any, label: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
-    """{language: normalised terms} of one `language: [terms]` mapping."""
-    if not isinstance(raw, Mapping):
-        problems.append(f"{label}: expected lists of words per language (en, ja, zh, he, nb), got {kind_of(raw)}")
-        return {}
-    lexicon: dict[str, tuple[str, ...]] = {}
-    for language, terms in raw.items():
-        if language not in LANGUAGES:
-            problems.append(_unknown_language(language, label))
-            continue
-        if not isinstance(terms, list):
-            problems.append(f"{label}.{language}: expected a list of words, got {kind_of(terms)}")
-            continue
-        checked = [_term(term, language, f"{label}.{language}[{i}]", problems) for i, term in enumerate(terms, 1)]
-        lexicon[language] = tuple(dict.fromkeys(term for term in checked if term))
-    return lexicon
-
-
-def _unknown_language(language: Any, label: str) -> str:
-    hint = LANGUAGE_HINTS.get(str(language).lower())
-    close = f"use {hint!r}" if hint else f"use one of {', '.join(LANGUAGES)}"
-    return f"{label}.{language}: unknown language; {close}"
-
-
-def _term(term: Any, language: str, label: str, problems: list[str]) -> str | None:
-    if not isinstance(term, str):
-        problems.append(f"{label}: expected a word or phrase, got {kind_of(term)}; put it in quotes")
-        return None
+def _term(term: str) -> str:
+    """A keyword or cue as matching compares it (`normalize`d), `*` once at the end at most."""
     folded = normalize(term).strip()
     if not any(char.isalnum() for char in folded):
-        problems.append(f"{label}: {term!r} has no letter")
-        return None
+        raise rule_files.invalid(f"{term!r} has no letter")
     if "*" in folded.rstrip("*") or folded.endswith("**"):
-        problems.append(f"{label}: {term!r}: * is allowed once, at the end (price* = words starting with price)")
-        return None
-    if folded.endswith("*") and language in SUBSTRING_LANGUAGES:
-        problems.append(f"{label}: {term!r}: {language} words match anywhere in the text already; drop the *")
-        return None
+        raise rule_files.invalid(f"{term!r}: * is allowed once, at the end (price* = words starting with price)")
     return folded
+
+
+def _checked_term(term: Any) -> str | None:
+    """`_term(term)`, or None when it is not a usable term in any language."""
+    try:
+        return _term(term) if isinstance(term, str) else None
+    except PydanticCustomError:
+        return None
+
+
+def _usable(term: Any, language: str) -> str | None:
+    """`term` as matching compares it in `language`, or None when it has a problem of its own."""
+    folded = _checked_term(term)
+    return None if folded and folded.endswith("*") and language in SUBSTRING_LANGUAGES else folded
+
+
+def _usable_terms(raw: Any) -> dict[str, list[str]]:
+    """{language: usable terms} of a lexicon as written, whatever its other problems."""
+    found: dict[str, list[str]] = {}
+    for language, terms in raw.items() if isinstance(raw, Mapping) else ():
+        if isinstance(language, str) and language in LANGUAGES and isinstance(terms, list):
+            found[language] = [term for term in (_usable(t, language) for t in terms) if term]
+    return found
+
+
+def _lexicon(raw: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """{language: [terms]}; in ja and zh a word matches anywhere already, so a `*` is a mistake.
+    Problems in the file's order (language by language)."""
+    problems = []
+    for language, terms in raw.items() if isinstance(raw, Mapping) else ():
+        if language in SUBSTRING_LANGUAGES and isinstance(terms, list):
+            for number, term in enumerate(terms):
+                folded = _checked_term(term)
+                if folded and folded.endswith("*"):
+                    reason = f"{term!r}: {language} words match anywhere in the text already; drop the *"
+                    problems.append(((language, number), reason))
+    keys = {key: position for position, key in enumerate(raw)} if isinstance(raw, Mapping) else {}
+
+    def in_file(loc: rule_files.Loc) -> tuple[int, int]:
+        index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1
+        return (keys.get(loc[0], len(keys)), index) if loc else (-1, -1)
+
+    return rule_files.checked(raw, handler, problems, order=in_file)
+
+
+def _label_text(text: str) -> str:
+    if not text.strip() or len(text) > LABEL_CHARS:
+        raise rule_files.unexpected()
+    return " ".join(text.split())
+
+
+def _theme_id(value: str) -> str:
+    if not THEME_ID.fullmatch(value):
+        raise rule_files.unexpected()
+    return value
+
+
+def _address(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value.strip()):
+        raise rule_files.unexpected()
+    return value.strip()
+
+
+Language = Annotated[str, BeforeValidator(_language)]
+Lexicon = Annotated[dict[Language, list[Annotated[str, AfterValidator(_term)]]], WrapValidator(_lexicon)]
+
+
+class RiskLevel(rule_files.RuleModel):
+    min_detractors: Annotated[int, Field(ge=1)] | None = None
+    min_share: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
+class Risk(rule_files.RuleModel):
+    high: RiskLevel | None = None
+    medium: RiskLevel | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _high_above_medium(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return rule_files.checked(data, handler, _risk_problems(data))
+
+    def rules(self) -> dict[str, RiskRule]:
+        levels = {"high": self.high, "medium": self.medium}
+        return {level: _risk_rule(given, DEFAULT_RISK[level]) for level, given in levels.items()}
+
+
+def _risk_rule(given: RiskLevel | None, default: RiskRule) -> RiskRule:
+    if given is None:
+        return default
+    count = default.min_detractors if given.min_detractors is None else given.min_detractors
+    return RiskRule(count, default.min_share if given.min_share is None else float(given.min_share))
+
+
+def _risk_problems(raw: Any) -> list[tuple[rule_files.Loc, str]]:
+    """High needs at least what medium needs (each value as written when valid, else its default)."""
+    if not isinstance(raw, Mapping):
+        return []
+    levels = {}
+    for level in ("high", "medium"):
+        given = raw.get(level) if isinstance(raw.get(level), Mapping) else {}
+        try:
+            levels[level] = _risk_rule(RiskLevel.model_validate(given), DEFAULT_RISK[level])
+        except ValidationError:
+            levels[level] = DEFAULT_RISK[level]  # its own problem
+    high, medium = levels["high"], levels["medium"]
+    if high.min_detractors < medium.min_detractors or high.min_share < medium.min_share:
+        return [((), "high must need at least as many detractors and as large a share as medium")]
+    return []
+
+
+class ThemeEntry(rule_files.RuleModel):
+    """One theme as written; its checks in the order people read a theme."""
+
+    id: Annotated[str, AfterValidator(_theme_id)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    owner: Annotated[str, AfterValidator(_address)] | None = None
+    keywords: Lexicon = Field(None, validate_default=True)
+    label: dict[Language, Annotated[str, AfterValidator(_label_text)]] | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count(cls, data: Any, info: ValidationInfo) -> Any:
+        seen = rule_files.shared(info, "themes")
+        seen["number"] = seen.get("number", 0) + 1
+        seen["id"] = str(data.get("id")) if isinstance(data, Mapping) else "None"
+        return data
+
+    @field_validator("id")
+    @classmethod
+    def _unique(cls, theme_id: str, info: ValidationInfo) -> str:
+        seen = rule_files.shared(info, "themes")
+        ids = seen.setdefault("ids", {})
+        if theme_id in ids:
+            raise rule_files.invalid(f"also the id of theme {ids[theme_id]}")
+        ids[theme_id] = seen.get("number", 0)
+        return theme_id
+
+    @field_validator("keywords", mode="wrap")
+    @classmethod
+    def _own_keywords(cls, raw: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """At least one keyword, and none that another theme has (a part gets one theme)."""
+        problems: list[tuple[rule_files.Loc, str]] = []
+        terms = _usable_terms(raw)
+        if not any(terms.values()):
+            problems.append(((), "expected at least one keyword in en, ja, zh, he or nb"))
+        seen = rule_files.shared(info, "themes")
+        owners = seen.setdefault("keywords", {})
+        for language, found in terms.items():
+            for term in dict.fromkeys(found):
+                first = owners.setdefault((language, term), seen.get("id"))
+                if first != seen.get("id"):
+                    problems.append(((language,), f"{term!r} is also a keyword of theme {first!r}"))
+        return rule_files.checked(raw, handler, problems)
+
+    def theme(self) -> Theme:
+        owner, label = self.owner, dict(self.label or {})
+        return Theme(self.id, self.name, _terms(self.keywords), owner, self.description or "", label)
+
+
+class Cues(rule_files.RuleModel):
+    suggestion: Lexicon
+    negative: Lexicon
+    positive: Lexicon
+    contrast: Lexicon = Field(default_factory=dict)
+
+
+class ThemesFile(rule_files.RuleModel):
+    version: Annotated[int, AfterValidator(_known_version)]
+    risk: Risk | None = None
+    open_items_from: Literal["high", "medium", "low"] = "high"
+    themes: Annotated[list[ThemeEntry], Field(min_length=1)]
+    cues: Cues

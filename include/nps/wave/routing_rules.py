@@ -18,11 +18,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
 from include.nps.core import business_days, rule_files, storage
-from include.nps.core.rule_files import kind_of
 from include.nps.wave.responses import band
 
 RULES_ENV = "NPS_ROUTING_RULES"
@@ -32,11 +45,7 @@ BANDS = ("critical", "detractor", "passive", "promoter")
 OWNER_TYPES = ("sales", "cs")
 PERSON_OWNERS = {"account_owner": "sales", "csm": "cs"}  # owner kind: the owner type it stands for
 QUEUE_PREFIX = "queue:"
-TOP_LEVEL = ("version", "business_hours", "rules")
-RULE_FIELDS = ("name", "description", "when", "then", "default")
 CONDITIONS = ("band", "tier", "arr_min", "arr_max", "vip", "region", "has_open_followup")
-OUTCOME_FIELDS = ("owner_type", "owner", "sla", "escalate_to")
-HOURS_FIELDS = ("start", "end", "timezone")
 SLA_TEXT = re.compile(r"^\s*(\d+)\s+business\s+(hour|day)s?\s*$", re.IGNORECASE)
 CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 SLA_EXAMPLE = "write it like '4 business hours' or '2 business days'"
@@ -241,181 +250,277 @@ def load(path: Path | str | None = None) -> RuleSet:
 
 def parse(data: Any, where: str = "routing rules") -> RuleSet:
     """Check the file's content and build the rule set; RulesError lists every problem found."""
-    problems: list[str] = []
-    if not isinstance(data, Mapping):
-        raise RulesError([f"{where}: expected a mapping with version, business_hours and rules, got {kind_of(data)}"])
-    problems += rule_files.unknown_fields(data, TOP_LEVEL, where, "")
-    version = data.get("version")
-    if version not in VERSIONS:
-        problems.append(f"{where}: version: must be {' or '.join(map(str, VERSIONS))}, got {version!r}")
-    hours = _business_hours(data.get("business_hours"), where, problems)
-    raw_rules = data.get("rules")
-    rules: list[Rule] = []
-    if not isinstance(raw_rules, list) or not raw_rules:
-        expected = "expected a list of rules ending with a default rule"
-        problems.append(f"{where}: rules: {expected}, got {kind_of(raw_rules)}")
-    else:
-        names: dict[str, int] = {}
-        for number, raw in enumerate(raw_rules, start=1):
-            name = raw.get("name") if isinstance(raw, Mapping) else None
-            if isinstance(name, str) and name.strip() in names:
-                problems.append(f"{where}: rule {number} {name!r}: name: also the name of rule {names[name.strip()]}")
-            elif isinstance(name, str):
-                names[name.strip()] = number
-            rule = _rule(raw, number, where, problems)
-            if rule is not None:
-                rules.append(rule)
-        defaults = [n for n, raw in enumerate(raw_rules, start=1) if isinstance(raw, Mapping) and raw.get("default")]
-        if not defaults:
-            problems.append(f"{where}: rules: no default rule; end the list with one (default: true, no conditions)")
-        else:
-            first = defaults[0]
-            for number, later in enumerate(raw_rules[first:], start=first + 1):
-                label = later.get("name") if isinstance(later, Mapping) else None
-                problems.append(
-                    f"{where}: rule {number} {label!r}: unreachable: it comes after the default rule {first} "
-                    f"{raw_rules[first - 1].get('name')!r}, which always matches; the default rule must be the last"
-                )
-    if problems:
-        raise RulesError(problems)
-    return RuleSet(version=int(version), rules=tuple(rules), hours=hours, source=where)  # type: ignore[arg-type]
-
-
-def _business_hours(raw: Any, where: str, problems: list[str]) -> BusinessHours:
-    if raw is None:
-        return BusinessHours()
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: business_hours: expected start, end and timezone, got {kind_of(raw)}")
-        return BusinessHours()
-    problems += rule_files.unknown_fields(raw, HOURS_FIELDS, where, "business_hours.")
-    times = {}
-    for name, default in (("start", dt.time(9)), ("end", dt.time(17))):
-        value = raw.get(name, default.strftime("%H:%M"))
-        found = CLOCK.match(str(value).strip()) if isinstance(value, str) else None
-        if not found:
-            problems.append(f"{where}: business_hours.{name}: expected a time like '09:00', got {kind_of(value)}")
-            times[name] = default
-        else:
-            times[name] = dt.time(int(found.group(1)), int(found.group(2)))
-    if times["start"] >= times["end"]:
-        problems.append(f"{where}: business_hours: start {times['start']:%H:%M} is not before end {times['end']:%H:%M}")
-    zone = raw.get("timezone", "UTC")
-    try:
-        ZoneInfo(str(zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"{where}: business_hours.timezone: unknown time zone {zone!r}; use a name like Europe/Oslo")
-        zone = "UTC"
-    return BusinessHours(start=times["start"], end=times["end"], timezone=str(zone))
-
-
-def _rule(raw: Any, number: int, where: str, problems: list[str]) -> Rule | None:
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: rule {number}: expected a mapping with name, when and then, got {kind_of(raw)}")
-        return None
-    name = raw.get("name")
-    label = f"{where}: rule {number} {name!r}" if isinstance(name, str) and name.strip() else f"{where}: rule {number}"
-    before = len(problems)
-    problems += rule_files.unknown_fields(raw, RULE_FIELDS, label, "")
-    if not isinstance(name, str) or not name.strip():
-        problems.append(f"{label}: name: every rule needs a name (it is stored with each follow-up it routes)")
-    is_default = raw.get("default", False)
-    if not isinstance(is_default, bool):
-        problems.append(f"{label}: default: expected true or false, got {kind_of(is_default)}")
-        is_default = False
-    conditions = _conditions(raw.get("when"), is_default, label, problems)
-    outcome = raw.get("then")
-    if not isinstance(outcome, Mapping):
-        problems.append(f"{label}: then: expected owner_type, owner, sla and escalate_to, got {kind_of(outcome)}")
-        return None
-    problems += rule_files.unknown_fields(outcome, OUTCOME_FIELDS, label, "then.")
-    owner_type = outcome.get("owner_type")
-    if owner_type not in OWNER_TYPES:
-        problems.append(f"{label}: then.owner_type: must be sales or cs, got {kind_of(owner_type)}")
-    owner = outcome.get("owner")
-    if not _valid_owner(owner):
-        problems.append(f"{label}: then.owner: unknown owner kind {owner!r}; use account_owner, csm or queue:<address>")
-    sla = None
-    if outcome.get("sla") is not None:
-        found = SLA_TEXT.match(str(outcome["sla"])) if isinstance(outcome["sla"], str) else None
-        if not found or int(found.group(1)) < 1:
-            problems.append(f"{label}: then.sla: cannot read {outcome['sla']!r}; {SLA_EXAMPLE}")
-        else:
-            sla = Sla(int(found.group(1)), found.group(2).lower())
-    escalate_to = outcome.get("escalate_to")
-    if escalate_to is not None and (not isinstance(escalate_to, str) or not escalate_to.strip()):
-        problems.append(f"{label}: then.escalate_to: expected an address or a queue, got {kind_of(escalate_to)}")
-    if len(problems) > before:
-        return None
-    # Each checked above: a problem otherwise.
-    assert isinstance(name, str) and isinstance(owner_type, str) and isinstance(owner, str)
-    return Rule(
-        name=name.strip(),
-        number=number,
-        owner_type=owner_type,
-        owner=owner.strip(),
-        conditions=conditions,
-        sla=sla,
-        escalate_to=escalate_to.strip() if escalate_to else None,
-        default=is_default,
+    checked = rule_files.check(RulesFile, data, where, RulesError, MESSAGES)
+    hours = checked.business_hours or HoursEntry()
+    return RuleSet(
+        version=checked.version,
+        rules=tuple(entry.rule(number) for number, entry in enumerate(checked.rules, start=1)),
+        hours=BusinessHours(hours.start, hours.end, hours.timezone),
+        source=where,
     )
 
 
-def _valid_owner(owner: Any) -> bool:
-    if not isinstance(owner, str):
-        return False
-    owner = owner.strip()
-    return owner in PERSON_OWNERS or (owner.startswith(QUEUE_PREFIX) and bool(owner.removeprefix(QUEUE_PREFIX).strip()))
+# --- the file's models ----------------------------------------------------------------------------
+
+AMOUNT = "expected an amount (a number, no currency sign), got {kind}"
+NAMES = "expected a name or a list of names, got {kind}"
+TRUE_OR_FALSE = "expected true or false, got {kind}"
+WHEN = (
+    f"expected at least one condition ({', '.join(CONDITIONS)}), got {{kind}}; "
+    "a rule for everyone else is the default rule (default: true)"
+)
+MESSAGES = rule_files.Messages(
+    reasons={
+        "": "expected a mapping with version, business_hours and rules, got {kind}",
+        "version": f"must be {' or '.join(map(str, VERSIONS))}, got {{value!r}}",
+        "business_hours": "expected start, end and timezone, got {kind}",
+        "business_hours.start": "expected a time like '09:00', got {kind}",
+        "business_hours.end": "expected a time like '09:00', got {kind}",
+        "business_hours.timezone": "unknown time zone {value!r}; use a name like Europe/Oslo",
+        "rules": "expected a list of rules ending with a default rule, got {kind}",
+        "rules[]": "expected a mapping with name, when and then, got {kind}",
+        "rules[].name": "every rule needs a name (it is stored with each follow-up it routes), got {kind}",
+        "rules[].default": TRUE_OR_FALSE,
+        "rules[].description": "expected a text, got {kind}",
+        "rules[].when": WHEN,
+        "rules[].when.band": NAMES,
+        "rules[].when.tier": NAMES,
+        "rules[].when.region": NAMES,
+        "rules[].when.arr_min": AMOUNT,
+        "rules[].when.arr_max": AMOUNT,
+        "rules[].when.vip": TRUE_OR_FALSE,
+        "rules[].when.has_open_followup": TRUE_OR_FALSE,
+        "rules[].then": "expected owner_type, owner, sla and escalate_to, got {kind}",
+        "rules[].then.owner_type": f"must be {' or '.join(OWNER_TYPES)}, got {{kind}}",
+        "rules[].then.owner": "unknown owner kind {value!r}; use account_owner, csm or queue:<address>",
+        "rules[].then.escalate_to": "expected an address or a queue, got {kind}",
+    },
+    items={"rules": ("rule", "name")},
+)
 
 
-def _conditions(raw: Any, is_default: bool, label: str, problems: list[str]) -> dict[str, Any]:
-    if is_default:
-        if raw:
-            problems.append(f"{label}: when: the default rule has no conditions (it catches every detractor left)")
-        return {}
-    if not isinstance(raw, Mapping) or not raw:
-        problems.append(
-            f"{label}: when: expected at least one condition ({', '.join(CONDITIONS)}), got {kind_of(raw)}; "
-            "a rule for everyone else is the default rule (default: true)"
+def _names(value: Any) -> Any:
+    """One name is a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Names = Annotated[list[Name], BeforeValidator(_names), Field(min_length=1)]
+Amount = Annotated[float, Field(ge=0)]
+
+
+def _known_version(version: int) -> int:
+    if version not in VERSIONS:
+        raise rule_files.unexpected()
+    return version
+
+
+def _clock(value: Any) -> dt.time:
+    found = CLOCK.match(value.strip()) if isinstance(value, str) else None
+    if not found:
+        raise rule_files.unexpected()
+    return dt.time(int(found.group(1)), int(found.group(2)))
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise rule_files.unexpected() from None
+    return value
+
+
+def _sla(value: Any) -> Sla:
+    found = SLA_TEXT.match(value) if isinstance(value, str) else None
+    if not found or int(found.group(1)) < 1:
+        raise rule_files.invalid(f"cannot read {value!r}; {SLA_EXAMPLE}")
+    return Sla(int(found.group(1)), found.group(2).lower())
+
+
+def _owner(value: str) -> str:
+    owner = value.strip()
+    if owner in PERSON_OWNERS or (owner.startswith(QUEUE_PREFIX) and owner.removeprefix(QUEUE_PREFIX).strip()):
+        return owner
+    raise rule_files.unexpected()
+
+
+Clock = Annotated[dt.time, PlainValidator(_clock)]
+
+
+class HoursEntry(rule_files.RuleModel):
+    start: Clock = dt.time(9)
+    end: Clock = dt.time(17)
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _start_before_end(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return rule_files.checked(data, handler, _hours_problems(data))
+
+
+def _hours_problems(raw: Any) -> list[tuple[rule_files.Loc, str]]:
+    if not isinstance(raw, Mapping):
+        return []
+    try:
+        start, end = _clock(raw.get("start", "09:00")), _clock(raw.get("end", "17:00"))
+    except PydanticCustomError:
+        return []  # the time itself is the problem
+    return [((), f"start {start:%H:%M} is not before end {end:%H:%M}")] if start >= end else []
+
+
+class Conditions(rule_files.RuleModel):
+    band: Names | None = None
+    tier: Names | None = None
+    arr_min: Amount | None = None
+    arr_max: Amount | None = None
+    vip: bool | None = None
+    region: Names | None = None
+    has_open_followup: bool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _given(cls, value: Any) -> Any:
+        """A condition written with no value is a mistake, not a condition left out."""
+        if value is None:
+            raise rule_files.unexpected()
+        return value
+
+    @field_validator("band")
+    @classmethod
+    def _known_bands(cls, names: list[str]) -> list[str]:
+        if unknown := [name for name in names if name.lower() not in BANDS]:
+            raise rule_files.invalid(f"unknown band(s) {unknown}; use {', '.join(BANDS)} (critical 0-1, detractor 2-6)")
+        return names
+
+    @field_validator("region")
+    @classmethod
+    def _country_codes(cls, names: list[str]) -> list[str]:
+        if bad := [name for name in names if not re.fullmatch(r"[A-Za-z]{2}", name)]:
+            raise rule_files.invalid(f"expected two-letter country codes (like NO, JP), got {bad}")
+        return names
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _arr_range(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return rule_files.checked(data, handler, _range_problems(data))
+
+    def as_matched(self) -> dict[str, Any]:
+        """The conditions given, as `Rule.matches` compares them."""
+        found: dict[str, Any] = {}
+        for name in CONDITIONS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "region":
+                found[name] = frozenset(item.upper() for item in value)
+            elif name in ("band", "tier"):
+                found[name] = frozenset(item.lower() for item in value)
+            else:
+                found[name] = value
+        return found
+
+
+def _range_problems(raw: Any) -> list[tuple[rule_files.Loc, str]]:
+    low, high = (_amount(raw.get(name)) if isinstance(raw, Mapping) else None for name in ("arr_min", "arr_max"))
+    if low is not None and high is not None and low >= high:
+        return [((), f"arr_min {low:g} is not below arr_max {high:g}")]
+    return []
+
+
+def _amount(value: Any) -> float | None:
+    """`value` as a valid amount, else None (its own problem)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        amount = float(value)
+    except OverflowError:
+        return None
+    return amount if 0 <= amount < float("inf") else None
+
+
+class Outcome(rule_files.RuleModel):
+    owner_type: Literal["sales", "cs"]
+    owner: Annotated[str, AfterValidator(_owner)]
+    sla: Annotated[Sla, PlainValidator(_sla)] | None = None
+    escalate_to: Name | None = None
+
+
+class RuleEntry(rule_files.RuleModel):
+    """One rule as written; its checks in the order people read a rule."""
+
+    name: Name
+    default: bool = False
+    when: Conditions | None = Field(None, validate_default=True)
+    then: Outcome
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count(cls, data: Any, info: ValidationInfo) -> Any:
+        seen = rule_files.shared(info, "rules")
+        seen["number"] = seen.get("number", 0) + 1
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _unique(cls, name: str, info: ValidationInfo) -> str:
+        seen = rule_files.shared(info, "rules")
+        names = seen.setdefault("names", {})
+        if name in names:
+            raise rule_files.invalid(f"also the name of rule {names[name]}")
+        names[name] = seen.get("number", 0)
+        return name
+
+    @field_validator("when")
+    @classmethod
+    def _fits_default(cls, when: Conditions | None, info: ValidationInfo) -> Conditions | None:
+        given = when is not None and bool(when.as_matched())
+        if info.data.get("default") is True and given:
+            raise rule_files.invalid("the default rule has no conditions (it catches every detractor left)")
+        if info.data.get("default") is not True and not given:
+            raise rule_files.invalid(WHEN.format(kind=rule_files.kind_of(None if when is None else {})))
+        return when
+
+    def rule(self, number: int) -> Rule:
+        return Rule(
+            name=self.name,
+            number=number,
+            owner_type=self.then.owner_type,
+            owner=self.then.owner,
+            conditions=self.when.as_matched() if self.when and not self.default else {},
+            sla=self.then.sla,
+            escalate_to=self.then.escalate_to,
+            default=self.default,
         )
-        return {}
-    problems += rule_files.unknown_fields(raw, CONDITIONS, label, "when.")
-    conditions: dict[str, Any] = {}
-    for name in CONDITIONS:
-        if name not in raw:
-            continue
-        value, reason = _condition(name, raw[name])
-        if reason:
-            problems.append(f"{label}: when.{name}: {reason}")
-        else:
-            conditions[name] = value
-    if {"arr_min", "arr_max"} <= set(conditions) and conditions["arr_min"] >= conditions["arr_max"]:
-        low, high = conditions["arr_min"], conditions["arr_max"]
-        problems.append(f"{label}: when: arr_min {low:g} is not below arr_max {high:g}")
-    return conditions
 
 
-def _condition(name: str, value: Any) -> tuple[Any, str | None]:
-    """A condition's value as matching uses it, or the reason it cannot be used."""
-    if name in ("vip", "has_open_followup"):
-        return (value, None) if isinstance(value, bool) else (None, f"expected true or false, got {kind_of(value)}")
-    if name in ("arr_min", "arr_max"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            return None, f"expected an amount (a number, no currency sign), got {kind_of(value)}"
-        return float(value), None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
-        return None, f"expected a name or a list of names, got {kind_of(value)}"
-    if name == "band":
-        unknown = [i for i in items if i.strip().lower() not in BANDS]
-        if unknown:
-            return None, f"unknown band(s) {unknown}; use {', '.join(BANDS)} (critical 0-1, detractor 2-6)"
-        return frozenset(i.strip().lower() for i in items), None
-    if name == "region":
-        bad = [i for i in items if not re.fullmatch(r"[A-Za-z]{2}", i.strip())]
-        if bad:
-            return None, f"expected two-letter country codes (like NO, JP), got {bad}"
-        return frozenset(i.strip().upper() for i in items), None
-    return frozenset(i.strip().lower() for i in items), None
+def _default_last(raw: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """The rules with a default rule, the last one (a rule after it could never match)."""
+    return rule_files.checked(raw, handler, _default_problems(raw))
+
+
+def _default_problems(raw: Any) -> list[tuple[rule_files.Loc, str]]:
+    if not isinstance(raw, list) or not raw:
+        return []
+    defaults = [n for n, entry in enumerate(raw) if isinstance(entry, Mapping) and entry.get("default") is True]
+    if not defaults:
+        return [((), "no default rule; end the list with one (default: true, no conditions)")]
+    first = defaults[0]
+    name = raw[first].get("name")
+    return [
+        (
+            (number,),
+            f"unreachable: it comes after the default rule {first + 1} {name!r}, which always matches; "
+            "the default rule must be the last",
+        )
+        for number in range(first + 1, len(raw))
+    ]
+
+
+class RulesFile(rule_files.RuleModel):
+    version: Annotated[int, AfterValidator(_known_version)]
+    business_hours: HoursEntry | None = None
+    rules: Annotated[list[RuleEntry], Field(min_length=1), WrapValidator(_default_last)]
 
 
 def main(argv: list[str] | None = None) -> int:
