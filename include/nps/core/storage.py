@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,9 +56,22 @@ def make_engine(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 30000")
+    _use_wal(cursor)
     cursor.close()
+
+
+def _use_wal(cursor: Any, tries: int = 100) -> None:
+    """Switch the file to WAL (it stays so). Processes opening a new file together may all try: SQLite
+    answers "locked" at once, without waiting, to all but one (waiting could deadlock): they try again."""
+    for attempt in range(1, tries + 1):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == tries:
+                raise
+            time.sleep(0.05)
 
 
 def migrate(engine: Engine) -> list[str]:
