@@ -1,4 +1,4 @@
-"""The NPS database: engine, versioned migrations and small query helpers.
+"""The NPS database: engine, schema migrations (alembic, `sql/alembic`) and small query helpers.
 
 The same SQL runs on SQLite (the embedded default) and PostgreSQL. Every write in the
 package is an idempotent upsert keyed by natural keys, so any task can be re-run.
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
-MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
 
 
@@ -75,29 +74,11 @@ def _use_wal(cursor: Any, tries: int = 100) -> None:
 
 
 def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations in `sql/migrations` not applied yet; return the versions applied."""
-    applied_now: list[str] = []
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version VARCHAR(64) PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-            )
-        )
-        done = {row[0] for row in conn.execute(text("SELECT version FROM schema_migrations"))}
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        version = path.stem
-        if version in done:
-            continue
-        with engine.begin() as conn:
-            for statement in split_statements(path.read_text(encoding="utf-8")):
-                conn.execute(text(statement))
-            conn.execute(
-                text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, :t)"),
-                {"v": version, "t": utcnow()},
-            )
-        applied_now.append(version)
-    return applied_now
+    """Bring the NPS DB to the latest schema revision; return the revisions applied now ([] when it
+    was there already: a quick read, no lock). Processes starting together apply each revision once."""
+    from include.nps.core import migrations
+
+    return migrations.upgrade(engine)
 
 
 def strip_comments(script: str) -> str:
@@ -106,7 +87,7 @@ def strip_comments(script: str) -> str:
 
 
 def split_statements(script: str) -> list[str]:
-    """Split a migration script on semicolons."""
+    """Split a script of several statements (a baseline migration, a named query) on semicolons."""
     return [s.strip() for s in strip_comments(script).split(";") if s.strip()]
 
 
