@@ -8,8 +8,8 @@ echo "1/5 Airflow metadata DB: migrating"
 airflow db migrate
 
 # Done once here: the survey form and the tasks then find the schema up to date. Their own
-# migrate-on-connect has nothing left to do, so parallel workers never race to create tables.
-echo "2/5 NPS DB: applying sql/migrations through the nps_db connection"
+# migrate-on-connect finds nothing left to do, so workers starting together never wait for its lock.
+echo "2/5 NPS DB: upgrading to the latest alembic revision (sql/alembic) through the nps_db connection"
 python -c 'from include.nps.core.connections import nps_engine; nps_engine()'
 
 echo "3/5 Airflow login: the passwords file gets AIRFLOW_ADMIN_PASSWORD"

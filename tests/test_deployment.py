@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 import yaml
 
-from include.nps.core.storage import MIGRATIONS_DIR, PROJECT_ROOT
+from include.nps.core import migrations
+from include.nps.core.storage import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
@@ -808,13 +809,12 @@ def test_the_postgres_init_script_creates_the_nps_user_and_database_and_init_mig
         )
         nps = create_engine(f"{server.scheme}://{server.username}@{server.hostname}:{server.port}/nps")
         with nps.connect() as conn:
-            applied = set(conn.execute(text("SELECT version FROM schema_migrations")).scalars())
-            table_owner = conn.execute(
-                text("SELECT tableowner FROM pg_tables WHERE tablename = 'schema_migrations'")
-            ).scalar_one()
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            tables = conn.execute(text("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'"))
+            owners = dict(tables.tuples().all())
         nps.dispose()
-        assert applied == {path.stem for path in MIGRATIONS_DIR.glob("*.sql")}
-        assert table_owner == "nps"
+        assert revision == migrations.head()
+        assert "outbox" in owners and set(owners.values()) == {"nps"}  # alembic_version included
     finally:
         with admin.connect() as conn:
             conn.execute(text("DROP DATABASE IF EXISTS nps WITH (FORCE)"))

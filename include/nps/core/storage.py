@@ -1,4 +1,4 @@
-"""The NPS database: engine, versioned migrations and small query helpers.
+"""The NPS database: engine, schema migrations (alembic, `sql/alembic`) and small query helpers.
 
 The same SQL runs on SQLite (the embedded default) and PostgreSQL. Every write in the
 package is an idempotent upsert keyed by natural keys, so any task can be re-run.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
-MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
 
 
@@ -54,35 +55,30 @@ def make_engine(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 30000")
+    _use_wal(cursor)
     cursor.close()
 
 
+def _use_wal(cursor: Any, tries: int = 100) -> None:
+    """Switch the file to WAL (it stays so). Processes opening a new file together may all try: SQLite
+    answers "locked" at once, without waiting, to all but one (waiting could deadlock): they try again."""
+    for attempt in range(1, tries + 1):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == tries:
+                raise
+            time.sleep(0.05)
+
+
 def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations in `sql/migrations` not applied yet; return the versions applied."""
-    applied_now: list[str] = []
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version VARCHAR(64) PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-            )
-        )
-        done = {row[0] for row in conn.execute(text("SELECT version FROM schema_migrations"))}
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        version = path.stem
-        if version in done:
-            continue
-        with engine.begin() as conn:
-            for statement in split_statements(path.read_text(encoding="utf-8")):
-                conn.execute(text(statement))
-            conn.execute(
-                text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, :t)"),
-                {"v": version, "t": utcnow()},
-            )
-        applied_now.append(version)
-    return applied_now
+    """Bring the NPS DB to the latest schema revision; return the revisions applied now ([] when it
+    was there already: a quick read, no lock). Processes starting together apply each revision once."""
+    from include.nps.core import migrations
+
+    return migrations.upgrade(engine)
 
 
 def strip_comments(script: str) -> str:
@@ -91,7 +87,7 @@ def strip_comments(script: str) -> str:
 
 
 def split_statements(script: str) -> list[str]:
-    """Split a migration script on semicolons."""
+    """Split a script of several statements (a baseline migration, a named query) on semicolons."""
     return [s.strip() for s in strip_comments(script).split(";") if s.strip()]
 
 
