@@ -19,8 +19,10 @@ for the one it needs:
 9. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check (it runs once the
    wave is closed, whatever became of the flash results, and reports them).
 
-   Each wave-wide email is a group: `prepare` writes the ledger rows in chunks, `send` is one
-   mapped task per chunk (one SMTP session each), `check` reconciles the ledger with the audience.
+   Each wave-wide email is a group: `prepare` writes the ledger rows in chunks, `send` is a mapped
+   task per range of chunks (one SMTP session each; at most 256 tasks, and never more than Airflow's
+   `[core] max_map_length`, so a mailing of any size runs), `check` reconciles the ledger with the
+   audience.
 
 What colleagues get hangs off the spine as branches of their own. A branch that fails alerts,
 retries and can be cleared and re-run, but the close and the flash results never wait for it:
@@ -93,15 +95,16 @@ def wave_step(name: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS):
 
 
 def mass_mailing(group_id: str, kind: str, plan):
-    """prepare (ledger rows, in chunks) -> send (one mapped task per chunk) -> check (reconcile)."""
+    """prepare (ledger rows, in chunks) -> send (mapped: each task a range of chunks, at most
+    `pipeline.MAX_SEND_TASKS` tasks and never more than `[core] max_map_length`) -> check (reconcile)."""
 
     @task_group(group_id=group_id)
     def mailing() -> None:
         @task
-        def prepare(plan: dict) -> list[int]:
+        def prepare(plan: dict) -> list[list[int]]:
             from include.nps import pipeline
 
-            return pipeline.prepare_mailing(plan["wave_id"], kind)
+            return pipeline.send_batches(pipeline.prepare_mailing(plan["wave_id"], kind))
 
         @task(
             max_active_tis_per_dagrun=PARALLEL_SENDS,
@@ -109,10 +112,10 @@ def mass_mailing(group_id: str, kind: str, plan):
             retries=SEND_RETRIES,
             max_retry_delay=SEND_MAX_RETRY_DELAY,
         )
-        def send(plan: dict, chunk: int) -> dict:
+        def send(plan: dict, chunks: list[int]) -> dict:
             from include.nps import pipeline
 
-            return pipeline.send_mailing_chunk(plan["wave_id"], kind, chunk)
+            return pipeline.send_mailing_chunks(plan["wave_id"], kind, chunks)
 
         @task(trigger_rule=TriggerRule.NONE_FAILED)
         def check(plan: dict) -> dict:
@@ -120,8 +123,8 @@ def mass_mailing(group_id: str, kind: str, plan):
 
             return pipeline.check_mailing(plan["wave_id"], kind)
 
-        chunks = prepare(plan)
-        chain(chunks, send.partial(plan=plan).expand(chunk=chunks), check(plan))
+        batches = prepare(plan)
+        chain(batches, send.partial(plan=plan).expand(chunks=batches), check(plan))
 
     return mailing()
 

@@ -1,7 +1,11 @@
 """Steps called as the DAG's tasks call them: a bad input stops the wave with a readable reason."""
 
+import datetime as dt
+
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from hypothesis import given
+from hypothesis import strategies as st
 
 from include.nps import pipeline
 from include.nps.core import storage
@@ -63,3 +67,52 @@ def test_a_send_task_retries_deliveries_for_long_but_a_bug_only_as_often_as_any_
     with pytest.raises(KeyError):  # retried, as any task's error is
         send(KeyError("name"))
     assert pipeline.send_mailing_chunk.__wrapped__  # the send task's function is wrapped so
+
+
+# --- mailings of any size: mapped send tasks from a budget ------------------------------------------
+
+
+@given(chunks=st.integers(0, 3000), budget=st.integers(1, 1100))
+def test_send_batches_cover_every_chunk_once_in_at_most_the_budget_of_tasks(chunks, budget):
+    batches = pipeline.send_batches(list(range(chunks)), budget)
+    assert [chunk for batch in batches for chunk in batch] == list(range(chunks))  # each once, in order
+    assert len(batches) == min(budget, chunks) and all(batches)
+    assert max(map(len, batches), default=0) - min(map(len, batches), default=0) <= 1
+
+
+def test_the_send_budget_never_exceeds_airflows_max_map_length(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "3")
+    assert len(pipeline.send_batches(list(range(2000)))) == 3
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "100000")
+    assert len(pipeline.send_batches(list(range(2000)))) == pipeline.MAX_SEND_TASKS
+
+
+def test_one_send_task_sends_its_chunks_of_one_and_a_deferred_chunk_does_not_stop_the_others(
+    engine, tmp_path, monkeypatch
+):
+    """Chunks of one contact each; the task takes five of them in one session. A greylisted
+    recipient (451 on the first try) is left for the retry while the chunks after it are sent;
+    the retry sends only it. Every message once."""
+    from tests.faulty_smtp import FaultyServer
+
+    server = FaultyServer(tmp_path / "mail")
+    server.start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_NPS_SMTP", server.connection_uri())
+        addresses = ["c0@a1.example", "grey-1@a1.example", "c2@a1.example", "c3@a1.example", "c4@a1.example"]
+        rows = [contact(f"C{n}", email=address) for n, address in enumerate(addresses)]
+        plan = pipeline.plan_wave(wave_params(write_csv(tmp_path / "c.csv", rows), chunk_size=1))
+        pipeline.build_audience(plan["wave_id"])
+        chunks = pipeline.prepare_mailing(plan["wave_id"], "invitation")
+        assert chunks == [0, 1, 2, 3, 4]
+        monkeypatch.setattr(pipeline, "DEFERRED_WAIT_IN_TASK", dt.timedelta(0))  # the test does not wait
+
+        with pytest.raises(outbox.DeliveryIncomplete, match="chunks 1 "):
+            pipeline.send_mailing_chunks(plan["wave_id"], "invitation", chunks)
+        assert sorted(m["To"] for m in server.spool.messages()) == sorted(set(addresses) - {"grey-1@a1.example"})
+
+        storage.execute(engine, "UPDATE outbox SET next_attempt_at = NULL WHERE status = 'pending'")  # time passes
+        assert pipeline.send_mailing_chunks(plan["wave_id"], "invitation", chunks)["sent"] == 1
+        assert sorted(m["To"] for m in server.spool.messages()) == sorted(addresses)
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -139,19 +140,95 @@ def retries_for_deliveries(step: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+MAX_SEND_TASKS = 256  # mapped send tasks of one mailing at most; each takes a range of its chunks
+
+
+def send_batches(chunks: list[int], budget: int | None = None) -> list[list[int]]:
+    """The mailing's chunks in at most `budget` mapped send tasks (by default `MAX_SEND_TASKS`, never
+    more than Airflow's `[core] max_map_length`): consecutive chunks, as evenly spread as can be."""
+    budget = max(1, budget or _send_task_budget())
+    tasks = min(budget, len(chunks))
+    size, extra = divmod(len(chunks), tasks) if tasks else (0, 0)
+    batches, start = [], 0
+    for index in range(tasks):
+        end = start + size + (index < extra)
+        batches.append(chunks[start:end])
+        start = end
+    return batches
+
+
+def _send_task_budget() -> int:
+    from airflow.sdk.configuration import conf
+
+    return min(MAX_SEND_TASKS, conf.getint("core", "max_map_length", fallback=1024))
+
+
+@retries_for_deliveries
+def send_mailing_chunks(wave_id: str, kind: str, chunks: list[int]) -> dict[str, int]:
+    """Send the pending messages of `chunks` (one mapped send task's) over one SMTP session. A first
+    pass sends every chunk without waiting; a second gives the chunks with deferred messages the
+    in-task wait, so the task waits once, not once per chunk. Still deferred: the task's retry."""
+    engine, wave = _wave(wave_id)
+    extra = _reader_context(engine, wave, kind)
+    totals: Counter[str] = Counter()
+    with SmtpTransport() as transport:
+        deferred = _send_chunks(engine, wave, kind, chunks, transport, extra, totals, dt.timedelta(0))
+        still = _send_chunks(engine, wave, kind, deferred, transport, extra, totals, DEFERRED_WAIT_IN_TASK)
+    if still:
+        raise outbox.DeliveryIncomplete(f"chunks {', '.join(map(str, still))} have messages deferred for later")
+    return dict(totals)
+
+
+def _send_chunks(
+    engine: Engine,
+    wave: waves.WaveParams,
+    kind: str,
+    chunks: list[int],
+    transport: SmtpTransport,
+    extra: Any,
+    totals: Counter[str],
+    wait: dt.timedelta,
+) -> list[int]:
+    """Send each chunk, adding its outcome to `totals`; return the chunks left with deferred messages."""
+    deferred = []
+    for chunk in chunks:
+        try:
+            totals.update(_send_chunk(engine, wave, kind, chunk, transport, extra, wait))
+        except outbox.DeliveryIncomplete:
+            deferred.append(chunk)
+    return deferred
+
+
 @retries_for_deliveries
 def send_mailing_chunk(wave_id: str, kind: str, chunk: int) -> dict[str, int]:
     """Send the pending messages of one chunk over one SMTP session."""
     engine, wave = _wave(wave_id)
-    contacts = storage.fetch_all(engine, storage.query("chunk_recipients"), wave_id=wave_id, kind=kind, chunk=chunk)
-    extra = flash_results.reader_context(engine, wave, *_comment_reader()) if kind == "flash_results" else None
-    window_end = mailings.delivery_window_end(engine, wave, kind)
-    policy = outbox.DeliveryPolicy(wave.in_doubt, window_end, DEFERRED_WAIT_IN_TASK)
     with SmtpTransport() as transport:
-        outcome = mailings.deliver_to_contacts(
-            engine, wave, kind, contacts, transport, extra, chunk=chunk, policy=policy
-        )
+        extra = _reader_context(engine, wave, kind)
+        return _send_chunk(engine, wave, kind, chunk, transport, extra, DEFERRED_WAIT_IN_TASK)
+
+
+def _send_chunk(
+    engine: Engine,
+    wave: waves.WaveParams,
+    kind: str,
+    chunk: int,
+    transport: SmtpTransport,
+    extra: Any,
+    wait: dt.timedelta,
+) -> dict[str, int]:
+    contacts = storage.fetch_all(
+        engine, storage.query("chunk_recipients"), wave_id=wave.wave_id, kind=kind, chunk=chunk
+    )
+    window_end = mailings.delivery_window_end(engine, wave, kind)
+    policy = outbox.DeliveryPolicy(wave.in_doubt, window_end, wait)
+    outcome = mailings.deliver_to_contacts(engine, wave, kind, contacts, transport, extra, chunk=chunk, policy=policy)
     return outcome.__dict__
+
+
+def _reader_context(engine: Engine, wave: waves.WaveParams, kind: str) -> Any:
+    """What each reader's email adds to the contact (the flash results' figures); built once per task."""
+    return flash_results.reader_context(engine, wave, *_comment_reader()) if kind == "flash_results" else None
 
 
 @fails_fast
