@@ -7,6 +7,12 @@ are numbered as a spreadsheet shows them: the header is row 1, and a quoted mult
 in one row. A row whose field count does not match the header, or whose quote never closes (it
 would swallow the rows after it), is returned as a problem, not loaded; the rows after an open
 quote are read as rows of their own.
+
+A file is read as a stream: `open_table` gives its rows in chunks (`CHUNK_ROWS` at a time), so
+memory holds one chunk, never the file. The encoding is settled first, by decoding the file
+block by block; a quote left open holds the lines it swallowed until its row is settled (to the
+end of the file when it never closes). Workbooks (`parse_xlsx`) are read whole: they are the
+small files people return (sales decisions), not contact exports.
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ import codecs
 import csv
 import io
 import re
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +37,8 @@ LEGACY_ENCODINGS = ("cp932",)  # tried, strictly, after UTF-8
 WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (OLE)
 # Headers other exports write for our columns (Outlook and many CRMs write "E-mail" or "Email Address").
 COLUMN_ALIASES = {"time_zone": "timezone", "e_mail": "email", "email_address": "email", "e_mail_address": "email"}
+CHUNK_ROWS = 100_000  # rows in memory at a time when a file is read as a stream
+BLOCK_BYTES = 1 << 20  # bytes decoded at a time while the encoding is settled
 
 
 class ExportError(ValueError):
@@ -42,42 +54,71 @@ class Table:
     rows: int  # data rows in the file, good or not
 
 
-def decode(raw: bytes, name: str) -> tuple[str, str]:
-    """The file's text and the encoding it was read with."""
-    if raw.startswith(WORKBOOK_SIGNATURES):
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive rows of a file: the readable ones, and the problems of the others."""
+
+    frame: pd.DataFrame  # strings, stripped, with a `row_number` column
+    problems: list[dict]  # row_number, field, value, reason
+    rows: int  # data rows in this chunk, good or not
+
+
+def detect_encoding(stream: IO[bytes], name: str) -> str:
+    """The encoding the file is text in, found by decoding it block by block: UTF-8 (with or without
+    a byte order mark), UTF-16 (with one, or little-endian without), else CP932 (Shift-JIS)."""
+    head = stream.read(16)
+    if head.startswith(WORKBOOK_SIGNATURES):
         raise ExportError(f"{name} is an Excel workbook, not CSV; in Excel use Save As > 'CSV UTF-8'")
-    if raw.startswith(codecs.BOM_UTF8):
-        return _strict(raw[len(codecs.BOM_UTF8) :], "utf-8", name), "utf-8-sig"
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _strict(raw, "utf-16", name), "utf-16"
-    if len(raw) >= 4 and raw[1::2][:8].count(0) >= 3 and raw[0::2][:8].count(0) == 0:
-        return _strict(raw, "utf-16-le", name), "utf-16-le"
+    if head.startswith(codecs.BOM_UTF8):
+        return _strictly(stream, len(codecs.BOM_UTF8), "utf-8", name, "utf-8-sig")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _strictly(stream, 0, "utf-16", name, "utf-16")
+    if len(head) >= 4 and head[1::2][:8].count(0) >= 3 and head[0::2][:8].count(0) == 0:
+        return _strictly(stream, 0, "utf-16-le", name, "utf-16-le")
     for encoding in ("utf-8", *LEGACY_ENCODINGS):
-        try:
-            return raw.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    error = _first_error(raw)
-    line = raw[:error].count(b"\n") + 1
+        if _first_bad_byte(stream, 0, encoding) is None:
+            return encoding
+    error = _first_bad_byte(stream, 0, "utf-8") or 0
+    stream.seek(0)
+    line = _newlines(stream, error) + 1
     raise ExportError(
-        f"{name} is not UTF-8, UTF-16 or Shift-JIS/CP932 text (byte 0x{raw[error]:02x} on line "
+        f"{name} is not UTF-8, UTF-16 or Shift-JIS/CP932 text (byte 0x{stream.read(1)[0]:02x} on line "
         f"{line}, offset {error}, cannot be read); export it again as 'CSV UTF-8'"
     )
 
 
-def _strict(raw: bytes, encoding: str, name: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{name} claims {encoding} but byte {exc.start} is not valid {encoding}") from exc
+def _strictly(stream: IO[bytes], start: int, encoding: str, name: str, label: str) -> str:
+    """`label` when the bytes from `start` on are valid `encoding`, else ExportError."""
+    error = _first_bad_byte(stream, start, encoding)
+    if error is not None:
+        raise ExportError(f"{name} claims {encoding} but byte {error} is not valid {encoding}")
+    return label
 
 
-def _first_error(raw: bytes) -> int:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start
-    return 0
+def _first_bad_byte(stream: IO[bytes], start: int, encoding: str) -> int | None:
+    """The offset (from `start`) of the first byte that is not valid `encoding`, or None."""
+    stream.seek(start)
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    fed = 0
+    while True:
+        block = stream.read(BLOCK_BYTES)
+        pending = len(decoder.getstate()[0])  # bytes of a character the previous block cut
+        try:
+            decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            return fed - pending + exc.start
+        if not block:
+            return None
+        fed += len(block)
+
+
+def _newlines(stream: IO[bytes], size: int) -> int:
+    """The line feeds in the next `size` bytes (the stream is left after them)."""
+    count = 0
+    while size > 0:
+        block = stream.read(min(size, BLOCK_BYTES))
+        count, size = count + block.count(b"\n"), size - len(block)
+    return count
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -95,25 +136,142 @@ def column_key(name: str) -> str:
 
 def read_table(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
     """Read an export into string columns keyed by `column_key`; missing optional columns are empty."""
-    source = Path(path)
-    if not source.is_file():
-        raise ExportError(f"{source} does not exist")
-    return parse_csv(source.read_bytes(), str(source), required, optional)
+    with open_table(path, required, optional) as reader:
+        return reader.table()
 
 
 def parse_csv(raw: bytes, name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
     """`read_table` for bytes already read (from object storage, say)."""
-    text, encoding = decode(raw, name)
-    if not text.strip():
-        raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
-    delimiter = sniff_delimiter(text.lstrip().splitlines()[0])
-    _allow_fields_up_to(len(text))  # a long field is a row problem (checked per column), not a file one
-    lines = io.StringIO(text.lstrip("\r\n"), newline="").readlines()
-    try:
-        records, broken = read_records(lines, delimiter)
-    except csv.Error as exc:
-        raise ExportError(f"{name} is not a readable CSV file: {exc}") from exc
-    return table_from_records(records, name, required, optional, encoding, delimiter, broken)
+    return TableReader.from_csv(io.BytesIO(raw), name, required, optional).table()
+
+
+@contextmanager
+def open_table(
+    path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), chunk_rows: int = CHUNK_ROWS
+) -> Iterator[TableReader]:
+    """An export opened to be read in chunks of `chunk_rows` rows; its header is checked already."""
+    source = Path(path)
+    if not source.is_file():
+        raise ExportError(f"{source} does not exist")
+    with source.open("rb") as stream:
+        yield TableReader.from_csv(stream, str(source), required, optional, chunk_rows)
+
+
+class TableReader:
+    """A table being read: its encoding, delimiter, header and columns, and its rows in chunks."""
+
+    def __init__(
+        self,
+        records: Iterator[tuple[list[str], dict | None]],
+        name: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...],
+        encoding: str,
+        delimiter: str,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
+        """`records`: the header's cells first, then each row's with its problem when it cannot be read."""
+        self.name, self.encoding, self.delimiter, self.chunk_rows = name, encoding, delimiter, max(1, chunk_rows)
+        self._records = records
+        first = self._next_record()
+        self.header = [column_key(h) for h in first[0]] if first else []
+        _check_header(name, self.header, required)
+        self.columns = [*dict.fromkeys([*required, *optional, *(h for h in self.header if h)])]
+
+    @classmethod
+    def from_csv(
+        cls,
+        stream: IO[bytes],
+        name: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...] = (),
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> TableReader:
+        encoding = detect_encoding(stream, name)
+        _allow_fields_up_to(stream.seek(0, io.SEEK_END))  # a long field is a row problem (per column), not a file one
+        stream.seek(0)
+        lines = iter(io.TextIOWrapper(stream, encoding=encoding, newline=""))
+        opening = _opening_lines(lines, name, required)
+        delimiter = sniff_delimiter("".join(opening).lstrip().splitlines()[0])
+        first = next(i for i, line in enumerate(opening) if line.strip("\r\n"))  # lines of line ends only go
+        records = iter_records(chain(opening[first:], lines), delimiter)
+        return cls(records, name, required, optional, encoding, delimiter, chunk_rows)
+
+    def _next_record(self) -> tuple[list[str], dict | None] | None:
+        try:
+            return next(self._records, None)
+        except csv.Error as exc:
+            raise ExportError(f"{self.name} is not a readable CSV file: {exc}") from exc
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The data rows, `chunk_rows` at a time, numbered as a spreadsheet shows them (read once)."""
+        numbers: list[int] = []
+        kept: list[list[str]] = []
+        problems: list[dict] = []
+        count, number = 0, 1
+        while (item := self._next_record()) is not None:
+            record, broken = item
+            number += 1
+            if broken is not None:
+                problems.append({"row_number": number, **broken})
+            elif not "".join(record).strip():
+                continue  # blank lines, as spreadsheets leave at the end
+            elif len(record) != len(self.header):
+                problems.append(self._width_problem(number, record))
+            else:
+                numbers.append(number)
+                kept.append(record)
+            count += 1
+            if count >= self.chunk_rows:
+                yield Chunk(self._frame(numbers, kept), problems, count)
+                numbers, kept, problems, count = [], [], [], 0
+        if count:
+            yield Chunk(self._frame(numbers, kept), problems, count)
+
+    def _width_problem(self, number: int, record: list[str]) -> dict:
+        return {
+            "row_number": number,
+            "field": "(row)",
+            "value": self.delimiter.join(record)[:200],
+            "reason": f"row has {len(record)} fields, the header has {len(self.header)}",
+        }
+
+    def _frame(self, numbers: list[int], records: list[list[str]]) -> pd.DataFrame:
+        """Rows as string columns, stripped; a column the file lacks is empty."""
+        import pandas as pd
+
+        cells = list(zip(*records, strict=True)) if records else [()] * len(self.header)
+        data: dict[str, list] = {
+            key: [v.strip() for v in column] for key, column in zip(self.header, cells, strict=True) if key
+        }
+        empty = [""] * len(numbers)
+        frame = pd.DataFrame({column: data.get(column, empty) for column in self.columns}, dtype=object)
+        frame.insert(0, "row_number", pd.Series(numbers, dtype=int))
+        return frame
+
+    def table(self) -> Table:
+        """The rest of the file as one Table (for files that fit in memory)."""
+        import pandas as pd
+
+        chunks = list(self.chunks())
+        frames = [chunk.frame for chunk in chunks] or [self._frame([], [])]
+        return Table(
+            frame=pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0],
+            problems=[problem for chunk in chunks for problem in chunk.problems],
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            rows=sum(chunk.rows for chunk in chunks),
+        )
+
+
+def _opening_lines(lines: Iterator[str], name: str, required: tuple[str, ...]) -> list[str]:
+    """The lines up to the first one that is not blank (ExportError when there is none)."""
+    opening: list[str] = []
+    for line in lines:
+        opening.append(line)
+        if line.strip():
+            return opening
+    raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
 
 
 def _allow_fields_up_to(size: int) -> None:
@@ -121,39 +279,66 @@ def _allow_fields_up_to(size: int) -> None:
     csv.field_size_limit(max(csv.field_size_limit(), size + 1))
 
 
-def read_records(lines: list[str], delimiter: str) -> tuple[list[list[str]], dict[int, dict]]:
-    """The file's records (the header first), and the rows whose quote never closes, by row number.
+class _Lines:
+    """Lines for csv.reader that keep the ones the current record took (`taken`), can be given back
+    (`give_back`) to be read again, and tell whether any is left (`at_end`)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._again: deque[str] = deque()
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._again.popleft() if self._again else next(self._lines)
+        self.taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        taken, self.taken = self.taken, []
+        return taken
+
+    def give_back(self, lines: list[str]) -> None:
+        self._again.extendleft(reversed(lines))
+
+    def at_end(self) -> bool:
+        if self._again:
+            return False
+        line = next(self._lines, None)
+        if line is None:
+            return True
+        self._again.append(line)
+        return False
+
+
+def iter_records(lines: Iterator[str], delimiter: str) -> Iterator[tuple[list[str], dict | None]]:
+    """The file's records (the header first), each with the problem of a row whose quote never closes.
 
     A quote left open swallows the lines after it into one field. Such a row is kept as the text of
-    its own line only and reported (field, reason); reading starts again on the next line, so the
-    rows it would have swallowed are read as rows of their own.
+    its own line only and reported (field, value, reason); reading starts again on the next line, so
+    the rows it would have swallowed are read as rows of their own.
     """
-    records: list[list[str]] = []
-    broken: dict[int, dict] = {}
-    start = 0
-    while start < len(lines):
-        reader = csv.reader((lines[i] for i in range(start, len(lines))), delimiter=delimiter)
-        position, restart = start, None
-        for record in reader:
-            end = start + reader.line_num
-            field = _unclosed_quote(record, lines[position:end], end == len(lines), delimiter, records)
-            if field is not None:
-                row = next(csv.reader([lines[position]], delimiter=delimiter), [])
-                swallowed, to_end = end - position - 1, end == len(lines)
-                broken[len(records) + 1] = _unclosed_problem(records[0], field, lines[position], swallowed, to_end)
-                records.append(row)
-                restart = position + 1
+    source = _Lines(lines)
+    header: list[str] | None = None
+    while True:
+        for record in csv.reader(source, delimiter=delimiter):
+            taken, at_end = source.take(), source.at_end()
+            field = _unclosed_quote(record, taken, at_end, delimiter, header)
+            if field is not None and header is not None:
+                row = next(csv.reader([taken[0]], delimiter=delimiter), [])
+                source.give_back(taken[1:])
+                yield row, _unclosed_problem(header, field, taken[0], len(taken) - 1, at_end)
                 break
-            records.append(record)
-            position = end
-        if restart is None:
-            break
-        start = restart
-    return records, broken
+            header = record if header is None else header
+            yield record, None
+        else:
+            return
 
 
 def _unclosed_quote(
-    record: list[str], chunk: list[str], at_end: bool, delimiter: str, records: list[list[str]]
+    record: list[str], chunk: list[str], at_end: bool, delimiter: str, header: list[str] | None
 ) -> int | None:
     """The index of the field whose quote does not close on its line, when it swallowed rows.
 
@@ -163,10 +348,10 @@ def _unclosed_quote(
     over several lines, as a CSV writer writes it, in a row of the right width, is none of these
     (a row of the wrong width is re-read line by line too: each line is then a row or a problem).
     """
-    if not records or (len(chunk) == 1 and not at_end):
+    if header is None or (len(chunk) == 1 and not at_end):
         return None  # the header, or a one-line row
     failure = _strict_failure("".join(chunk), delimiter) or ""
-    width = len(records[0])
+    width = len(header)
     spanning = [i for i, value in enumerate(record) if "\n" in value or "\r" in value]
     opened = spanning[0] if spanning else len(record) - 1
     if at_end and "unexpected end of data" in failure:
@@ -207,7 +392,7 @@ def _unclosed_problem(header: list[str], index: int, line: str, swallowed: int, 
 
 
 def parse_xlsx(raw: bytes, name: str, sheet: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Table:
-    """A worksheet of a workbook as a Table, cells as text (empty cells as "")."""
+    """A worksheet of a workbook as a Table, cells as text (empty cells as ""); read whole."""
     from openpyxl import load_workbook
 
     try:
@@ -219,22 +404,7 @@ def parse_xlsx(raw: bytes, name: str, sheet: str, required: tuple[str, ...], opt
     records = [["" if v is None else str(v) for v in row] for row in book[sheet].iter_rows(values_only=True)]
     if not records:
         raise ExportError(f"{name} is empty: expected a header row with {', '.join(required)}")
-    return table_from_records(records, name, required, optional, "xlsx", "")
-
-
-def table_from_records(
-    records: list[list[str]],
-    name: str,
-    required: tuple[str, ...],
-    optional: tuple[str, ...],
-    encoding: str,
-    delimiter: str,
-    broken: dict[int, dict] | None = None,
-) -> Table:
-    """A Table from rows of cells, the header first; `broken`: problems of rows by row number."""
-    header = [column_key(h) for h in records[0]]
-    _check_header(name, header, required)
-    return _frame(records[1:], header, required, optional, encoding, delimiter, broken or {})
+    return TableReader(((record, None) for record in records), name, required, optional, "xlsx", "").table()
 
 
 def _check_header(source: str, header: list[str], required: tuple[str, ...]) -> None:
@@ -245,43 +415,3 @@ def _check_header(source: str, header: list[str], required: tuple[str, ...]) -> 
     repeated = sorted({h for h in header if h and header.count(h) > 1})
     if repeated:
         raise ExportError(f"{source} has column(s) {', '.join(repeated)} more than once")
-
-
-def _frame(
-    records: list[list[str]],
-    header: list[str],
-    required: tuple[str, ...],
-    optional: tuple[str, ...],
-    encoding: str,
-    delimiter: str,
-    broken: dict[int, dict],
-) -> Table:
-    import pandas as pd
-
-    rows, problems, count = [], [], 0
-    for number, record in enumerate(records, start=2):
-        if number in broken:
-            count += 1
-            problems.append({"row_number": number, **broken[number]})
-            continue
-        if not any(cell.strip() for cell in record):
-            continue  # blank lines, as spreadsheets leave at the end
-        count += 1
-        if len(record) != len(header):
-            problems.append(
-                {
-                    "row_number": number,
-                    "field": "(row)",
-                    "value": delimiter.join(record)[:200],
-                    "reason": f"row has {len(record)} fields, the header has {len(header)}",
-                }
-            )
-            continue
-        rows.append({"row_number": number, **{h: v.strip() for h, v in zip(header, record, strict=True) if h}})
-    columns = ["row_number", *dict.fromkeys([*required, *optional, *(h for h in header if h)])]
-    frame = pd.DataFrame(rows, columns=columns)
-    # Every cell read is text; a column no row has comes out as float NaN, which takes no "".
-    blank = {column: object for column in columns[1:] if frame[column].isna().all()}
-    frame = frame.astype(blank).fillna("")
-    frame["row_number"] = frame["row_number"].astype(int)
-    return Table(frame=frame, problems=problems, encoding=encoding, delimiter=delimiter, rows=count)
