@@ -114,8 +114,7 @@ def prepare_mailing(wave_id: str, kind: str) -> list[int]:
     if kind == "flash_results":
         _comment_reader()  # a broken themes file stops the flash results before any is queued
         flash_results.check_figures(engine, wave)
-    recipients = mailings.mailing_recipients(engine, wave_id, kind)
-    return mailings.enqueue_contacts(engine, wave_id, kind, recipients, wave.chunk_size)
+    return mailings.enqueue_mailing(engine, wave_id, kind, wave.chunk_size)
 
 
 def retries_for_deliveries(step: F) -> F:
@@ -236,7 +235,7 @@ def check_mailing(wave_id: str, kind: str) -> dict[str, int]:
     """Every recipient has exactly one settled row: audience = sent + suppressed + failed. Then
     the alerts that never fail the wave: late milestones, and a low response after the reminder."""
     engine = nps_engine()
-    mailings.check_outbox(engine, wave_id, kind, len(mailings.mailing_recipients(engine, wave_id, kind)))
+    mailings.check_outbox(engine, wave_id, kind, mailings.count_recipients(engine, wave_id, kind))
     waves.mark_done(engine, wave_id, mailings.MASS_MAILINGS[kind])
     alerts.after_mailing_check(engine, wave_id, kind)  # late milestones; low response after the reminder
     return outbox.counts(engine, wave_id, kind).get(kind, {})

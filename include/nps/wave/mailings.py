@@ -17,7 +17,7 @@ from include.nps.core.connections import survey_base_url
 from include.nps.core.emails import Attachment
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import Transport
-from include.nps.wave import audience, data_checks, waves
+from include.nps.wave import data_checks, waves
 from include.nps.wave.responses import BAND_KINDS
 from include.nps.wave.waves import WaveParams
 
@@ -173,9 +173,26 @@ def _missing(row: dict[str, Any]) -> dict[str, Any]:
 def mailing_recipients(engine: Engine, wave_id: str, kind: str) -> list[dict[str, Any]]:
     """Who a wave-wide mailing goes to: the reminder to those invited who have not answered, the
     others to the whole audience."""
-    if kind == "reminder":
-        return storage.fetch_all(engine, storage.query("reminder_recipients"), wave_id=wave_id)
-    return storage.records(audience.included_frame(engine, wave_id)[["contact_id", "email", "name", "locale"]])
+    return storage.fetch_all(engine, _recipients_query(kind), wave_id=wave_id)
+
+
+def count_recipients(engine: Engine, wave_id: str, kind: str) -> int:
+    """How many `mailing_recipients` there are, counted by the database."""
+    row = storage.fetch_one(engine, f"SELECT COUNT(*) AS n FROM ({_recipients_query(kind)}) r", wave_id=wave_id)
+    return int(row["n"]) if row else 0
+
+
+def enqueue_mailing(engine: Engine, wave_id: str, kind: str, chunk_size: int) -> list[int]:
+    """Put a wave-wide email in the ledger for every recipient, in one statement (no row goes
+    through Python), numbered into chunks of `chunk_size`; return the chunks."""
+    sql = storage.query("enqueue_recipients").replace("{recipients}", _recipients_query(kind))
+    params = {"wave_id": wave_id, "kind": kind, "chunk_size": chunk_size, "created_at": storage.utcnow()}
+    storage.execute(engine, sql, params)
+    return outbox.chunks(engine, wave_id, kind)
+
+
+def _recipients_query(kind: str) -> str:
+    return storage.query("reminder_recipients" if kind == "reminder" else "audience_recipients")
 
 
 def delivery_window_end(engine: Engine, wave: WaveParams, kind: str) -> dt.datetime:
