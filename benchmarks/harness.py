@@ -1,0 +1,76 @@
+"""What the scale benchmarks share: a throwaway PostgreSQL cluster, a fresh NPS database on it,
+running a measured step in a child process (its peak RSS is its own), and printing rows."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback (Debian's binaries, fsync on, as in production)."""
+    from devkit.servers import free_port
+
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
+    data = Path(tempfile.mkdtemp(prefix="nps-bench-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_postgres, *command], check=True, capture_output=True)  # noqa: S603
+
+    run(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start")
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def fresh_database(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server of `server_url`: its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"nps_bench_{time.time_ns()}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """`target(*args)` in a fresh ('spawn') process; its result gets `peak_rss_mib`, the child's own."""
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_measured, (target, *args))
+
+
+def _measured(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    result = target(*args)
+    return {**result, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    """step, seconds and peak RSS of the product beside the plain alternative, and the ratio."""
+    print(f"\n{title}")
+    print(f"{'step':<44}{'product s':>10}{'RSS MiB':>9}{'plain s':>9}{'RSS MiB':>9}{'ratio':>7}")
+    for row in rows:
+        plain = row.get("plain_seconds")
+        ratio = f"{row['seconds'] / plain:6.1f}x" if plain else "      -"
+        plain_text = f"{plain:9.1f}{row.get('plain_rss_mib') or 0:9.0f}" if plain else f"{'-':>9}{'-':>9}"
+        print(f"{row['step']:<44}{row['seconds']:10.1f}{row.get('peak_rss_mib') or 0:9.0f}{plain_text}{ratio}")
