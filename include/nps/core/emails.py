@@ -211,7 +211,12 @@ def build_mime(email: RenderedEmail, sender: str, msg_id: str) -> EmailMessage:
         for image in email.inline_images:
             maintype, subtype = image.mime_type.split("/", 1)
             html_part.add_related(
-                image.content, maintype, subtype, cid=f"<{image.content_id}>", filename=image.filename
+                image.content,
+                maintype,
+                subtype,
+                cid=f"<{image.content_id}>",
+                filename=image.filename,
+                disposition="inline",  # shown in the HTML part, not listed as an attachment
             )
     for attachment in email.attachments:
         maintype, subtype = attachment.mime_type.split("/", 1)

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, suppress
 from email.message import EmailMessage
 from typing import Any, Protocol
 
+from include.nps.core.fast_mime import WireMessage
 from include.nps.core.rate_limits import Pacer
 
 
@@ -96,11 +97,15 @@ class SmtpTransport(AbstractContextManager):
     def __exit__(self, *exc_info: Any) -> None:
         self._close_session()
 
-    def send(self, payload: EmailMessage) -> None:
+    def send(self, payload: EmailMessage | WireMessage) -> None:
+        """Send one message (its bytes as they are, for a `WireMessage`) over the open session."""
         if self._hook is None:
             self._open_session()
         try:
-            refused = self._hook.send_message(payload)
+            if isinstance(payload, WireMessage):
+                refused = self._hook.send_bytes(payload.envelope_from, payload.recipients, payload.data)
+            else:
+                refused = self._hook.send_message(payload)
         except smtplib.SMTPRecipientsRefused as exc:
             if any(code == 421 for code, _ in exc.recipients.values()):
                 self._close_session()
@@ -159,6 +164,13 @@ def _ledger_smtp_hook() -> type:
                 raise smtplib.SMTPServerDisconnected("the SMTP session is not open")
             assert isinstance(self._smtp_client, smtplib.SMTP)  # opened by get_conn(), not the async client
             return self._smtp_client.send_message(message)
+
+        def send_bytes(self, sender: str, recipients: tuple[str, ...], data: bytes) -> dict[str, tuple[int, bytes]]:
+            """Send a message's bytes once over the open session; the recipients refused, by address."""
+            if self._smtp_client is None:
+                raise smtplib.SMTPServerDisconnected("the SMTP session is not open")
+            assert isinstance(self._smtp_client, smtplib.SMTP)
+            return self._smtp_client.sendmail(sender, list(recipients), data)
 
     return LedgerSmtpHook
 
