@@ -65,3 +65,21 @@ def test_a_csrf_token_is_bound_to_its_link_and_ages_out():
     assert not signed_links.csrf_valid("link-a", csrf, day, now=now - dt.timedelta(minutes=5))  # from the future
     for forged in (None, "", "garbage", "123.", f"{int(now.timestamp())}.AAAA"):
         assert not signed_links.csrf_valid("link-a", forged, day, now=now)
+
+
+def test_links_signed_with_the_prepared_key_are_the_same_as_before_and_follow_a_new_secret(monkeypatch):
+    """The HMAC key is prepared once per secret and purpose: the tokens are byte for byte those of a
+    fresh HMAC (links already sent keep working), and a new secret signs with itself at once."""
+    import base64
+    import hashlib
+    import hmac
+
+    def fresh(secret: str, purpose: str, payload: bytes) -> str:
+        digest = hmac.new(secret.encode(), purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:18]
+        encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+        return f"{encode(payload)}.{encode(digest)}"
+
+    for secret in ("first-secret", "second-secret", "first-secret"):
+        monkeypatch.setenv("NPS_SECRET_KEY", secret)
+        for purpose in ("survey", "unsubscribe"):
+            assert signed_links.sign(purpose, "w/1", "C-ü") == fresh(secret, purpose, "w/1\x00C-ü\x00".encode())

@@ -11,7 +11,9 @@ accepted so a secret can be rotated without breaking links already sent.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import os
@@ -38,15 +40,22 @@ class Invitation:
 
 
 def _secrets() -> list[bytes]:
+    previous = os.environ.get(PREVIOUS_SECRET_ENV)
+    return [_current_secret(), *([previous.encode()] if previous else [])]
+
+
+def _current_secret() -> bytes:
     current = os.environ.get(SECRET_ENV)
     if not current:
         raise RuntimeError(f"{SECRET_ENV} is not set: survey links cannot be signed or checked")
-    previous = os.environ.get(PREVIOUS_SECRET_ENV)
-    return [s.encode() for s in (current, previous) if s]
+    return current.encode()
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).translate(URL_SAFE).rstrip(b"=").decode()
+
+
+URL_SAFE = bytes.maketrans(b"+/", b"-_")  # base64's alphabet for URLs (RFC 4648 section 5)
 
 
 def _unb64(text: str) -> bytes:
@@ -54,7 +63,16 @@ def _unb64(text: str) -> bytes:
 
 
 def _signature(secret: bytes, purpose: str, payload: bytes) -> bytes:
-    return hmac.new(secret, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:18]
+    mac = _keyed(secret, purpose).copy()
+    mac.update(payload)
+    return mac.digest()[:18]
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(secret: bytes, purpose: str) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with `secret`, the purpose already fed: copied for each token, so the key
+    is prepared once per process, not once per link."""
+    return hmac.new(secret, purpose.encode() + b"\x00", hashlib.sha256)
 
 
 def _signed_by_us(purpose: str, payload: bytes, signature: bytes) -> bool:
@@ -65,7 +83,7 @@ def sign(purpose: str, wave_id: str, contact_id: str, expires_at: dt.datetime | 
     """A link token for (wave, contact), valid for `purpose` until `expires_at` (or for good)."""
     expiry = str(int(expires_at.timestamp())) if expires_at else ""
     payload = f"{wave_id}\x00{contact_id}\x00{expiry}".encode()
-    return f"{_b64(payload)}.{_b64(_signature(_secrets()[0], purpose, payload))}"
+    return f"{_b64(payload)}.{_b64(_signature(_current_secret(), purpose, payload))}"
 
 
 def verify(purpose: str, token: str, now: dt.datetime | None = None) -> Invitation:
@@ -87,7 +105,7 @@ def csrf_token(link_token: str, now: dt.datetime | None = None) -> str:
     """A token for the form served under `link_token`, stamped with the time it was served."""
     issued = str(int((now or dt.datetime.now(dt.UTC)).timestamp()))
     payload = f"{link_token}\x00{issued}".encode()
-    return f"{issued}.{_b64(_signature(_secrets()[0], CSRF_PURPOSE, payload))}"
+    return f"{issued}.{_b64(_signature(_current_secret(), CSRF_PURPOSE, payload))}"
 
 
 def csrf_valid(link_token: str, value: str | None, max_age: dt.timedelta, now: dt.datetime | None = None) -> bool:
