@@ -152,9 +152,16 @@ def render(path: str, context: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE
     return environment(i18n.normalize_locale(locale)).get_template(path).render(**context)
 
 
+EMAIL_PARTS = ("subject.txt", "txt", "html")  # the templates of one email: email/<kind>.<part>
+
+
 def render_email(kind: str, locale: str, to: str, context: dict[str, Any]) -> RenderedEmail:
     """Subject, plain-text and HTML parts of one email of `kind` in the contact's locale."""
-    parts = {part: render(f"email/{kind}.{part}", context, locale) for part in ("subject.txt", "txt", "html")}
+    return email_of(to, {part: render(f"email/{kind}.{part}", context, locale) for part in EMAIL_PARTS})
+
+
+def email_of(to: str, parts: dict[str, str]) -> RenderedEmail:
+    """The email of its rendered parts (EMAIL_PARTS), the subject on one line."""
     subject = " ".join(parts["subject.txt"].split())
     return RenderedEmail(to=to, subject=subject, text=parts["txt"], html=parts["html"])
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from include.nps.core import emails, i18n, signed_links, storage
+from include.nps.core import email_stencils, emails, fast_mime, i18n, signed_links, storage
 from include.nps.core.connections import survey_base_url
 from include.nps.core.emails import Attachment
 from include.nps.delivery import outbox
@@ -103,25 +103,52 @@ def deliver_to_contacts(
     policy: outbox.DeliveryPolicy = outbox.DEFAULT_POLICY,
 ) -> outbox.Outcome:
     """Render and send the pending `kind` messages (of one chunk, when given) to these contacts,
-    under the mailing's delivery `policy`."""
+    under the mailing's delivery `policy`. Each contact's name and links fill the stencil of their
+    variant of the email (`email_stencils`), whose bytes are written directly (`fast_mime`)."""
     by_id = {c["contact_id"]: c for c in contacts}
     from_address = sender or wave.sender
+    shared = wave_context(wave)
+    trace = trace_headers(wave.wave_id, kind)
 
     def render(row: dict[str, Any]) -> Any:
         contact = reader(by_id.get(row["recipient"]) or _missing(row), wave)
         links = survey_links(wave, contact["contact_id"])
-        context = {"wave": wave_context(wave), "contact": contact, **links, **(extra(contact) if extra else {})}
-        email = emails.render_email(kind, contact["locale"], row["address"], context)
+        own = {"contact": _personal(contact), **_personal_links(links)}
+        context = {"wave": shared, **own, **(extra(contact) if extra else {})}
+        email = email_stencils.render_email(kind, contact["locale"], row["address"], context)
         email.inline_images = context.get("inline_images", [])
         email.headers = {
             "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            **trace_headers(wave.wave_id, kind),
+            **trace,
         }
         msg_id = emails.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
-        return emails.build_mime(email, from_address, msg_id)
+        return fast_mime.build_wire(email, from_address, msg_id)
 
     return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk, policy)
+
+
+VARIANT_FIELDS = frozenset({"locale", "timezone", "account_country", "zone"})  # a contact's that make a variant
+
+
+def _personal(contact: dict[str, Any]) -> dict[str, Any]:
+    """The contact with its own text (name, id, address) marked `Personal` for the stencils; the
+    fields that choose the email's variant (locale, time zone) as they are."""
+    return {
+        name: email_stencils.Personal(value)
+        if isinstance(value, str) and value and name not in VARIANT_FIELDS
+        else value
+        for name, value in contact.items()
+    }
+
+
+def _personal_links(links: dict[str, Any]) -> dict[str, Any]:
+    personal = email_stencils.Personal
+    return {
+        "survey_url": personal(links["survey_url"]),
+        "score_urls": [(score, personal(url)) for score, url in links["score_urls"]],
+        "unsubscribe_url": personal(links["unsubscribe_url"]),
+    }
 
 
 def reader(contact: dict[str, Any], wave: WaveParams) -> dict[str, Any]:
