@@ -11,6 +11,7 @@ the mailing's window, like a mail server's deferred queue.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import OperationalError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -154,14 +155,15 @@ def deliver(
         suppressed = storage.execute(engine, storage.query("suppress_opted_out"), scope)
     pacer = getattr(transport, "pacer", None) or Pacer()
     totals = {"sent": 0, "failed": 0, "pending": 0}
-    while True:
-        due = storage.utcnow()  # rows deferred by this pass come due after it
-        for result in _send_due(engine, scope, sender, due, render, transport, pacer, window_end):
-            totals[result["status"]] += 1
-        wait = _wait_for_next_due(engine, scope, wait_up_to, window_end)
-        if wait is None:
-            break
-        time.sleep(wait)
+    with _Ledger(engine) as ledger:
+        while True:
+            due = storage.utcnow()  # rows deferred by this pass come due after it
+            for result in _send_due(ledger, scope, sender, due, render, transport, pacer, window_end):
+                totals[result["status"]] += 1
+            wait = _wait_for_next_due(engine, scope, wait_up_to, window_end)
+            if wait is None:
+                break
+            time.sleep(wait)
     _raise_if_pending(engine, scope)
     retried = totals.pop("pending")
     return Outcome(suppressed=suppressed, retry=retried, in_doubt=doubted, **totals)
@@ -187,8 +189,45 @@ def _recover_interrupted(engine: Engine, scope: dict[str, Any], sender: str, pol
     return found
 
 
+class _Ledger:
+    """The connection a call's claims and outcomes go through, one transaction each: held for the
+    call rather than taken from the pool per message; dropped and opened again when the database
+    goes away (see `_patiently`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> _Ledger:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._drop()
+
+    def transaction(self, work: Callable[[Connection], Any]) -> Any:
+        """`work(conn)` in one transaction, committed; tried again while the database is away."""
+
+        def attempt() -> Any:
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            try:
+                with self._conn.begin():
+                    return work(self._conn)
+            except OperationalError:
+                self._drop()
+                raise
+
+        return _patiently(attempt)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a connection the database cut may not close cleanly
+                self._conn.close()
+            self._conn = None
+
+
 def _send_due(
-    engine: Engine,
+    ledger: _Ledger,
     scope: dict[str, Any],
     sender: str,
     due: dt.datetime,
@@ -200,8 +239,9 @@ def _send_due(
     """Try each row due by `due` once, yielding its outcome. Each row's claim is committed with the
     previous row's outcome, in one transaction, so at most one row is `sending` at any time."""
     previous: dict | None = None
+    engine = ledger.engine
     for recipient in _due_recipients(engine, scope, due):
-        claimed = _record_and_claim(engine, previous, {**scope, "recipient": recipient}, sender, due)
+        claimed = _record_and_claim(ledger, previous, {**scope, "recipient": recipient}, sender, due)
         previous = None
         if claimed is None:  # another sender took it (or deferred it) since the page was read
             continue
@@ -212,7 +252,7 @@ def _send_due(
             pacer.pause(min(previous["retry_after"], LONGEST_PAUSE))
         yield previous
     if previous is not None:
-        _record_and_claim(engine, previous, None, sender, due)
+        _record_and_claim(ledger, previous, None, sender, due)
 
 
 def _due_recipients(engine: Engine, scope: dict[str, Any], due: dt.datetime) -> Iterator[str]:
@@ -231,20 +271,19 @@ def _due_recipients(engine: Engine, scope: dict[str, Any], due: dt.datetime) -> 
 
 
 def _record_and_claim(
-    engine: Engine, outcome: dict | None, row: dict | None, sender: str, due: dt.datetime
+    ledger: _Ledger, outcome: dict | None, row: dict | None, sender: str, due: dt.datetime
 ) -> dict | None:
     """Commit the previous message's outcome (and its bounce) and claim the next row, in one
     transaction, patiently (see `_patiently`); when the database stays away, the sent message stays
     `sending` (in doubt for the next try) and its outcome is logged."""
 
-    def transaction() -> dict | None:
-        with engine.begin() as conn:
-            if outcome is not None:
-                _record(conn, outcome)
-            return _claim(conn, row, sender, due) if row is not None else None
+    def transaction(conn: Connection) -> dict | None:
+        if outcome is not None:
+            _record(conn, outcome)
+        return _claim(conn, row, sender, due) if row is not None else None
 
     try:
-        return _patiently(transaction)
+        return ledger.transaction(transaction)
     except OperationalError:
         if outcome is not None:
             log.error("could not record the outcome of %s: %s", _describe(outcome), outcome["status"])
@@ -254,6 +293,10 @@ def _record_and_claim(
 def _patiently(work: Callable[[], Any]) -> Any:
     """`work()`, tried again while the database is unreachable (a restart, a failover, a network
     cut), backing off up to 15 seconds, for at most DATABASE_PATIENCE seconds; then its error."""
+    try:
+        return work()
+    except OperationalError as exc:
+        log.warning("the NPS database is unreachable, trying again: %s", exc)
     retrying = Retrying(
         retry=retry_if_exception_type(OperationalError),
         wait=wait_exponential(multiplier=0.5, max=15),
@@ -269,9 +312,15 @@ def _log_unreachable(state: RetryCallState) -> None:
     log.warning("the NPS database is unreachable, trying again: %s", state.outcome.exception())
 
 
+@functools.cache
+def _statement(name: str) -> TextClause:
+    """The named query `name` as a statement, built once."""
+    return text(storage.query(name))
+
+
 def _record(conn: Connection, outcome: dict) -> None:
     keys = ("wave_id", "kind", "recipient", "status", "error", "message_id", "sent_at", "next_attempt_at")
-    conn.execute(text(storage.query("record_outcome")), {key: outcome.get(key) for key in keys})
+    conn.execute(_statement("record_outcome"), {key: outcome.get(key) for key in keys})
     if outcome.get("bounced") and outcome["kind"] in CUSTOMER_KINDS:
         conn.execute(
             text("UPDATE contacts SET bounced_at = :now WHERE contact_id = :contact_id AND bounced_at IS NULL"),
@@ -281,7 +330,7 @@ def _record(conn: Connection, outcome: dict) -> None:
 
 def _claim(conn: Connection, row: dict, sender: str, due: dt.datetime) -> dict | None:
     params = {**row, "sender": sender, "now": storage.utcnow(), "due": due}
-    claimed = conn.execute(text(storage.query("claim_message")), params).mappings().first()
+    claimed = conn.execute(_statement("claim_message"), params).mappings().first()
     return dict(claimed) if claimed else None
 
 
