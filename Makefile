@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test test-fast lint airflow survey clean bench bench-checks bench-dashboard bench-delivery i18n
+.PHONY: demo test test-fast lint airflow survey clean bench bench-checks bench-dashboard bench-delivery bench-scale i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-checks: $(BIN)/.installed
 
 bench-dashboard: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_dashboard 300 200
+
+# Every set-based step at SIZE contacts (10k, 100k, 1M) on SQLite and PostgreSQL, beside the plain way.
+SIZE ?= 100k
+bench-scale: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_scale $(SIZE) both
 
 bench-delivery: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_delivery 10000 10

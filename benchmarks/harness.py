@@ -66,11 +66,19 @@ def _measured(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, An
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
-    """step, seconds and peak RSS of the product beside the plain alternative, and the ratio."""
+    """step, seconds and peak RSS of the product beside the plain alternative, and the ratio (a
+    missing figure is a dash)."""
     print(f"\n{title}")
-    print(f"{'step':<44}{'product s':>10}{'RSS MiB':>9}{'plain s':>9}{'RSS MiB':>9}{'ratio':>7}")
+    print(f"{'step':<52}{'product s':>10}{'RSS MiB':>9}{'plain s':>9}{'RSS MiB':>9}{'ratio':>8}")
     for row in rows:
-        plain = row.get("plain_seconds")
-        ratio = f"{row['seconds'] / plain:6.1f}x" if plain else "      -"
-        plain_text = f"{plain:9.1f}{row.get('plain_rss_mib') or 0:9.0f}" if plain else f"{'-':>9}{'-':>9}"
-        print(f"{row['step']:<44}{row['seconds']:10.1f}{row.get('peak_rss_mib') or 0:9.0f}{plain_text}{ratio}")
+        ours, plain = row.get("seconds"), row.get("plain_seconds")
+        ratio = f"{ours / plain:.2f}x" if ours and plain else "-"
+        print(
+            f"{row['step']:<52}{_figure(ours, 10, 1)}{_figure(row.get('peak_rss_mib'), 9, 0)}"
+            f"{_figure(plain, 9, 1)}{_figure(row.get('plain_rss_mib'), 9, 0)}{ratio:>8}",
+            flush=True,
+        )
+
+
+def _figure(value: float | None, width: int, digits: int) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
