@@ -3,6 +3,11 @@ PostgreSQL metadata DB, each a child process of the test with its own log file, 
 REST API exactly as a user would (a token from the login endpoint, then /api/v2). A short test that
 needs no triggerer may run them on a SQLite metadata DB (`sqlite_url`); the UI's user is `ADMIN_USER`
 with `ADMIN_PASSWORD` (the simple auth manager).
+
+With `CeleryWorkers` the cluster runs CeleryExecutor as docker-compose.yaml does: a Redis broker
+(`RedisServer`, Debian's redis-server), results in the metadata DB, and N `airflow celery worker`
+processes (`worker-1` ... `worker-N`) that run every task; `celery_task_workers()` tells from their
+logs which worker ran which Celery task (a task instance's `external_executor_id`).
 """
 
 from __future__ import annotations
@@ -10,15 +15,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from devkit.servers import free_port
 from include.nps.core.storage import PROJECT_ROOT
@@ -28,6 +37,10 @@ SEND_POOL = "nps_email"  # the pool of every wave's send tasks (dags/nps_wave.py
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"  # a throwaway cluster on loopback
 AIRFLOW = Path(sys.executable).with_name("airflow")
+REDIS_SERVER = Path("/usr/bin/redis-server")
+# What the Celery provider logs when one of its workers starts a task: the Celery task id, which the
+# executor stores as the task instance's external_executor_id.
+EXECUTING = re.compile(r"\[([0-9a-f-]{36})\] Executing workload in Celery")
 
 
 def sqlite_url(home: Path) -> str:
@@ -35,6 +48,15 @@ def sqlite_url(home: Path) -> str:
     short test (LocalExecutor, one writer at a time); long waves and restarts use PostgreSQL."""
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'airflow.db'}"
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new database `name` on the PostgreSQL server of `server_url`; its URL."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
@@ -47,11 +69,76 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: f
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
+class RedisServer:
+    """Debian's redis-server on a free loopback port, in its own folder, persisting nothing: the
+    Celery broker of a cluster. `url` is its broker URL."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> RedisServer:
+        if not REDIS_SERVER.exists():
+            raise FileNotFoundError(f"{REDIS_SERVER} (apt-get install redis-server; .ci/run installs it)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        options += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log"]
+        self._process = subprocess.Popen([str(REDIS_SERVER), *options], start_new_session=True)  # noqa: S603
+        wait_until(self._answers, 30, f"redis-server answering PING on port {self.port}", every=0.1)
+        return self
+
+    def _answers(self) -> bool:
+        import redis
+
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(f"redis-server exited ({self._process.returncode}); see {self.folder / 'redis.log'}")
+        try:
+            return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class CeleryWorkers:
+    """CeleryExecutor with `workers` Celery workers of `concurrency` task slots each, on `broker_url`."""
+
+    broker_url: str
+    workers: int = 2
+    concurrency: int = 2
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"worker-{n}" for n in range(1, self.workers + 1))
+
+
+def result_backend(metadata_url: str) -> str:
+    """Celery's result backend in the metadata DB, as docker-compose.yaml sets it (db+postgresql://)."""
+    url = make_url(metadata_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("CeleryExecutor needs a PostgreSQL metadata DB here")
+    return "db+" + url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class AirflowCluster:
     """Airflow as a deployment runs it, on loopback; `stop()` ends every process it started."""
 
-    def __init__(self, home: Path, metadata_url: str, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, home: Path, metadata_url: str, extra_env: dict[str, str], celery: CeleryWorkers | None = None
+    ) -> None:
         self.home = home
+        self.celery = celery
+        self.components = COMPONENTS + (celery.names if celery else ())
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
@@ -82,9 +169,20 @@ class AirflowCluster:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "PYTHONPATH": str(PROJECT_ROOT),
             "GX_ANALYTICS_ENABLED": "False",
+            **(self._celery_env(celery, metadata_url) if celery else {}),
             **extra_env,
         }
         self._token: str | None = None
+
+    @staticmethod
+    def _celery_env(celery: CeleryWorkers, metadata_url: str) -> dict[str, str]:
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(celery.workers * celery.concurrency),
+            "AIRFLOW__CELERY__BROKER_URL": celery.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend(metadata_url),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(celery.concurrency),
+        }
 
     # processes
 
@@ -95,13 +193,34 @@ class AirflowCluster:
         subprocess.run(pool, env=self.env, check=True, capture_output=True)  # noqa: S603
 
     def start(self, *components: str) -> None:
-        for name in components or COMPONENTS:
+        """Start `components` (by default every one: Airflow's, then the Celery workers, if any)."""
+        for name in components or self.components:
+            command, env = self._command(name)
             log = (self.home / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(  # noqa: S603
-                [str(AIRFLOW), name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        if "api-server" in (components or COMPONENTS):
+        if "api-server" in (components or self.components):
             wait_until(self._api_up, 120, "the api-server answering on /api/v2/version")
+
+    def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """A component's command line and environment; a Celery worker serves its task logs on a port
+        of its own (compose gives each its own host), and its Celery node is `celery@<name>`."""
+        if self.celery is None or name not in self.celery.names:
+            return [str(AIRFLOW), name], self.env
+        command = [str(AIRFLOW), "celery", "worker", "--celery-hostname", name, "--concurrency"]
+        env = {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return [*command, str(self.celery.concurrency)], env
+
+    def celery_task_workers(self) -> dict[str, str]:
+        """Which Celery worker ran each Celery task (the task instance's external_executor_id), from
+        the line each worker logs when it starts a task."""
+        ran = {}
+        for name in self.celery.names if self.celery else ():
+            path = self.home / f"{name}.log"
+            for match in EXECUTING.finditer(path.read_text(errors="replace") if path.exists() else ""):
+                ran[match[1]] = name
+        return ran
 
     def stop(self, *components: str, timeout: float = 30) -> None:
         """SIGTERM each process group (its children too), SIGKILL what is left after `timeout` s."""
