@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test test-fast lint airflow survey clean bench bench-checks bench-dashboard bench-delivery bench-scale i18n
+.PHONY: demo test test-fast lint airflow survey clean bench bench-checks bench-dashboard bench-delivery bench-scale bench-celery i18n
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench-scale: $(BIN)/.installed
 
 bench-delivery: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_delivery 10000 10
+
+# One mailing of 20,000 messages through nps_wave on CeleryExecutor (Redis, PostgreSQL): one worker
+# of two slots, then two; beside the same mailing in one process without Airflow.
+bench-celery: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.bench_celery 20000 1x2 2x2
 
 # Re-extract the translatable text of the templates and update every locale's catalog.
 i18n: $(BIN)/.installed
