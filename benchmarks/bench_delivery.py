@@ -12,9 +12,10 @@ on the embedded SQLite NPS DB in a temp NPS_HOME:
    between tries. Then the ledger is compared with what the server holds, row by row, against the
    guarantees of the crash test (tests/test_delivery_crash.py), which the figures show, not assert.
 2. Send rate: the product's path (`pipeline.send_mailing_chunk` for every chunk, in this process:
-   templates, signed links, MIME, one ledger commit per message) and a data engineer's plain loop
-   (one `smtplib.SMTP` session, an f-string `EmailMessage` per contact), both to one clean local
-   SMTP server, and where the product's time goes (timing wrappers around its steps).
+   template stencils, signed links, wire bytes, one ledger commit per message) and a data
+   engineer's plain loop (one `smtplib.SMTP` session, an f-string `EmailMessage` per contact), both
+   to one clean local SMTP server, and where the product's time goes (timing wrappers around its
+   steps). `benchmarks/scale_send.py` measures the same at scale, to a faster sink, with CPU time.
 
 Chunks run one after another (Airflow would run them side by side, up to the `nps_email` pool),
 so the wall time of (1) is the serial sum: about 5 minutes at 10000 messages on 2 cores (a third
@@ -301,15 +302,15 @@ class Stopwatch:
 
 def product_steps() -> Stopwatch:
     """Timing wrappers around the steps of the product's send path."""
-    from include.nps.core import emails
+    from include.nps.core import email_stencils, fast_mime
     from include.nps.delivery import outbox, transports
     from include.nps.wave import mailings
 
     watch = Stopwatch()
     watch.wrap(outbox, "_render", "render (all)")
     watch.wrap(mailings, "survey_links", "  signed links")
-    watch.wrap(emails, "render_email", "  templates")
-    watch.wrap(emails, "build_mime", "  MIME")
+    watch.wrap(email_stencils, "render_email", "  templates (stencils)")
+    watch.wrap(fast_mime, "build_wire", "  MIME (wire bytes)")
     watch.wrap(transports.SmtpTransport, "send", "transport.send (SMTP)")
     watch.wrap(outbox, "_record_and_claim", "ledger: record + claim")
     return watch

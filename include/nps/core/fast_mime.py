@@ -269,30 +269,29 @@ def _multipart(subtype: str, parts: list[Part]) -> Part:
 
 def _text_part(subtype: str, text: str) -> Part:
     """A text part whose content parses back as `text`, each line ended by a line break (as
-    `EmailMessage.set_content` makes it)."""
-    lines = TEXT_LINE_BREAKS.split(text)
-    if len(lines) > 1 and lines[-1] == "":
-        lines.pop()
-    elif text == "":
-        lines = []
-    body = "".join(line + "\r\n" for line in lines) or "\r\n"
+    `EmailMessage.set_content` makes it): 7bit when it is ASCII, else quoted-printable when it is
+    mostly ASCII, else base64."""
+    if "\r" in text:
+        text = TEXT_LINE_BREAKS.sub("\n", text)
+    body = text.replace("\n", "\r\n") if text.endswith("\n") else text.replace("\n", "\r\n") + "\r\n"
     headers = [f'Content-Type: text/{subtype}; charset="utf-8"']
-    if PRINTABLE_TEXT.match(text) and all(len(line) <= LONGEST_LINE for line in lines):
+    if text.isascii() and not CONTROL.search(text) and (len(text) <= LONGEST_LINE or _short_lines(text)):
         return Part([*headers, "Content-Transfer-Encoding: 7bit"], body)
-    encoding, encoded = _shorter_encoding(body.encode("utf-8"))
-    return Part([*headers, f"Content-Transfer-Encoding: {encoding}"], encoded)
+    data = body.encode("utf-8")
+    if (len(data) - len(data.translate(None, HIGH_BYTES))) * 4 <= len(data):  # at most a quarter not ASCII
+        encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).decode("ascii")
+        return Part([*headers, "Content-Transfer-Encoding: quoted-printable"], encoded)
+    encoded = _base64_lines(binascii.b2a_base64(data, newline=False))
+    return Part([*headers, "Content-Transfer-Encoding: base64"], encoded)
 
 
-TEXT_LINE_BREAKS = re.compile(r"\r\n|\r|\n")  # what bytes.splitlines splits on, as set_content does
-PRINTABLE_TEXT = re.compile(r"[\t -~\r\n]*\Z")
+def _short_lines(text: str) -> bool:
+    return max(map(len, text.split("\n"))) <= LONGEST_LINE
 
 
-def _shorter_encoding(data: bytes) -> tuple[str, str]:
-    quoted = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    base64 = binascii.b2a_base64(data, newline=False)
-    if len(quoted) * 3 <= len(base64) * 4:  # quoted-printable unless much longer: it stays readable
-        return "quoted-printable", quoted.decode("ascii")
-    return "base64", _base64_lines(base64)
+TEXT_LINE_BREAKS = re.compile(r"\r\n|\r")  # with \n, what bytes.splitlines splits on, as set_content does
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+HIGH_BYTES = bytes(range(128, 256))
 
 
 def _base64_lines(encoded: bytes) -> str:
