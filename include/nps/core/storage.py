@@ -7,14 +7,19 @@ package is an idempotent upsert keyed by natural keys, so any task can be re-run
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import re
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +27,9 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SQL_DIR = PROJECT_ROOT / "sql"
 QUERIES_DIR = SQL_DIR / "queries"
+BULK_BATCH_ROWS = 50_000  # rows sent in one COPY or executemany by the bulk writers
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def utcnow() -> dt.datetime:
@@ -155,3 +163,117 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+# --- bulk writes: many rows in a few statements, on both databases ---------------------------------
+
+
+def is_sqlite(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+@contextmanager
+def temporary_table(conn: Connection, name: str, definition: str) -> Iterator[str]:
+    """A table only `conn` sees, for the block: `definition` is its column list in parentheses or
+    `AS SELECT ...`. Yields its qualified name. It is dropped afterwards; after an error the
+    connection's transaction is rolled back first (PostgreSQL refuses anything else until then)."""
+    qualified = f"{'temp' if is_sqlite(conn) else 'pg_temp'}.{_identifier(name)}"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")  # one a failed run left in a pooled connection
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} {definition}")
+    try:
+        yield qualified
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert many rows (tuples of plain values, in `columns` order) in the connection's transaction:
+    PostgreSQL's COPY, SQLite's executemany, `BULK_BATCH_ROWS` at a time. Returns the rows written."""
+    names = ", ".join(_identifier(column) for column in columns)
+    written = 0
+    for batch in _batches(rows, BULK_BATCH_ROWS):
+        if is_sqlite(conn):
+            marks = ", ".join("?" * len(columns))
+            conn.exec_driver_sql(f"INSERT INTO {_identifier(table)} ({names}) VALUES ({marks})", batch)
+        else:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.copy_expert(f"COPY {_identifier(table)} ({names}) FROM STDIN", io.StringIO(_copy_text(batch)))
+        written += len(batch)
+    return written
+
+
+def bulk_upsert(
+    bind: Engine | Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    keys: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """`INSERT ... ON CONFLICT (keys) DO UPDATE SET update` (DO NOTHING without `update`) for many rows
+    at once: SQLite in one executemany per batch, PostgreSQL by COPY into a temporary table and one
+    INSERT ... SELECT. Keys must be unique among `rows`. Given an engine, it commits; given a
+    connection, it writes in the connection's transaction. Returns the rows given."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            return bulk_upsert(conn, table, columns, rows, keys, update)
+    names = ", ".join(_identifier(column) for column in columns)
+    conflict = f"ON CONFLICT ({', '.join(_identifier(key) for key in keys)}) DO " + (
+        f"UPDATE SET {', '.join(f'{_identifier(c)} = excluded.{c}' for c in update)}" if update else "NOTHING"
+    )
+    if is_sqlite(bind):
+        marks = ", ".join("?" * len(columns))
+        given = 0
+        for batch in _batches(rows, BULK_BATCH_ROWS):
+            bind.exec_driver_sql(f"INSERT INTO {_identifier(table)} ({names}) VALUES ({marks}) {conflict}", batch)
+            given += len(batch)
+        return given
+    staged = f"bulk_{_identifier(table)}"
+    with temporary_table(bind, staged, f"AS SELECT {names} FROM {table} WITH NO DATA") as name:
+        given = copy_rows(bind, name, columns, rows)
+        bind.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {name} {conflict}")
+    return given
+
+
+def _identifier(name: str) -> str:
+    """A table or column name the bulk writers put in their SQL, checked to be one."""
+    if not IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL name: {name!r}")
+    return name
+
+
+def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _copy_text(rows: list[Sequence[Any]]) -> str:
+    """Rows in COPY's text format (tab-separated, `\\N` for NULL, backslash escapes), column by column."""
+    columns = [_copy_column(column) for column in zip(*rows, strict=True)]
+    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+
+
+def _copy_column(values: tuple) -> Sequence[str]:
+    """A column's values as COPY text; a column of text that needs no escape (the common one) at once."""
+    kinds = set(map(type, values))
+    if kinds <= {str, type(None)}:
+        joined = "".join(filter(None, values))
+        if not ("\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined):
+            return [r"\N" if value is None else value for value in values] if type(None) in kinds else values
+    return list(map(_copy_value, values))
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
