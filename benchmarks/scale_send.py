@@ -1,20 +1,24 @@
 """Benchmark: sending N invitations through the product's path beside a raw smtplib loop.
 
-Prints figures; asserts nothing. `python -m benchmarks.scale_send N [sqlite|pg|POSTGRES_URL]`:
+Prints figures; asserts nothing. `python -m benchmarks.scale_send N [sqlite|pg|POSTGRES_URL] [quick]`:
 
 - product: `pipeline.send_mailing_chunk` over every chunk of a prepared invitation, in one process
-  (templates per locale, signed links, MIME, one ledger transaction per message, one SMTP session
-  per chunk), with timing wrappers around its steps (the breakdown);
+  (template stencils per locale and zone, signed links, wire bytes, one ledger transaction per
+  message, one SMTP session per chunk), with timing wrappers (wall and CPU) around its steps;
 - plain: what a data engineer would write, one `smtplib.SMTP` session and `sendmail` of an f-string
   message per contact, each as large as the product's (its bytes are one product message's with
   the address and Message-ID swapped): the wire's speed from Python;
-- plain (EmailMessage): the same loop building an `EmailMessage` per contact, as `bench_delivery`'s.
+- plain (EmailMessage): the same loop building a small `EmailMessage` per contact, as
+  `bench_delivery`'s does (the "raw smtplib loop" of issue 21's first figures);
+- unless `quick`: the product again to a server that does not offer PIPELINING (RFC 2920), and
+  with commits not flushed to disk (what if: not shipped, see `_relaxed_commits`).
 
-Both go to `Sink`, a minimal SMTP server in its own process (asyncio, no parsing beyond SMTP's
-commands) that counts what it takes: its CPU time is printed beside each run, so it can be seen
-not to be the bottleneck. Each run is a child process ('spawn'); its peak RSS is the child's own
-`resource.getrusage(RUSAGE_SELF).ru_maxrss` at its end. Audience and ledger are prepared before,
-untimed. "pg" starts a throwaway PostgreSQL cluster (Debian's binaries, fsync on).
+All go to `Sink`, a minimal SMTP server in its own process (asyncio, no parsing beyond SMTP's
+commands; it offers PIPELINING, as production relays do) that counts what it takes: its CPU time
+is printed, so it can be seen not to be the bottleneck. Each run is a child process ('spawn',
+`harness.in_child`); its peak RSS is its own `getrusage(RUSAGE_SELF).ru_maxrss`, the parent being
+small. Audience and ledger are prepared before, untimed. "pg" starts a throwaway PostgreSQL cluster
+(Debian's binaries, fsync on). Runs on the code before this work too (its own steps are timed).
 """
 
 from __future__ import annotations
@@ -105,7 +109,10 @@ class _SinkProtocol(asyncio.Protocol):
     def _command(self, line: bytes) -> None:
         verb = line[:4].upper()
         if verb == b"EHLO":
-            self.transport.write(b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n")
+            pipelining = b"250-PIPELINING\r\n" if self.stats["pipelining"] else b""
+            self.transport.write(
+                b"250-sink\r\n" + pipelining + b"250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n"
+            )
         elif verb == b"RCPT":
             self.rcpt.append(line[line.find(b"<") + 1 : line.rfind(b">")])
             self.transport.write(b"250 2.1.5 OK\r\n")
@@ -121,7 +128,7 @@ class _SinkProtocol(asyncio.Protocol):
 
 
 def _sink_main(port_out: Any, control: Any) -> None:
-    stats: dict[str, Any] = {}
+    stats: dict[str, Any] = {"pipelining": True}
 
     def reset() -> None:
         stats.update(messages=0, bytes=0, recipients=Counter(), sample=[], cpu=time.process_time())
@@ -137,12 +144,14 @@ def _sink_main(port_out: Any, control: Any) -> None:
             reset()
             done.set()
 
-        def listen() -> None:  # the parent's requests, from a thread: "take" (stats, then reset), "stop"
-            while (request := control.recv()) != "stop":
+        def listen() -> None:  # the parent's requests, from a thread: "take" (stats, then reset),
+            while (request := control.recv()) != "stop":  # "pipelining" or not for new sessions, "stop"
                 if request == "take":
                     done = threading.Event()
                     loop.call_soon_threadsafe(take, done)
                     done.wait()
+                else:
+                    stats["pipelining"] = request == "pipelining"
             loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=listen, daemon=True).start()
@@ -184,6 +193,10 @@ class Sink:
     def take(self) -> dict[str, Any]:
         self._control.send("take")
         return self._control.recv()
+
+    def offer_pipelining(self, offered: bool) -> None:
+        """Whether the sink offers PIPELINING (RFC 2920) to the sessions opened from now on."""
+        self._control.send("pipelining" if offered else "no pipelining")
 
     def connection_uri(self) -> str:
         import json
@@ -324,24 +337,36 @@ def _has_stencils() -> bool:
     return importlib.util.find_spec("include.nps.core.email_stencils") is not None
 
 
-def _relaxed_sqlite() -> None:
-    """What if each commit were not synced to disk: SQLite's `synchronous=NORMAL` in WAL mode
-    (a killed process loses nothing; a power cut may lose the last commits). Only for the figures."""
+def _relaxed_commits() -> None:
+    """What if each commit were not flushed to disk: SQLite's `synchronous=NORMAL` in WAL mode,
+    PostgreSQL's `synchronous_commit=off` (a killed task loses nothing; a power cut, or a crash of
+    the database's machine, may lose the last commits). Only for the figures: not shipped."""
+    from sqlalchemy import event
+
     from include.nps.core import storage
 
-    pragmas = storage._sqlite_pragmas
+    make_engine = storage.make_engine
 
-    def relaxed(dbapi_connection: Any, record: Any) -> None:
-        pragmas(dbapi_connection, record)
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+    def relaxed(url: str) -> Any:
+        engine = make_engine(url)
+        setting = "PRAGMA synchronous = NORMAL" if url.startswith("sqlite") else "SET synchronous_commit = off"
 
-    storage._sqlite_pragmas = relaxed
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(setting)
+            cursor.close()
+            dbapi_connection.commit()
+
+        event.listen(engine, "connect", on_connect)
+        return engine
+
+    storage.make_engine = relaxed
 
 
 def product_run(wave_id: str, chunks: list[int], relaxed: bool = False, profile: str | None = None) -> dict[str, Any]:
     """`pipeline.send_mailing_chunk` over `chunks`: wall and CPU seconds, outcome, breakdown."""
     if relaxed:
-        _relaxed_sqlite()
+        _relaxed_commits()
     from include.nps import pipeline
 
     pipeline.send_mailing_chunk(wave_id, KIND, -1)  # imports and first connections, as a worker has them
@@ -458,10 +483,12 @@ def _row(
     }
 
 
-def measure(size: int, db: str = "sqlite", what_if: bool = True, profile: str | None = None) -> list[dict]:
+def measure(size: int, db: str = "sqlite", extra_runs: bool = True, profile: str | None = None) -> list[dict]:
     """Send `size` invitations through the product's path and the plain loops, to one sink; rows of
-    {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib} (None where a side has no figure)."""
+    {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib} (None where a side has no figure).
+    `extra_runs`: the product again to a sink without PIPELINING, and with commits not flushed."""
     home = Path(tempfile.mkdtemp(prefix="nps-scale-send-"))
+    extra: dict[str, dict[str, Any]] = {}
     try:
         prepared = in_child(setup, str(home), size, db)
         configure(home, prepared["db_url"])
@@ -474,18 +501,34 @@ def measure(size: int, db: str = "sqlite", what_if: bool = True, profile: str | 
             raw_took = sink.take()
             small = in_child(raw_email_message_run, sink.port, size)
             sink.take()
-            relaxed = None
-            if what_if and db == "sqlite":
+            if extra_runs:
+                sink.offer_pipelining(False)
                 in_child(resend_all, wave_id)
-                relaxed = in_child(product_run, wave_id, chunks, True)
+                extra["  the product to a server without PIPELINING"] = in_child(product_run, wave_id, chunks)
+                sink.offer_pipelining(True)
+                in_child(resend_all, wave_id)
+                extra["  what if commits were not flushed (not shipped)"] = in_child(product_run, wave_id, chunks, True)
                 sink.take()
     finally:
         shutil.rmtree(home, ignore_errors=True)
     _check_sample(took["sample"])
-    name = f"send {size} invitations, {len(chunks)} chunks"
+    return _rows(size, len(chunks), prepared, product, raw, small, extra, took, raw_took)
+
+
+def _rows(
+    size: int,
+    chunks: int,
+    prepared: dict[str, Any],
+    product: dict[str, Any],
+    raw: dict[str, Any],
+    small: dict[str, Any],
+    extra: dict[str, dict[str, Any]],
+    took: dict[str, Any],
+    raw_took: dict[str, Any],
+) -> list[dict]:
     rows = [
         _row(
-            f"{name}: product vs raw sendmail loop",
+            f"send {size} invitations, {chunks} chunks: product vs raw loop",
             product["seconds"],
             product["peak_rss_mib"],
             raw["seconds"],
@@ -499,16 +542,8 @@ def measure(size: int, db: str = "sqlite", what_if: bool = True, profile: str | 
             small["peak_rss_mib"],
         ),
     ]
-    if relaxed is not None:
-        rows.append(
-            _row(
-                "  what if SQLite synchronous=NORMAL (not shipped)",
-                relaxed["seconds"],
-                relaxed["peak_rss_mib"],
-                raw["seconds"],
-                raw["peak_rss_mib"],
-            )
-        )
+    for label, run in extra.items():
+        rows.append(_row(label, run["seconds"], run["peak_rss_mib"], raw["seconds"], raw["peak_rss_mib"]))
     cpu_note = f"{product['cpu'] / size * 1000:.2f} ms CPU a message; the plain column below: each step's CPU seconds"
     rows.append(_row("  the product's CPU seconds (its process)", product["cpu"], note=cpu_note))
     rows += [_row(f"  {label}", wall, plain=cpu) for label, (wall, cpu) in product["steps"].items()]
@@ -557,19 +592,20 @@ def print_rows(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m benchmarks.scale_send [N] [sqlite|pg|POSTGRES_URL] [PROFILE_FILE]`."""
+    """`python -m benchmarks.scale_send [N] [sqlite|pg|POSTGRES_URL] [quick] [PROFILE_FILE]`."""
     args = sys.argv[1:] if argv is None else argv
     size = int(args[0]) if args else 10000
     db = args[1] if len(args) > 1 else "sqlite"
-    profile = args[2] if len(args) > 2 else None
+    quick = "quick" in args[2:]
+    profile = next((arg for arg in args[2:] if arg != "quick"), None)
     where = "SQLite (WAL, synchronous=FULL: each commit synced)" if db == "sqlite" else "PostgreSQL (fsync on)"
     print(f"scale_send: {size} invitations, NPS DB {where}; python {sys.version.split()[0]}, {os.cpu_count()} cores")
     started = time.perf_counter()
     if db == "pg":
         with postgres() as url:
-            rows = measure(size, url, profile=profile)
+            rows = measure(size, url, not quick, profile)
     else:
-        rows = measure(size, db, profile=profile)
+        rows = measure(size, db, not quick, profile)
     print_rows(rows)
     first = rows[0]
     print(f"product {size / first['seconds']:.0f} msg/s; raw sendmail loop {size / first['plain_seconds']:.0f} msg/s")
