@@ -168,9 +168,14 @@ def email_of(to: str, parts: dict[str, str]) -> RenderedEmail:
 
 def message_id(sender: str, *key: str) -> str:
     """A Message-ID that is the same for the same (wave, kind, recipient)."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "nps.invalid"
+    domain = _domain(sender)
     digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:32]
     return f"<{digest}@{domain}>" if key else make_msgid(domain=domain)
+
+
+@cache
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "nps.invalid"
 
 
 class UnfoldedLinksPolicy(EmailPolicy):

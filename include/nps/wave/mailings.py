@@ -107,8 +107,8 @@ def deliver_to_contacts(
     variant of the email (`email_stencils`), whose bytes are written directly (`fast_mime`)."""
     by_id = {c["contact_id"]: c for c in contacts}
     from_address = sender or wave.sender
-    shared = wave_context(wave)
-    trace = trace_headers(wave.wave_id, kind)
+    wave_id, shared = wave.wave_id, wave_context(wave)
+    trace = trace_headers(wave_id, kind)
 
     def render(row: dict[str, Any]) -> Any:
         contact = reader(by_id.get(row["recipient"]) or _missing(row), wave)
@@ -122,18 +122,19 @@ def deliver_to_contacts(
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             **trace,
         }
-        msg_id = emails.message_id(from_address, wave.wave_id, kind, contact["contact_id"])
+        msg_id = emails.message_id(from_address, wave_id, kind, contact["contact_id"])
         return fast_mime.build_wire(email, from_address, msg_id)
 
     return outbox.deliver(engine, wave.wave_id, kind, render, transport, chunk, policy)
 
 
-VARIANT_FIELDS = frozenset({"locale", "timezone", "account_country", "zone"})  # a contact's that make a variant
+VARIANT_FIELDS = frozenset({"locale", "zone"})  # a contact's that choose their email's variant
 
 
 def _personal(contact: dict[str, Any]) -> dict[str, Any]:
-    """The contact with its own text (name, id, address) marked `Personal` for the stencils; the
-    fields that choose the email's variant (locale, time zone) as they are."""
+    """The contact with its own text (name, id, address, the time zone and country the zone was
+    chosen by) marked `Personal` for the stencils; the language and the zone their times are written
+    in, which choose the email's variant, as they are."""
     return {
         name: email_stencils.Personal(value)
         if isinstance(value, str) and value and name not in VARIANT_FIELDS
