@@ -5,13 +5,14 @@ REST API and runs its first mailing, the preannouncement, to everyone in its aud
 planned, its audience built and checked, the wait for the preannouncement passes through the
 triggerer, and the mailing group (prepare, mapped send tasks, check) runs as in production, its send
 tasks shared by the two workers. Every message reaches the SMTP server exactly once, as the ledger
-says, row by row. (Every wave-wide mailing is that same group; the invitations come an hour later.)
+says, row by row. (Every wave-wide mailing is that same group; the invitations come 50 minutes later.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections import defaultdict
 from email import policy
@@ -26,7 +27,14 @@ from devkit.servers import SmtpServer
 from devkit.simulate import write_population
 from include.nps.core import storage
 from include.nps.wave import audience
-from tests.airflow_cluster import AirflowCluster, CeleryWorkers, RedisServer, create_database, wait_until
+from tests.airflow_cluster import (
+    REDIS_SERVER,
+    AirflowCluster,
+    CeleryWorkers,
+    RedisServer,
+    create_database,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.processes]
 DAG_ID = "nps_wave"
@@ -35,12 +43,12 @@ ACCOUNTS = 500  # about 2,250 contacts (1-8 per account)
 CHUNK_SIZE = 300  # 8 chunks: as many mapped send tasks, two rounds of the four slots
 KIND, GROUP = "preannouncement", "send_preannouncement"
 # Seconds after the trigger: the preannouncement at once, the rest of the wave (invitations, close
-# ...) from an hour later, long after the test is over.
+# ...) from 50 minutes on, long after the test is over.
 TIMELINE = {
     "preannounce": 5,
     "open": 3000,
-    "reminder": 3000,
-    "midwave": 3100,
+    "reminder": 3300,
+    "midwave": 3400,
     "close": 3600,
     "flash": 3700,
     "retrospective": 3800,
@@ -49,6 +57,10 @@ TIMELINE = {
 
 @pytest.fixture
 def redis_broker(tmp_path: Path):
+    if not REDIS_SERVER.exists():
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run installs it")
+        pytest.skip("redis-server not found (apt-get install redis-server)")
     with RedisServer(tmp_path / "redis") as server:
         yield server
 
@@ -108,10 +120,8 @@ def test_two_celery_workers_share_a_waves_mailing_and_every_message_goes_out_onc
     assert len(included) > 2000
     _assert_each_message_went_out_once_as_the_ledger_says(engine, smtp, len(included))
     sends = _send_tasks(cluster, metadata_url, run_id)
-    chunks = storage.fetch_one(engine, "SELECT COUNT(DISTINCT chunk) AS n FROM outbox WHERE wave_id = :w", w=WAVE_ID)[
-        "n"
-    ]
-    assert len(sends) == chunks >= 6, sends  # one chunk per send task: far fewer chunks than 256
+    chunks = storage.fetch_one(engine, "SELECT COUNT(DISTINCT chunk) AS n FROM outbox WHERE wave_id = :w", w=WAVE_ID)
+    assert len(sends) == chunks["n"] >= 6, sends  # one chunk per send task: far fewer chunks than 256
     assert set(sends.values()) == {"worker-1", "worker-2"}, sends
     print(
         f"\ncluster up in {ready - started:.0f} s; trigger -> {GROUP}.check done in {done - ready:.0f} s; "
