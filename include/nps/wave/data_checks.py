@@ -31,6 +31,11 @@ Expectation = tuple[str, dict[str, Any]]
 SETTLED = ["sent", "suppressed", "failed", "in_doubt"]  # a message no sender will touch again
 EXAMPLES = 5
 HIDDEN_KWARGS = ("batch_id", "value_set", "description", "severity")  # shown otherwise, or too long
+INVITED = "invited"  # the responses frame's flag: an invitation was sent to the respondent
+# A value set longer than this is checked as a flag column computed by pandas (`_flagged`): Great
+# Expectations serialises an expectation's arguments each time it reads its configuration (hundreds
+# of times a validation), which for a set of a million ids costs hours.
+MAX_INLINE_VALUE_SET = 1000
 
 
 class DataCheckFailed(RuntimeError):
@@ -137,20 +142,20 @@ def outbox_suite(
 
 def responses_suite(
     pillars: list[dict[str, Any]],
-    invited: list[str],
+    invited: list[str] | None,
     window: tuple[dt.datetime, dt.datetime],
     thresholds: CheckThresholds,
 ) -> list[Expectation]:
-    """On the wave's responses, one row per respondent."""
+    """On the wave's responses, one row per respondent. Whether each respondent was invited is the
+    frame's boolean `invited` column (`invited` None: the close reads it with an anti-join against
+    the invitations sent), else membership of contact_id in the `invited` ids."""
     opened, closed = window
+    rule = "the respondent was invited to this wave"
     suite = [
         expect("ExpectColumnValuesToBeUnique", "one response per contact", column="contact_id"),
-        expect(
-            "ExpectColumnValuesToBeInSet",
-            "the respondent was invited to this wave",
-            column="contact_id",
-            value_set=invited,
-        ),
+        expect("ExpectColumnValuesToBeInSet", rule, column=INVITED, value_set=[True])
+        if invited is None
+        else expect("ExpectColumnValuesToBeInSet", rule, column="contact_id", value_set=invited),
         expect("ExpectColumnValuesToNotBeNull", "a score is given", column="score"),
         expect(
             "ExpectColumnValuesToBeInSet",
@@ -281,42 +286,76 @@ def validate(
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
+    frame, expectations, flags = _flagged(frame, expectations)
     suite = gx.ExpectationSuite(
         name=suite_name, expectations=[getattr(gxe, name)(**kwargs) for name, kwargs in expectations]
     )
     result_format: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": EXAMPLES}
     if row_key and row_key in frame.columns:
-        result_format["unexpected_index_column_names"] = [row_key]
+        result_format["unexpected_index_column_names"] = list(dict.fromkeys([row_key, *flags.values()]))
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format=result_format)
-    failures = [_failure(r, row_key) for r in result.results if not r.success]
+    failures = [_failure(r, row_key, flags, frame) for r in result.results if not r.success]
     return len(result.results), failures
 
 
-def _failure(result: Any, row_key: str | None) -> dict[str, Any]:
+def _flagged(
+    frame: pd.DataFrame, expectations: list[Expectation]
+) -> tuple[pd.DataFrame, list[Expectation], dict[str, str]]:
+    """`frame` and `expectations` with each value set longer than MAX_INLINE_VALUE_SET checked as a
+    flag column instead: True where the value is in the set, missing where the value is missing
+    (as Great Expectations ignores missing values), expected in [True]. Returns the flag columns'
+    names and the columns they stand for: failures name the column and show its values as before."""
+    flags: dict[str, str] = {}
+    checked: list[Expectation] = []
+    for name, kwargs in expectations:
+        values = kwargs.get("value_set") or []
+        column = str(kwargs.get("column"))
+        if name != "ExpectColumnValuesToBeInSet" or column not in frame.columns or len(values) <= MAX_INLINE_VALUE_SET:
+            checked.append((name, kwargs))
+            continue
+        flag = f"__in_set_{len(flags)}_{column}"
+        if not flags:
+            frame = frame.copy(deep=False)
+        inside = frame[column].isin(set(values))
+        frame[flag] = inside.astype(object).where(frame[column].notna(), None)
+        flags[flag] = column
+        checked.append((name, {**kwargs, "column": flag, "value_set": [True]}))
+    return frame, checked, flags
+
+
+def _failure(
+    result: Any, row_key: str | None, flags: dict[str, str] | None = None, frame: pd.DataFrame | None = None
+) -> dict[str, Any]:
     config = result.expectation_config
     indexed = [e for e in result.result.get("unexpected_index_list") or [] if isinstance(e, dict) and row_key]
+    kwargs = dict(config.kwargs)
+    examples = [str(_plain(v)) for v in (result.result.get("partial_unexpected_list") or [])[:EXAMPLES]]
+    flag = kwargs.get("column")
+    if flags and flag in flags:  # a long value set checked as a flag: named and shown as written
+        kwargs["column"] = flags[flag]
+        if frame is not None:
+            examples = [str(_plain(v)) for v in frame.loc[frame[flag].eq(False), flags[flag]].head(EXAMPLES)]
     return {
         "expectation": config.type,
         "rule": config.description,
         "severity": getattr(config.severity, "value", str(config.severity)),
-        "kwargs": {k: _plain(v) for k, v in config.kwargs.items() if k not in HIDDEN_KWARGS},
+        "kwargs": {k: _plain(v) for k, v in kwargs.items() if k not in HIDDEN_KWARGS},
         "observed": _plain(result.result.get("observed_value")),
         "unexpected_count": result.result.get("unexpected_count"),
         "rows": [str(entry.get(row_key)) for entry in indexed],
-        "examples": [_example(entry, row_key, config) for entry in indexed[:EXAMPLES]]
-        or [str(_plain(v)) for v in (result.result.get("partial_unexpected_list") or [])[:EXAMPLES]],
+        "examples": [_example(entry, row_key, kwargs) for entry in indexed[:EXAMPLES]] or examples,
         "error": _exception_message(result.exception_info),
     }
 
 
-def _example(entry: dict[str, Any], row_key: str | None, config: Any) -> str:
+def _example(entry: dict[str, Any], row_key: str | None, kwargs: dict[str, Any]) -> str:
     """`C2: 11`: the row's key and its offending value."""
     assert row_key is not None  # only the rows indexed by the key column are shown
-    if "column_A" in config.kwargs:
-        first, second = config.kwargs["column_A"], config.kwargs["column_B"]
+    if "column_A" in kwargs:
+        first, second = kwargs["column_A"], kwargs["column_B"]
         return f"{entry.get(row_key)}: {second}={entry.get(second)} but {first}={entry.get(first)}"
-    value = _plain(entry.get(config.kwargs.get("column")))
+    value = _plain(entry.get(str(kwargs.get("column"))))
     shown = (
         "empty"
         if value is None
