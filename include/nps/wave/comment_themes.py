@@ -27,6 +27,7 @@ the `CommentClassifier` methods (`split` may reuse `sentences`).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import itertools
 import os
@@ -281,6 +282,13 @@ class KeywordClassifier:
                 if found and (best is None or (found.start(), order) < best[:2]):
                     best = (found.start(), order, theme_id, found.group(0))
         return (best[2], best[3]) if best else (None, None)
+
+
+def classifier_key(themes: Themes, sorter: CommentClassifier) -> str:
+    """What a kept classification was made with: the classifier's type and the themes and cues it
+    reads (not their risk rules). A classification kept under another key is made again."""
+    made_with = (type(sorter).__module__, type(sorter).__qualname__, themes.version, themes.themes, themes.cues)
+    return hashlib.sha256(repr(made_with).encode()).hexdigest()[:32]
 
 
 def classifier_from_setting(themes: Themes, setting: str | None = None) -> CommentClassifier:

@@ -32,13 +32,15 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from include.nps.core import business_days, storage
+from include.nps.wave import comment_parts
+from include.nps.wave.comment_parts import Parts
 from include.nps.wave.comment_themes import (
     DETRACTOR_MAX,
     RISKS,
@@ -109,85 +111,107 @@ def _flat(comments: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 _LISTS = {"cons": "con", "pros": "pro", "suggestions": "suggestion"}
 
 
-def rank_themes(parts: list[dict[str, Any]], themes: Themes, wave_detractors: int) -> list[dict[str, Any]]:
+def rank_themes(parts: list[dict[str, Any]] | Parts, themes: Themes, wave_detractors: int) -> list[dict[str, Any]]:
     """The themes raised, most detractors first (then most comments, then the file's order):
     per theme the distinct detractors and comments naming it, its pros, cons and suggestions,
     a con's risk and an example quote (a con from the lowest score when there is one)."""
+    found = comment_parts.listed(parts)
+    frame = found.frame
+    themed = frame[frame["theme"].notna() & (frame["theme"].astype(object) != "")]
+    if themed.empty:
+        return []
+    by_theme = themed.groupby("theme", observed=True, sort=False)
+    first = themed.index.to_series().groupby(themed["theme"], observed=True).min()
+    cons = themed[themed["kind"] == "con"]
+    first_con = cons.index.to_series().groupby(cons["theme"], observed=True).min()
+    example_at = first_con.reindex(first.index).fillna(first).astype("int64")
+    mentions = by_theme["contact_id"].nunique()
+    detractors = themed[themed["score"] <= DETRACTOR_MAX].groupby("theme", observed=True)["contact_id"].nunique()
+    kinds = themed.groupby(["theme", "kind"], observed=True)["contact_id"].nunique()
     order = {theme.id: position for position, theme in enumerate(themes.themes)}
-    rows: dict[str, dict[str, Any]] = {}
-    for part in parts:
-        theme_id = part["theme"]
-        if not theme_id:
-            continue
+
+    def count(series: pd.Series, key: Any) -> int:
+        return int(series.get(key, 0))
+
+    ranked_ids = sorted(
+        first.index,
+        key=lambda t: (-count(detractors, t), -count(mentions, t), order.get(t, len(order)), first[t]),
+    )
+    examples = found.load([int(example_at[t]) for t in ranked_ids])
+    ranked = []
+    for rank, (theme_id, example) in enumerate(zip(ranked_ids, examples, strict=True), start=1):
         theme = themes.get(theme_id)
-        row = rows.setdefault(
-            theme_id,
+        counts = {"detractors": count(detractors, theme_id), "mentions": count(mentions, theme_id)}
+        counts.update({name: count(kinds, (theme_id, kind)) for name, kind in _KINDS.items()})
+        risk = themes.risk_of(counts["detractors"], wave_detractors) if counts["cons"] else None
+        ranked.append(
             {
                 "theme": theme_id,
                 "name": theme.name if theme else theme_id,
                 "owner": theme.owner if theme else None,
-                "_sets": {"detractors": set(), "mentions": set(), "con": set(), "pro": set(), "suggestion": set()},
-                "example": None,
-            },
+                "example": _quote(example),
+                "rank": rank,
+                "risk": risk,
+                **counts,
+            }
         )
-        sets = row["_sets"]
-        sets["mentions"].add(part["contact_id"])
-        sets[part["kind"]].add(part["contact_id"])
-        if part["score"] <= DETRACTOR_MAX:
-            sets["detractors"].add(part["contact_id"])
-        example = row["example"]
-        if example is None or (part["kind"] == "con" and example["kind"] != "con"):
-            row["example"] = _quote(part)
-    ranked = sorted(
-        rows.values(),
-        key=lambda r: (-len(r["_sets"]["detractors"]), -len(r["_sets"]["mentions"]), order.get(r["theme"], len(order))),
-    )
-    for rank, row in enumerate(ranked, start=1):
-        sets = row.pop("_sets")
-        counts = {name: len(sets[key]) for name, key in _COUNTS.items()}
-        risk = themes.risk_of(counts["detractors"], wave_detractors) if counts["cons"] else None
-        row.update(rank=rank, risk=risk, **counts)
     return ranked
 
 
-_COUNTS = {
-    "detractors": "detractors",
-    "mentions": "mentions",
-    "cons": "con",
-    "pros": "pro",
-    "suggestions": "suggestion",
-}
+_KINDS = {"cons": "con", "pros": "pro", "suggestions": "suggestion"}
+
+
+def short(comment: str) -> str:
+    """A comment on one line, cut to QUOTE_CHARS."""
+    text = " ".join(comment.split())
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1].rstrip() + "…"
 
 
 def _quote(part: dict[str, Any]) -> dict[str, Any]:
-    text = " ".join(part["comment"].split())
-    short = text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1].rstrip() + "…"
-    return {"text": short, "score": part["score"], "account_name": part["account_name"], "kind": part["kind"]}
+    return {
+        "text": short(part["comment"]),
+        "score": part["score"],
+        "account_name": part["account_name"],
+        "kind": part["kind"],
+    }
 
 
-def quotes(parts: list[dict[str, Any]], kind: str, themes: set[str | None] | None = None, limit: int = 3) -> list[dict]:
+def _of_themes(theme: pd.Series, themes: set[str | None]) -> pd.Series:
+    """Whether each part's theme is one of `themes` (None stands for no theme)."""
+    inside = theme.isin([t for t in themes if t])
+    return inside | theme.isna() if None in themes else inside
+
+
+def _quotes(found: Parts, where: pd.Series, limit: int) -> list[dict]:
+    chosen = found.frame[where].sort_values("score", kind="stable").head(limit)
+    return [_quote(part) for part in found.load(comment_parts.positions(chosen))]
+
+
+def quotes(
+    parts: list[dict[str, Any]] | Parts, kind: str, themes: set[str | None] | None = None, limit: int = 3
+) -> list[dict]:
     """Up to `limit` quotes of `kind` (of `themes` when given; None stands for no theme), lowest
     score first."""
-    return [
-        _quote(p)
-        for p in sorted(parts, key=lambda p: p["score"])
-        if p["kind"] == kind and (themes is None or p["theme"] in themes)
-    ][:limit]
+    found = comment_parts.listed(parts)
+    where = found.frame["kind"] == kind
+    return _quotes(found, where if themes is None else where & _of_themes(found.frame["theme"], themes), limit)
 
 
-def item_quotes(item: dict[str, Any], parts: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict]:
+def item_quotes(item: dict[str, Any], parts: list[dict[str, Any]] | Parts, items: list[dict[str, Any]]) -> list[dict]:
     """What customers wrote behind an item: its theme's cons (or suggestions); for `review-cons`
     the cons no theme item covers; for `review-suggestions` the suggestions with no theme."""
     key = item["item_key"]
+    found = comment_parts.listed(parts)
     if key.startswith("theme-"):
-        return quotes(parts, "con", {item.get("theme")})
+        return quotes(found, "con", {item.get("theme")})
     if key.startswith("suggestion-"):
-        return quotes(parts, "suggestion", {item.get("theme")})
+        return quotes(found, "suggestion", {item.get("theme")})
     if key == "review-cons":
         covered = {i.get("theme") for i in items if i["item_key"].startswith("theme-")}
-        return quotes([p for p in parts if p["theme"] not in covered], "con")
+        frame = found.frame
+        return _quotes(found, (frame["kind"] == "con") & ~_of_themes(frame["theme"], covered), 3)
     if key == "review-suggestions":
-        return quotes(parts, "suggestion", {None})
+        return quotes(found, "suggestion", {None})
     return []
 
 
@@ -198,7 +222,7 @@ def action_items(
     summary: dict[str, Any],
     previous: dict[str, Any] | None,
     accounts: pd.DataFrame,
-    comments: dict[str, list[dict[str, Any]]],
+    comments: dict[str, list[dict[str, Any]]] | Parts,
     pillars: list[dict[str, Any]],
     owner: str,
     *,
@@ -208,11 +232,11 @@ def action_items(
     nps_direction: str = "new",
 ) -> list[dict[str, Any]]:
     """The improvement items of the module docstring, cons first and suggestions last, from the
-    wave's figures, its comments (`split_comments`), the themes ranking (computed when not given)
-    and the survey's review (`stats.collection_review`); `owner` (CS ops) owns what no theme
-    owner or CSM does."""
+    wave's figures, its comments (`split_comments`, or the kept classification), the themes ranking
+    (computed when not given) and the survey's review (`stats.collection_review`); `owner` (CS ops)
+    owns what no theme owner or CSM does."""
     themes = themes or load_themes()
-    parts = _flat(comments)
+    parts = comments if isinstance(comments, Parts) else comment_parts.listed(_flat(comments))
     wave_detractors = int(summary.get("detractors") or 0)
     ranking = ranking if ranking is not None else rank_themes(parts, themes, wave_detractors)
     items: list[dict[str, Any]] = []
@@ -260,47 +284,50 @@ def action_items(
         if now_score is not None and before is not None and now_score < before:
             title = f"Investigate the drop in '{pillar['text']}'"
             add("con", f"pillar-{pillar['id']}", title, f"mean {now_score} vs {before}", "medium")
-    left = [p for p in parts if p["kind"] == "con" and p["theme"] not in covered]
-    if left:
-        voices = len({p["contact_id"] for p in left if p["score"] <= DETRACTOR_MAX})
+    frame = parts.frame
+    left = frame[(frame["kind"] == "con") & ~_of_themes(frame["theme"], covered)]
+    if len(left):
+        voices = left.loc[left["score"] <= DETRACTOR_MAX, "contact_id"].nunique()
         add(
             "con",
             "review-cons",
             "Review the other cons and pick fixes",
-            f"{len(left)} con(s) no item above covers ({_by_theme(left, ranking)}), {voices} from detractors",
+            f"{len(left)} con(s) no item above covers ({_by_theme(left['theme'], ranking)}), {voices} from detractors",
             "medium" if voices >= themes.risk["high"].min_detractors else "low",
         )
     _collection_items(add, summary, previous, collection or {}, accounts)
-    _suggestion_items(add, parts, ranking)
+    _suggestion_items(add, frame, ranking)
     position = {item["item_key"]: index for index, item in enumerate(items)}
     return sorted(items, key=lambda i: (GROUPS.index(i["group"]), RISKS.index(i["risk"]), position[i["item_key"]]))
 
 
-def _suggestion_items(add: Callable[..., None], parts: list[dict[str, Any]], ranking: list[dict[str, Any]]) -> None:
+def _suggestion_items(add: Callable[..., None], parts: pd.DataFrame, ranking: list[dict[str, Any]]) -> None:
     """One item per theme customers made suggestions about, in ranking order, then one for the
-    suggestions no theme covers."""
-    suggestions = [p for p in parts if p["kind"] == "suggestion"]
+    suggestions no theme covers (`parts`: `Parts.frame`)."""
+    suggestions = parts[parts["kind"] == "suggestion"]
+    per_theme = suggestions.groupby("theme", observed=True)["contact_id"].agg(["size", "nunique"])
     for row in ranking:
-        about = [p for p in suggestions if p["theme"] == row["theme"]]
-        if about:
-            voices = len({p["contact_id"] for p in about})
-            reason = f"{len(about)} suggestion(s) from {voices} customer(s)"
+        if row["theme"] in per_theme.index:
+            count, voices = (int(n) for n in per_theme.loc[row["theme"]])
+            reason = f"{count} suggestion(s) from {voices} customer(s)"
             title = f"Consider what customers suggest about {row['name']}"
             add("suggestion", f"suggestion-{row['theme']}", title, reason, "low", row["owner"], theme=row["theme"])
-    unthemed = [p for p in suggestions if not p["theme"]]
-    if unthemed:
-        voices = len({p["contact_id"] for p in unthemed})
+    unthemed = suggestions[suggestions["theme"].isna()]
+    if len(unthemed):
+        voices = unthemed["contact_id"].nunique()
         reason = f"{len(unthemed)} suggestion(s) from {voices} customer(s) that no theme covers"
         add("suggestion", "review-suggestions", "Review the other suggestions", reason, "low")
 
 
-def _by_theme(parts: list[dict[str, Any]], ranking: list[dict[str, Any]]) -> str:
-    """'Pricing 2, Support 1, no theme 1': parts counted per theme, in ranking order."""
+def _by_theme(themes: pd.Series, ranking: list[dict[str, Any]]) -> str:
+    """'Pricing 2, Support 1, no theme 1': parts counted per theme (`themes`: each part's), in
+    ranking order."""
     names = {row["theme"]: row["name"] for row in ranking}
     order = {row["theme"]: row["rank"] for row in ranking}
     counts: dict[str | None, int] = {}
-    for part in parts:
-        counts[part["theme"]] = counts.get(part["theme"], 0) + 1
+    for theme in themes.astype(object).tolist():
+        theme = theme if isinstance(theme, str) and theme else None
+        counts[theme] = counts.get(theme, 0) + 1
     ranked = sorted(counts, key=lambda theme: order.get(theme, len(order) + 1) if theme else len(order) + 2)
     return ", ".join(f"{names.get(theme, theme) if theme else 'no theme'} {counts[theme]}" for theme in ranked)
 
@@ -468,9 +495,14 @@ def data_url(png: bytes | None) -> str | None:
     return f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else None
 
 
-def write_report(path: Path, html: str) -> Path:
-    """Write the report file (atomically: a reader never sees half of it)."""
+def write_report(path: Path, html: str | Iterable[str]) -> Path:
+    """Write the report file (atomically: a reader never sees half of it), from its text or from
+    its pieces as they are rendered (memory holds one piece)."""
     partial = path.with_suffix(".html.part")
-    partial.write_text(html, encoding="utf-8")
+    with partial.open("w", encoding="utf-8") as out:
+        if isinstance(html, str):
+            out.write(html)
+        else:
+            out.writelines(html)
     partial.replace(path)
     return path
