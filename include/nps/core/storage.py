@@ -29,6 +29,7 @@ SQL_DIR = PROJECT_ROOT / "sql"
 QUERIES_DIR = SQL_DIR / "queries"
 BULK_BATCH_ROWS = 50_000  # rows sent in one COPY or executemany by the bulk writers
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+PG_TRANSACTION_FAILED = 3  # psycopg2.extensions.TRANSACTION_STATUS_INERROR
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -175,18 +176,26 @@ def is_sqlite(bind: Engine | Connection) -> bool:
 @contextmanager
 def temporary_table(conn: Connection, name: str, definition: str) -> Iterator[str]:
     """A table only `conn` sees, for the block: `definition` is its column list in parentheses or
-    `AS SELECT ...`. Yields its qualified name. It is dropped afterwards; after an error the
-    connection's transaction is rolled back first (PostgreSQL refuses anything else until then)."""
+    `AS SELECT ...`. Yields its qualified name. It is dropped at the block's end, in the connection's
+    transaction (the caller commits it with the block's work). After an error that left PostgreSQL's
+    transaction failed it is not: the rollback that follows removes a table made in that transaction,
+    and one made earlier goes when the name is next used (or the connection closes)."""
     qualified = f"{'temp' if is_sqlite(conn) else 'pg_temp'}.{_identifier(name)}"
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")  # one a failed run left in a pooled connection
     conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} {definition}")
     try:
         yield qualified
-    except BaseException:
-        conn.rollback()
-        raise
     finally:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
+        if not _failed_transaction(conn):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
+
+
+def _failed_transaction(conn: Connection) -> bool:
+    """Whether PostgreSQL refuses every statement until a rollback (SQLite never does)."""
+    if is_sqlite(conn):
+        return False
+    driver: Any = conn.connection.driver_connection
+    return bool(driver.info.transaction_status == PG_TRANSACTION_FAILED)
 
 
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -199,10 +208,23 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
             marks = ", ".join("?" * len(columns))
             conn.exec_driver_sql(f"INSERT INTO {_identifier(table)} ({names}) VALUES ({marks})", batch)
         else:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            driver: Any = conn.connection.driver_connection
+            cursor = driver.cursor()
             cursor.copy_expert(f"COPY {_identifier(table)} ({names}) FROM STDIN", io.StringIO(_copy_text(batch)))
         written += len(batch)
     return written
+
+
+def prepare_bulk(conn: Connection, *tables: str) -> None:
+    """Before statements over many rows, on PostgreSQL: statistics for the (temporary) `tables` just
+    filled, which it would plan as a few hundred rows (autovacuum never analyzes a temporary table),
+    and no JIT compilation in this transaction (PostgreSQL starts it above a cost such statements
+    reach, and on a statement run once it costs more than it saves). Nothing on SQLite."""
+    if is_sqlite(conn):
+        return
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {_identifier(table)}")
+    conn.exec_driver_sql("SET LOCAL jit = off")
 
 
 def bulk_upsert(
