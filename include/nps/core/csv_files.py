@@ -21,11 +21,10 @@ import codecs
 import csv
 import io
 import re
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -38,6 +37,7 @@ WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # xlsx (zip), xls (O
 # Headers other exports write for our columns (Outlook and many CRMs write "E-mail" or "Email Address").
 COLUMN_ALIASES = {"time_zone": "timezone", "e_mail": "email", "email_address": "email", "e_mail_address": "email"}
 CHUNK_ROWS = 100_000  # rows in memory at a time when a file is read as a stream
+LINES_AT_ONCE = 10_000  # lines parsed at a time
 BLOCK_BYTES = 1 << 20  # bytes decoded at a time while the encoding is settled
 
 
@@ -279,62 +279,47 @@ def _allow_fields_up_to(size: int) -> None:
     csv.field_size_limit(max(csv.field_size_limit(), size + 1))
 
 
-class _Lines:
-    """Lines for csv.reader that keep the ones the current record took (`taken`), can be given back
-    (`give_back`) to be read again, and tell whether any is left (`at_end`)."""
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
-        self._again: deque[str] = deque()
-        self.taken: list[str] = []
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self._again.popleft() if self._again else next(self._lines)
-        self.taken.append(line)
-        return line
-
-    def take(self) -> list[str]:
-        taken, self.taken = self.taken, []
-        return taken
-
-    def give_back(self, lines: list[str]) -> None:
-        self._again.extendleft(reversed(lines))
-
-    def at_end(self) -> bool:
-        if self._again:
-            return False
-        line = next(self._lines, None)
-        if line is None:
-            return True
-        self._again.append(line)
-        return False
-
-
 def iter_records(lines: Iterator[str], delimiter: str) -> Iterator[tuple[list[str], dict | None]]:
     """The file's records (the header first), each with the problem of a row whose quote never closes.
 
     A quote left open swallows the lines after it into one field. Such a row is kept as the text of
     its own line only and reported (field, value, reason); reading starts again on the next line, so
-    the rows it would have swallowed are read as rows of their own.
+    the rows it would have swallowed are read as rows of their own. Lines are parsed `LINES_AT_ONCE`
+    at a time; a record that reaches the last line read is parsed again with more lines (at least
+    as many again, so even a quote that swallows the rest of the file is parsed a few times only).
     """
-    source = _Lines(lines)
     header: list[str] | None = None
+    buffer: list[str] = []
+    more = True
     while True:
-        for record in csv.reader(source, delimiter=delimiter):
-            taken, at_end = source.take(), source.at_end()
-            field = _unclosed_quote(record, taken, at_end, delimiter, header)
+        if more:
+            wanted = max(LINES_AT_ONCE, len(buffer))
+            block = list(islice(lines, wanted))
+            more = len(block) == wanted
+            buffer += block
+        reader = csv.reader(buffer, delimiter=delimiter)
+        position = 0
+        for record in reader:
+            end = reader.line_num
+            if end == len(buffer) and more:
+                break  # the record may go on in lines not read yet
+            at_end = end == len(buffer)
+            field = (
+                None
+                if end - position == 1 and not at_end
+                else _unclosed_quote(record, buffer[position:end], at_end, delimiter, header)
+            )
             if field is not None and header is not None:
-                row = next(csv.reader([taken[0]], delimiter=delimiter), [])
-                source.give_back(taken[1:])
-                yield row, _unclosed_problem(header, field, taken[0], len(taken) - 1, at_end)
+                row = next(csv.reader([buffer[position]], delimiter=delimiter), [])
+                yield row, _unclosed_problem(header, field, buffer[position], end - position - 1, at_end)
+                position += 1
                 break
             header = record if header is None else header
             yield record, None
-        else:
+            position = end
+        if position == len(buffer) and not more:
             return
+        buffer = buffer[position:]
 
 
 def _unclosed_quote(
