@@ -1,75 +1,67 @@
 """The wave's audience: load contacts, quarantine bad rows, apply suppression rules, snapshot.
 
 Every input row is either loaded or quarantined with a reason a person can read; every loaded
-contact lands in the wave's snapshot, included or excluded with its reason.
+contact lands in the wave's snapshot, included or excluded with its reason. What a row must be to
+be loaded is `contact_rules`' business.
 
-What the NPS DB or a later step would refuse is refused here, row by row, naming the field:
-ids and addresses holding a control or invisible character (NUL, a line break, a bidi override
-such as U+202E), a value longer than its column, an `account_country` that is not an ISO 3166
-alpha-2 code, a `timezone` that is not an IANA zone. Free text (name, account_name, role,
-account_tier) is cleaned instead and its row loaded: line breaks and tabs (also a line break in
-a quoted cell) become one space, other control characters and bidi overrides are removed
-(`clean_text.clean_line`); a name is still a name without them.
+A file of any size loads in bounded memory. It is read in chunks (`CHUNK_ROWS` rows); each chunk
+is checked with column operations, its good rows are copied into a temporary table of the NPS DB
+(COPY on PostgreSQL), the cells of its rejected rows and the contact ids and addresses seen so far
+(a duplicate's twin may be in an earlier chunk) go to a scratch SQLite file. Once the whole file
+is read and its rejected share is known, the good rows are upserted in a few statements. The
+snapshot is one statement.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
-import unicodedata
+import sqlite3
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from include.nps.core import addresses, clean_text, csv_files, i18n, storage
+from include.nps.core import clean_text, csv_files, storage
+from include.nps.wave import contact_rules
+from include.nps.wave.contact_rules import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from include.nps.wave.sales_drops import neutralise
 
 if TYPE_CHECKING:
     import pandas as pd
 
-REQUIRED_COLUMNS = ("contact_id", "email", "name", "account_id", "account_name")
-OPTIONAL_COLUMNS = ("locale", "role", "account_tier", "account_country", "sales_owner", "csm", "vip", "timezone")
-ID_COLUMNS = ("contact_id", "account_id")
-FREE_TEXT_COLUMNS = ("name", "account_name", "role", "account_tier")
-MAX_LENGTHS = {  # the NPS DB's column sizes
-    "contact_id": 64,
-    "email": 254,
-    "name": 200,
-    "account_id": 64,
-    "account_name": 200,
-    "role": 100,
-    "account_tier": 32,
-    "sales_owner": 254,
-    "csm": 254,
-}
-EMAIL_PATTERN = re.compile(
-    r"(?i)^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
-)
-TRUE_WORDS = {"true", "yes", "y", "1"}
-FALSE_WORDS = {"false", "no", "n", "0", ""}
-INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-# Letters of other scripts drawn like Latin ones (Unicode's confusables, the common cases).
-LOOK_ALIKES = str.maketrans(
-    {
-        "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y",
-        "\u0445": "x", "\u0456": "i", "\u0458": "j", "\u0455": "s", "\u0501": "d", "\u04cf": "l",
-        "\u051b": "q", "\u051d": "w", "\u043a": "k", "\u03bf": "o", "\u03b1": "a", "\u03bd": "v",
-        "\u03c5": "u", "\u03c1": "p", "\u03b9": "i", "\u03ba": "k",
-    }
-)  # fmt: skip
+EMAIL_PATTERN = contact_rules.EMAIL_PATTERN  # data_checks reads it here
 DEFAULT_MAX_REJECTED_SHARE = 0.05
-COUNTRY_HINTS = {"UK": "GB", "EL": "GR"}  # codes people use that ISO 3166 gives another country or none
 EXCEL_CELL_LIMIT = 32_767  # characters Excel shows in one cell
-# A placeholder no address matches (no @), unique per contact, while its address passes to another.
-PARK_ADDRESS = "UPDATE contacts SET email = '~' || contact_id WHERE contact_id = :contact_id"
+CHUNK_ROWS = csv_files.CHUNK_ROWS
+# The good rows of the file being loaded, as they will be stored (temporary, one connection's).
+STAGED = (
+    "row_number", "contact_id", "account_id", "email", "name", "role", "locale", "timezone",
+    "account_name", "country", "tier", "sales_owner", "csm", "vip",
+)  # fmt: skip
+STAGING_TABLE = """(
+    row_number INTEGER PRIMARY KEY, contact_id VARCHAR(64) NOT NULL, account_id VARCHAR(64) NOT NULL,
+    email VARCHAR(254) NOT NULL, name VARCHAR(200) NOT NULL, role VARCHAR(100), locale VARCHAR(16) NOT NULL,
+    timezone VARCHAR(64), account_name VARCHAR(200) NOT NULL, country VARCHAR(2), tier VARCHAR(32),
+    sales_owner VARCHAR(254), csm VARCHAR(254), vip BOOLEAN NOT NULL
+)"""
+# Good rows whose address another contact holds in the NPS DB: moved to them, or refused.
+MOVES_TABLE = """(
+    row_number INTEGER PRIMARY KEY, holder VARCHAR(64) NOT NULL, email VARCHAR(254) NOT NULL,
+    refused BOOLEAN NOT NULL DEFAULT FALSE
+)"""
+QUARANTINE_COLUMNS = ("wave_id", "source", "row_number", "field", "value", "reason")
+KEEPS_ADDRESS = (
+    "email belongs to contact {holder} in the NPS DB and {holder} keeps it; an address does not move to "
+    "another contact id (opt-outs and bounces stay with their contact)"
+)
 
 
 class AudienceError(ValueError):
@@ -99,146 +91,13 @@ def read_contacts_csv(path: str | Path) -> csv_files.Table:
         raise AudienceError(f"audience source: {exc}") from exc
 
 
-def email_key(value: str) -> str:
-    """What makes two addresses the same: case, width, invisible and look-alike characters aside."""
-    return clean_email(value).casefold().translate(LOOK_ALIKES)
-
-
-def clean_email(value: str) -> str:
-    """Full-width forms folded and invisible characters (zero-width space, soft hyphen) removed."""
-    return unicodedata.normalize("NFKC", value).translate(INVISIBLE).strip()
-
-
-def email_problem(value: str) -> str | None:
-    """Why an address cannot be mailed, or None."""
-    if control := clean_text.forbidden_character(value, "email"):
-        return control
-    if foreign := next((c for c in value if ord(c) > 127), None):
-        latin = foreign.translate(LOOK_ALIKES)
-        alike = f", a look-alike of '{latin}'" if latin != foreign else ""
-        name = unicodedata.name(foreign, "unnamed")
-        return f"email contains the non-ASCII character U+{ord(foreign):04X} ({name}){alike}"
-    if not EMAIL_PATTERN.match(value):
-        return "not a valid email address"
-    try:  # the grammar recipients are parsed with at send: what loads here can be mailed there
-        addresses.bare_address(value)
-    except addresses.AddressError as exc:
-        return f"not a valid email address ({exc})"
-    return None
-
-
-@cache
-def iso_countries() -> frozenset[str]:
-    """The ISO 3166-1 alpha-2 codes, as the tz database lists them (`iso3166.tab` of `tzdata`)."""
-    table = files("tzdata").joinpath("zoneinfo", "iso3166.tab").read_text(encoding="utf-8")
-    return frozenset(line.split("\t", 1)[0] for line in table.splitlines() if line and not line.startswith("#"))
-
-
-@cache
-def time_zones() -> dict[str, str]:
-    """The IANA time zone names (the `tzdata` package's list) by their lower-case spelling."""
-    names = files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
-    return {name.lower(): name for name in names}
-
-
-def country_problem(value: str) -> str | None:
-    """Why an `account_country` is not an ISO 3166 alpha-2 code (any case; blank is fine), or None."""
-    code = value.upper()
-    if not code or code in iso_countries():
-        return None
-    hint = f" ({COUNTRY_HINTS[code]}, not {code})" if code in COUNTRY_HINTS else " such as US, DE or JP"
-    return f"account_country must be an ISO 3166 alpha-2 code{hint}"
-
-
-def timezone_problem(value: str) -> str | None:
-    """Why a `timezone` is not an IANA zone name (any case; blank is fine), or None."""
-    if not value or value.lower() in time_zones():
-        return None
-    city = value.strip().replace(" ", "_").lower()
-    near = [zone for zone in time_zones().values() if zone.lower().rsplit("/", 1)[-1] == city]
-    hint = f"; did you mean {near[0]}?" if len(near) == 1 else ""
-    return f"timezone must be an IANA time zone such as Asia/Tokyo or America/New_York{hint}"
-
-
-def row_problems(row: Any) -> Iterator[tuple[str, str]]:
-    """(field, reason) for each problem of one contact row on its own."""
-    for column in REQUIRED_COLUMNS:
-        if row[column] == "":
-            yield column, f"{column} is empty"
-    for column in ID_COLUMNS:
-        if problem := clean_text.forbidden_character(row[column], column):
-            yield column, problem
-    for column, limit in MAX_LENGTHS.items():
-        if len(row[column]) > limit:
-            yield column, f"{column} is {len(row[column])} characters long, the limit is {limit}"
-    if row["email"] and (problem := email_problem(clean_email(row["email"]))):
-        yield "email", problem
-    for column in ("sales_owner", "csm"):
-        if control := clean_text.forbidden_character(row[column], column):
-            yield column, control
-        elif row[column] and email_problem(row[column]):
-            yield column, f"{column} is not a valid email address"
-    if row["vip"].lower() not in TRUE_WORDS | FALSE_WORDS:
-        yield "vip", "vip must be true or false"
-    if problem := country_problem(row["account_country"]):
-        yield "account_country", problem
-    if problem := timezone_problem(row["timezone"]):
-        yield "timezone", problem
-
-
-def duplicate_problems(frame: pd.DataFrame) -> Iterator[tuple[int, str, str]]:
-    """(row, field, reason) for each contact id or address already seen in an earlier row."""
-    first_id: dict[str, int] = {}
-    first_email: dict[str, int] = {}
-    for number, contact_id, email in zip(frame["row_number"], frame["contact_id"], frame["email"], strict=True):
-        if contact_id and (earlier := first_id.setdefault(contact_id, number)) != number:
-            yield number, "contact_id", f"duplicate contact_id in the file (first in row {earlier})"
-        if (key := email_key(email)) and (earlier := first_email.setdefault(key, number)) != number:
-            yield number, "email", f"duplicate email in the file (same address as row {earlier})"
-
-
-def validate_contacts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Split rows into good ones and quarantine entries (row number, field, value, reason).
-
-    A row can have several problems, the first one per field is kept; every row is either good
-    or quarantined. Free text is cleaned first (see the module's docstring), so its limits hold
-    for what is stored. Good rows come back as stored: address lower-case, country upper-case,
-    the time zone spelt as the tz database spells it.
-    """
-    frame = clean_free_text(frame)
-    problems: dict[tuple[int, str], dict] = {}
-    values = frame.set_index("row_number")
-
-    def reject(number: int, field: str, reason: str) -> None:
-        value = values.at[number, field][:200]
-        problems.setdefault((number, field), {"row_number": number, "field": field, "value": value, "reason": reason})
-
-    for _, row in frame.iterrows():
-        for field, reason in row_problems(row):
-            reject(int(row["row_number"]), field, reason)
-    for number, field, reason in duplicate_problems(frame):
-        reject(int(number), field, reason)
-
-    good = frame[~frame["row_number"].isin({number for number, _ in problems})].copy()
-    good["email"] = good["email"].map(clean_email).str.lower()
-    good["vip"] = good["vip"].str.lower().isin(TRUE_WORDS)
-    good["locale"] = good["locale"].map(i18n.normalize_locale)
-    good["account_country"] = good["account_country"].str.upper()
-    good["timezone"] = good["timezone"].map(lambda zone: time_zones().get(zone.lower(), ""))
-    return good, sorted(problems.values(), key=lambda p: (p["row_number"], p["field"]))
-
-
-def clean_free_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with control characters and bidi overrides out of its free-text columns."""
-    return frame.assign(**{column: frame[column].map(clean_text.clean_line) for column in FREE_TEXT_COLUMNS})
-
-
 def load_contacts(
     engine: Engine,
     wave_id: str,
     source: str | Path,
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
     rejected_csv: Path | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> LoadResult:
     """Upsert the good rows of a contacts file into accounts and contacts; quarantine the rest
     (in the `quarantine` table and, when given, a CSV of the rejected rows).
@@ -246,58 +105,208 @@ def load_contacts(
     When more than `max_rejected_share` of the rows are bad, the file is a broken extract: the
     quarantine is kept but nothing is loaded and AudienceError says how many and why.
     """
-    table = read_contacts_csv(source)
-    good, problems = validate_contacts(table.frame)
-    good, taken, moving = split_taken_addresses(good, _held_addresses(engine))
-    problems = sorted(table.problems + problems + taken, key=lambda p: (p["row_number"], p["field"]))
-    problems = [{**p, "value": clean_text.visible(p["value"])[:200]} for p in problems]
-    result = LoadResult(contact_ids=good["contact_id"].tolist(), problems=problems, rows=table.rows)
-    storage.execute(
-        engine,
-        storage.query("upsert_quarantine"),
-        [{**p, "wave_id": wave_id, "source": str(source)} for p in problems],
+    with _contacts_file(source, chunk_rows) as reader, _Load.opened(engine) as load:
+        for chunk in _chunks(reader):
+            load.add(chunk)
+        problems = sorted(load.settle_moves(), key=lambda p: (p["row_number"], p["field"]))
+        problems = [{**p, "value": clean_text.visible(p["value"])[:200]} for p in problems]
+        load.quarantine(wave_id, str(source), problems)
+        if rejected_csv is not None and problems:
+            write_rejected_csv(rejected_csv, reader.columns, problems, load.scratch.cells)
+        quarantined = len({p["row_number"] for p in problems})
+        if load.rows and quarantined / load.rows > max_rejected_share:
+            raise AudienceError(
+                f"audience source {source}: {quarantined} of {load.rows} rows rejected "
+                f"({quarantined / load.rows:.1%}, above the {max_rejected_share:.0%} threshold); "
+                f"most common reasons: {_top_reasons(problems)}. Nothing was loaded."
+            )
+        return LoadResult(contact_ids=load.upsert(), problems=problems, rows=load.rows)
+
+
+@contextmanager
+def _contacts_file(source: str | Path, chunk_rows: int) -> Iterator[csv_files.TableReader]:
+    try:
+        with csv_files.open_table(source, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, chunk_rows) as reader:
+            yield reader
+    except csv_files.ExportError as exc:
+        raise AudienceError(f"audience source: {exc}") from exc
+
+
+def _chunks(reader: csv_files.TableReader) -> Iterator[csv_files.Chunk]:
+    try:
+        yield from reader.chunks()
+    except csv_files.ExportError as exc:
+        raise AudienceError(f"audience source: {exc}") from exc
+
+
+class _Scratch:
+    """What a load remembers of the rows it has read, in a scratch SQLite file rather than memory:
+    each contact id and address key with the first row that had it, and rejected rows' cells."""
+
+    REMEMBER = "INSERT OR IGNORE INTO seen SELECT ?, key, row_number FROM chunk WHERE key <> '' ORDER BY row_number"
+    REPEATS = (
+        "SELECT chunk.row_number, seen.row_number FROM chunk JOIN seen ON seen.field = ? AND seen.key = chunk.key "
+        "WHERE seen.row_number <> chunk.row_number ORDER BY chunk.row_number"
     )
-    if rejected_csv is not None and problems:
-        write_rejected_csv(rejected_csv, table, problems)
-    if table.rows and result.quarantined / table.rows > max_rejected_share:
-        raise AudienceError(
-            f"audience source {source}: {result.quarantined} of {table.rows} rows rejected "
-            f"({result.quarantined / table.rows:.1%}, above the {max_rejected_share:.0%} threshold); "
-            f"most common reasons: {_top_reasons(problems)}. Nothing was loaded."
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.executescript(
+            """
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
+            CREATE TABLE seen (field TEXT, key TEXT, row_number INTEGER, PRIMARY KEY (field, key)) WITHOUT ROWID;
+            CREATE TABLE chunk (row_number INTEGER PRIMARY KEY, key TEXT NOT NULL);
+            CREATE TABLE cells (row_number INTEGER PRIMARY KEY, cells TEXT NOT NULL);
+            """
         )
-    _upsert_contacts(engine, good, moving)
-    return result
+
+    def repeats(self, field: str, numbers: list[int], keys: list[str]) -> list[tuple[int, int]]:
+        """(row, first row) for each of these rows whose non-empty key an earlier row had, in this
+        chunk or before (rows come in the file's order); remembers the keys."""
+        with self.db:
+            self.db.executemany("INSERT INTO chunk VALUES (?, ?)", zip(numbers, keys, strict=True))
+            self.db.execute(self.REMEMBER, (field,))
+            repeats = self.db.execute(self.REPEATS, (field,)).fetchall()
+            self.db.execute("DELETE FROM chunk")
+        return repeats
+
+    def keep_cells(self, rows: pd.DataFrame) -> None:
+        """The cells of these rows (row_number first), as the CSV of rejected rows shows them."""
+        numbers = rows["row_number"].tolist()
+        cells = rows.drop(columns="row_number").to_numpy().tolist()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO cells VALUES (?, ?)",
+                ((n, json.dumps([_cell(c) for c in row])) for n, row in zip(numbers, cells, strict=True)),
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def cells(self, number: int) -> list | None:
+        found = self.db.execute("SELECT cells FROM cells WHERE row_number = ?", (number,)).fetchone()
+        return json.loads(found[0]) if found else None
 
 
-def _held_addresses(engine: Engine) -> pd.DataFrame:
-    return storage.read_frame(engine, "SELECT contact_id AS holder, email FROM contacts")
+class _Load:
+    """A contacts file being loaded through one connection: good rows staged, problems gathered."""
 
+    def __init__(self, conn: Connection, scratch: _Scratch) -> None:
+        self.conn, self.scratch = conn, scratch
+        self.rows = 0
+        self.problems: list[dict] = []
+        self.moves = 0
 
-def split_taken_addresses(good: pd.DataFrame, held: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], list[str]]:
-    """Rows whose address another contact holds in the NPS DB (one contact per address there).
+    @classmethod
+    @contextmanager
+    def opened(cls, engine: Engine) -> Iterator[_Load]:
+        """A load on its own connection, with its temporary tables and scratch file, all gone after."""
+        with tempfile.TemporaryDirectory(prefix="nps-audience-") as folder, engine.connect() as conn:
+            try:
+                with (
+                    storage.temporary_table(conn, "contacts_staging", STAGING_TABLE),
+                    storage.temporary_table(conn, "address_moves", MOVES_TABLE),
+                    closing(_Scratch(Path(folder) / "scratch.db")) as scratch,
+                ):
+                    try:
+                        yield cls(conn, scratch)
+                    except BaseException:
+                        conn.rollback()  # what was not committed goes; the tables can then be dropped
+                        raise
+            finally:
+                conn.commit()  # the tables' DROP
 
-    An address moves to another contact id only when its holder is in the file with a new
-    address; otherwise the row is quarantined: the holder's opt-out and bounces stay with it.
-    Returns the rows to load, the problems, and the holders to move off their old address first.
-    """
-    problems: list[dict] = []
-    while True:
-        wanted = good[["row_number", "contact_id", "email"]].merge(held, on="email")
-        wanted = wanted[wanted["holder"] != wanted["contact_id"]]
-        moves = wanted["holder"].isin(good["contact_id"])
-        if moves.all():
-            return good, problems, wanted["holder"].tolist()
-        problems += [
-            {
-                "row_number": int(r.row_number),
-                "field": "email",
-                "value": r.email,
-                "reason": f"email belongs to contact {r.holder} in the NPS DB and {r.holder} keeps it; an "
-                "address does not move to another contact id (opt-outs and bounces stay with their contact)",
-            }
-            for r in wanted[~moves].itertuples()
+    def add(self, chunk: csv_files.Chunk) -> None:
+        """Check a chunk's rows, stage the good ones, keep the problems of the others."""
+        self.rows += chunk.rows
+        self.problems += chunk.problems
+        frame, problems = contact_rules.check_rows(chunk.frame)
+        numbers = frame["row_number"].tolist()
+        keys = {"contact_id": frame["contact_id"].tolist(), "email": contact_rules.email_keys(frame["email"])}
+        for field, field_keys in keys.items():
+            values = dict(zip(numbers, frame[field].tolist(), strict=True))
+            for number, earlier in self.scratch.repeats(field, numbers, field_keys):
+                reason = contact_rules.duplicate_reason(field, earlier)
+                problem = {"row_number": number, "field": field, "value": values[number][:200], "reason": reason}
+                problems.setdefault((number, field), problem)
+        rejected = {number for number, _ in problems}
+        self.scratch.keep_cells(chunk.frame[chunk.frame["row_number"].isin(rejected)])
+        self.problems += problems.values()
+        good = frame[~frame["row_number"].isin(rejected)]
+        if len(good):
+            self._stage(good)
+            self._find_moves(chunk.frame, int(good["row_number"].iloc[0]), int(good["row_number"].iloc[-1]))
+        self.conn.commit()  # a SQLite reader must not hold its snapshot: other writers go on meanwhile
+
+    def _stage(self, good: pd.DataFrame) -> None:
+        stored = contact_rules.stored_columns(good)
+        rows = zip(
+            good["row_number"].tolist(),
+            good["contact_id"].tolist(),
+            good["account_id"].tolist(),
+            stored["email"],
+            good["name"].tolist(),
+            stored["role"],
+            stored["locale"],
+            stored["timezone"],
+            good["account_name"].tolist(),
+            stored["country"],
+            stored["tier"],
+            stored["sales_owner"],
+            stored["csm"],
+            stored["vip"],
+            strict=True,
+        )
+        storage.copy_rows(self.conn, "contacts_staging", STAGED, rows)
+
+    def _find_moves(self, raw: pd.DataFrame, first: int, last: int) -> None:
+        """Staged rows whose address another contact holds: settled once the whole file is read."""
+        found = self.conn.execute(text(storage.query("address_moves")), {"first": first, "last": last}).all()
+        if found:
+            storage.copy_rows(self.conn, "address_moves", ("row_number", "holder", "email"), map(tuple, found))
+            self.scratch.keep_cells(raw[raw["row_number"].isin([row[0] for row in found])])
+            self.moves += len(found)
+
+    def settle_moves(self) -> list[dict]:
+        """Every problem, with those of the addresses that do not move: a row whose address another
+        contact holds is loaded only when that holder is in the file too (then it leaves the address)."""
+        if not self.moves:
+            return self.problems
+        self.conn.exec_driver_sql("CREATE INDEX contacts_staging_contact ON contacts_staging (contact_id)")
+        while self.conn.execute(text(storage.query("refuse_address_moves"))).rowcount:
+            self.conn.exec_driver_sql(
+                "DELETE FROM contacts_staging WHERE row_number IN (SELECT row_number FROM address_moves WHERE refused)"
+            )
+        refused = self.conn.exec_driver_sql("SELECT row_number, holder, email FROM address_moves WHERE refused")
+        problems = [
+            {"row_number": number, "field": "email", "value": email, "reason": KEEPS_ADDRESS.format(holder=holder)}
+            for number, holder, email in refused
         ]
-        good = good[~good["row_number"].isin(wanted.loc[~moves, "row_number"])]
+        self.conn.commit()
+        return self.problems + problems
+
+    def quarantine(self, wave_id: str, source: str, problems: list[dict]) -> None:
+        rows = ((wave_id, source, p["row_number"], p["field"], p["value"], p["reason"]) for p in problems)
+        keys = ("wave_id", "source", "row_number", "field")
+        storage.bulk_upsert(self.conn, "quarantine", QUARANTINE_COLUMNS, rows, keys, ("value", "reason"))
+        self.conn.commit()
+
+    def upsert(self) -> list[str]:
+        """Upsert the staged rows' accounts, then the contacts, in one transaction; holders whose
+        address moves leave it first, so addresses can change hands within one file, even crosswise.
+        Returns the contact ids in the file's order."""
+        now = {"now": storage.utcnow()}
+        storage.prepare_bulk(self.conn, "contacts_staging")
+        if self.moves:
+            self.conn.execute(text(storage.query("park_moving_addresses")))
+        self.conn.execute(text(storage.query("load_staged_accounts")), now)
+        self.conn.execute(text(storage.query("load_staged_contacts")), now)
+        ids = [
+            row[0] for row in self.conn.exec_driver_sql("SELECT contact_id FROM contacts_staging ORDER BY row_number")
+        ]
+        self.conn.commit()
+        return ids
 
 
 def _top_reasons(problems: list[dict], top: int = 3) -> str:
@@ -305,65 +314,24 @@ def _top_reasons(problems: list[dict], top: int = 3) -> str:
     return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common(top))
 
 
-def _upsert_contacts(engine: Engine, good: pd.DataFrame, moving: list[str]) -> None:
-    """Upsert accounts, then contacts; `moving` contacts leave their old address first (in the same
-    transaction), so addresses can change hands within one file, even crosswise."""
-    now = storage.utcnow()
-    accounts = good.drop_duplicates("account_id")
-    storage.execute(
-        engine,
-        storage.query("upsert_account"),
-        [
-            {
-                "account_id": r.account_id,
-                "name": r.account_name,
-                "country": r.account_country or None,
-                "tier": r.account_tier or None,
-                "sales_owner": r.sales_owner.lower() or None,
-                "csm": r.csm.lower() or None,
-                "vip": bool(r.vip),
-                "updated_at": now,
-            }
-            for r in accounts.itertuples()
-        ],
-    )
-    contacts = [
-        {
-            "contact_id": r.contact_id,
-            "account_id": r.account_id,
-            "email": r.email,
-            "name": r.name,
-            "role": r.role or None,
-            "locale": r.locale,
-            "timezone": r.timezone or None,
-            "updated_at": now,
-        }
-        for r in good.itertuples()
-    ]
-    if not contacts:
-        return
-    with engine.begin() as conn:
-        if moving:
-            conn.execute(text(PARK_ADDRESS), [{"contact_id": c} for c in moving])
-        conn.execute(text(storage.query("upsert_contact")), contacts)
-
-
-def write_rejected_csv(path: Path, table: csv_files.Table, problems: list[dict]) -> Path:
-    """The rejected rows as a CSV a person can fix and re-import: row, field, reason, then the row.
+def write_rejected_csv(
+    path: Path, columns: list[str], problems: list[dict], cells: Callable[[int], list | None]
+) -> Path:
+    """The rejected rows as a CSV a person can fix and re-import: row, field, reason, then the row
+    (`cells` of a row number, None for a row that could not be read into cells).
 
     UTF-8 with a byte order mark for Excel; cells that a spreadsheet would run are neutralised,
     control characters written as escapes (`\\x00`) and cells cut to what Excel shows in a cell.
     """
-    original = table.frame.set_index("row_number")
-    columns = [c for c in table.frame.columns if c != "row_number"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8-sig") as out:
         writer = csv.writer(out)
         writer.writerow(["row_number", "field", "reason", "value", *columns])
         for p in problems:
-            row = original.loc[p["row_number"]].tolist() if p["row_number"] in original.index else [""] * len(columns)
-            cells = [p["row_number"], p["field"], p["reason"], p["value"], *row]
-            writer.writerow([neutralise(_cell(c)) for c in cells])
+            row = cells(p["row_number"]) or [""] * len(columns)
+            writer.writerow(
+                [neutralise(_cell(c)) for c in (p["row_number"], p["field"], p["reason"], p["value"], *row)]
+            )
     return path
 
 
@@ -380,24 +348,17 @@ def _cell(value: Any) -> Any:
 def snapshot_audience(
     engine: Engine, wave_id: str, contact_ids: list[str], frequency_days: int, open_at: dt.datetime
 ) -> dict[str, int]:
-    """Freeze the wave's audience: included contacts, and excluded ones with their reason.
+    """Freeze the wave's audience: included contacts, and excluded ones with their reason (opted
+    out, bounced, or sent an invitation by another wave that opened within `frequency_days`).
 
+    One statement over the contacts, whatever the audience's size and the outbox's length.
     Re-running keeps the first snapshot (the audience of a wave never changes once taken).
     """
-    now = storage.utcnow()
-    storage.execute(
-        engine,
-        storage.query("snapshot_audience"),
-        [
-            {
-                "wave_id": wave_id,
-                "contact_id": contact_id,
-                "recent_since": open_at - dt.timedelta(days=frequency_days),
-                "now": now,
-            }
-            for contact_id in contact_ids
-        ],
-    )
+    params = {"wave_id": wave_id, "recent_since": open_at - dt.timedelta(days=frequency_days), "now": storage.utcnow()}
+    with engine.begin() as conn, storage.temporary_table(conn, "snapshot_contacts", "(contact_id VARCHAR(64))"):
+        storage.copy_rows(conn, "snapshot_contacts", ("contact_id",), ((c,) for c in contact_ids))
+        storage.prepare_bulk(conn, "snapshot_contacts")
+        conn.execute(text(storage.query("snapshot_audience")), params)
     return audience_counts(engine, wave_id)
 
 
