@@ -143,6 +143,23 @@ def _custom_emails_match_their_full_rendering(greeting: str) -> Stencils:
     return stencils
 
 
+def test_figures_of_any_number_type_and_time_share_a_stencil_when_they_print_alike():
+    import numpy as np
+    import pandas as pd
+
+    stencils = Stencils()
+    figures = [np.float64(12.5), 12.5, np.float64(12.5), float("nan"), float("nan"), -0.0, 0.0]
+    for n, nps in enumerate(figures):
+        marked, plain = _contexts("flash_results", "en", 2 * n, "Ada")  # responded: one variant a figure
+        for context in (marked, plain):
+            context["current"] = {**context["current"], "nps": nps}
+            context["wave"] = {**WAVE, "close_at": pd.Timestamp(WAVE["close_at"]) if n % 2 else WAVE["close_at"]}
+        email = stencils.render_email("flash_results", "en", "c@a1.example", marked)
+        expected = emails.render_email("flash_results", "en", "c@a1.example", plain)
+        assert (email.subject, email.text, email.html) == (expected.subject, expected.text, expected.html), nps
+    assert stencils.counts["refused"] == 0 and stencils.counts["stencil"] >= 1
+
+
 def test_personal_values_are_text():
     with pytest.raises(TypeError):
         Personal("")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import numbers
 import re
 import string
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -206,9 +206,9 @@ def _key(value: Any, values: list[str]) -> Any:
         return (kind, *(_key(item, values) for item in value))
     if kind is int or kind is bool:
         return (kind, value)
-    if kind is float or kind is Decimal or kind is Markup:
+    if kind is Markup or isinstance(value, numbers.Number):  # numpy's too
         return (kind, repr(value))  # -0.0 and 0.0, 1.0 and 1.00 are equal but print apart
-    if kind is dt.datetime or kind is dt.date:
+    if isinstance(value, dt.date):
         return (kind, value.isoformat(), getattr(value, "tzinfo", None))
     if kind is Attachment:
         return (kind, value.filename, value.mime_type, value.content_id, value.content)
