@@ -226,6 +226,15 @@ def test_no_name_or_subject_can_add_a_header(name):
     assert message["To"].addresses[0].addr_spec == "ada@a1.example"
 
 
+def test_every_address_of_the_to_header_is_a_recipient():
+    email = _email("", "hello", "hello", "<p>hello</p>", images=False, files=False)
+    email.to = 'Ada <ada@a1.example>, bob@b2.example, "Lovelace, Ada" <ada2@a1.example>'
+    wire = fast_mime.build_wire(email, "cs@vendor.example", "<1@vendor.example>")
+    assert isinstance(wire, fast_mime.WireMessage)
+    assert wire.recipients == ("ada@a1.example", "bob@b2.example", "ada2@a1.example")
+    assert [a.addr_spec for a in _parsed(wire.data)["To"].addresses] == list(wire.recipients)
+
+
 def test_an_address_that_is_not_ascii_is_left_to_the_email_package():
     email = _email("", "hello", "hello", "<p>hello</p>", images=False, files=False)
     email.to = "山田@例え.jp"

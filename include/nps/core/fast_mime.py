@@ -75,7 +75,7 @@ def _build(email: RenderedEmail, sender: str, msg_id: str) -> WireMessage:
         _address_header("From", sender),
         _address_header("To", email.to),
         _unstructured("Subject", email.subject),
-        _unstructured("Message-ID", msg_id),
+        _message_id(msg_id),
         *(_header(name, value) for name, value in email.headers.items()),
         "MIME-Version: 1.0",
     ]
@@ -84,7 +84,7 @@ def _build(email: RenderedEmail, sender: str, msg_id: str) -> WireMessage:
         part = _multipart("mixed", [part, *(_attachment(a) for a in email.attachments)])
     data = _rendered(Part([*headers, *part.headers], part.body)).encode("ascii")
     values = {"message-id": msg_id, "to": email.to, "from": sender}
-    return WireMessage(_envelope(sender), (_envelope(email.to),), data + b"\r\n", values)
+    return WireMessage(_envelope(sender)[0], _envelope(email.to), data + b"\r\n", values)
 
 
 # -- headers ------------------------------------------------------------------------------------
@@ -157,10 +157,20 @@ def _addresses(value: str) -> tuple[tuple[str, str], ...]:
     return found
 
 
-def _envelope(value: str) -> str:
+def _envelope(value: str) -> tuple[str, ...]:
+    """The addresses of an address header, as SMTP's MAIL and RCPT name them."""
     if PLAIN_ADDRESS.match(value):
-        return value
-    return _addresses(value)[0][1]
+        return (value,)
+    return tuple(addr_spec for _, addr_spec in _addresses(value))
+
+
+def _message_id(value: str) -> str:
+    if not MSG_ID.match(value):
+        raise NotOnTheFastPath(value)
+    return f"Message-ID: {value}"
+
+
+MSG_ID = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>\Z")  # printable ASCII, no spaces, < or >
 
 
 def _phrase(display_name: str, first: int) -> list[str]:
