@@ -8,15 +8,15 @@ instead and its row loaded: line breaks and tabs (also a line break in a quoted 
 space, other control characters and bidi overrides are removed (`clean_text.clean_line`).
 
 `row_problems` states the rules for one row. `check_rows` applies them to a chunk of rows with
-column operations (a regular expression over a column's values joined, a set look-up over its
-distinct values), finds the rows that surely pass, and asks `row_problems` only about the others:
-so the reasons are exactly `row_problems`' and the common row costs no Python of its own.
+column operations (a test in C over a column's values joined, lengths, a regular expression per
+address, a look-up of each distinct value), finds the rows that surely pass, and asks
+`row_problems` only about the others: so the reasons are exactly `row_problems`' and the common row
+costs no Python of its own.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -56,7 +56,6 @@ PLAIN_ADDRESS = re.compile(
     r"@(?=[A-Za-z0-9.-]{4,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}",
     re.ASCII,
 )
-NON_ASCII = re.compile(r"[^\x00-\x7f]")
 TRUE_WORDS = {"true", "yes", "y", "1"}
 FALSE_WORDS = {"false", "no", "n", "0", ""}
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
@@ -204,7 +203,7 @@ def surely_fine(frame: pd.DataFrame) -> np.ndarray:
         size = lengths(frame[column].tolist())
         fine &= (size <= limit) & (size > 0) if column in REQUIRED_COLUMNS else size <= limit
     for column in ID_COLUMNS:
-        fine &= ~rows_containing(frame[column].tolist(), forbidden_characters())
+        fine &= ~rows_with(frame[column].tolist(), is_forbidden)
     fine &= np.fromiter(map(bool, map(PLAIN_ADDRESS.fullmatch, frame["email"].tolist())), bool, len(frame))
     rules: dict[str, Callable[[str], bool]] = {
         "sales_owner": lambda value: _owner_fine(value, "sales_owner"),
@@ -230,7 +229,7 @@ def clean_free_text(frame: pd.DataFrame) -> pd.DataFrame:
     cleaned = {}
     for column in FREE_TEXT_COLUMNS:
         values = frame[column].tolist()
-        touched = rows_containing(values, cleaned_characters())
+        touched = rows_with(values, is_cleaned)
         if touched.any():
             cleaned[column] = [clean_text.clean_line(v) if t else v for v, t in zip(values, touched, strict=True)]
     return frame.assign(**cleaned) if cleaned else frame
@@ -239,15 +238,15 @@ def clean_free_text(frame: pd.DataFrame) -> pd.DataFrame:
 def email_keys(emails: pd.Series) -> list[str]:
     """`email_key` of each address: ASCII ones lower-cased at once, the others one by one."""
     values = emails.tolist()
-    foreign = rows_containing(values, NON_ASCII, str.isascii)
-    return [email_key(v) if f else v.strip().lower() for v, f in zip(values, foreign, strict=True)]
+    outside = rows_with(values, is_non_ascii, str.isascii)
+    return [email_key(v) if f else v.strip().lower() for v, f in zip(values, outside, strict=True)]
 
 
 def stored_emails(emails: pd.Series) -> list[str]:
     """Good rows' addresses as stored: `clean_email`, lower-case."""
     values = emails.tolist()
-    foreign = rows_containing(values, NON_ASCII, str.isascii)
-    return [clean_email(v).lower() if f else v.strip().lower() for v, f in zip(values, foreign, strict=True)]
+    outside = rows_with(values, is_non_ascii, str.isascii)
+    return [clean_email(v).lower() if f else v.strip().lower() for v, f in zip(values, outside, strict=True)]
 
 
 def per_value(values: pd.Series, rule: Callable[[str], Any]) -> np.ndarray:
@@ -267,48 +266,35 @@ def lengths(values: list[str]) -> np.ndarray:
     return np.fromiter(map(len, values), dtype=np.int64, count=len(values))
 
 
-def rows_containing(
-    values: list[str], character: re.Pattern, none_if: Callable[[str], bool] = str.isprintable
+def rows_with(
+    values: list[str], holds: Callable[[str], bool], none_if: Callable[[str], bool] = str.isprintable
 ) -> np.ndarray:
-    """Which values hold a character `character` (a one-character pattern) matches: one scan of the
-    values joined, each match placed in its value by the running lengths. `none_if` of the values
-    joined settles the common case at once (it may hold only when no such character is there)."""
+    """Which values hold a character for which `holds` is true. `none_if` rules values out in one pass
+    in C, all of them joined first (the common case), then one by one; only the values it does not
+    rule out are read character by character. It may hold only of text without such a character."""
     import numpy as np
 
     found = np.zeros(len(values), dtype=bool)
-    joined = "".join(values)
-    if none_if(joined):
+    if none_if("".join(values)):
         return found
-    hits = [match.start() for match in character.finditer(joined)]
-    if hits:
-        found[np.searchsorted(np.cumsum(lengths(values)), hits, side="right")] = True
+    for index in [index for index, value in enumerate(values) if not none_if(value)]:
+        found[index] = any(map(holds, values[index]))
     return found
 
 
-@cache
-def forbidden_characters() -> re.Pattern:
-    """One character `clean_text.forbidden_character` refuses: control, surrogate, format, separator
-    (none of them printable: `str.isprintable` rules them all out at once)."""
-    return _character_class(lambda c: unicodedata.category(c) in ("Cc", "Cs", "Cf", "Zl", "Zp"))
+def is_forbidden(character: str) -> bool:
+    """A character `clean_text.forbidden_character` refuses (none is printable)."""
+    return clean_text.is_control(character) or unicodedata.category(character) in clean_text.INVISIBLE_CATEGORIES
 
 
-@cache
-def cleaned_characters() -> re.Pattern:
-    """One character `clean_text.clean_line` changes: a control (line breaks and tabs among them), a
-    lone surrogate, a bidi control, a line or paragraph separator (none of them printable)."""
-    return _character_class(lambda c: clean_text.is_control(c) or c in "\u2028\u2029")
+def is_cleaned(character: str) -> bool:
+    """A character `clean_text.clean_line` changes: a control (line breaks and tabs among them), a lone
+    surrogate, a bidi control, a line or paragraph separator (none is printable)."""
+    return clean_text.is_control(character) or character in "\u2028\u2029"
 
 
-def _character_class(member: Callable[[str], bool]) -> re.Pattern:
-    """A pattern of one character for which `member` holds, as ranges of code points."""
-    ranges: list[tuple[int, int]] = []
-    for code in range(sys.maxunicode + 1):
-        if member(chr(code)):
-            if ranges and ranges[-1][1] == code - 1:
-                ranges[-1] = (ranges[-1][0], code)
-            else:
-                ranges.append((code, code))
-    return re.compile("[" + "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in ranges) + "]")
+def is_non_ascii(character: str) -> bool:
+    return ord(character) > 127
 
 
 def stored_columns(good: pd.DataFrame) -> dict[str, list]:
