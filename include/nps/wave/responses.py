@@ -187,10 +187,18 @@ def responses_frame(
             engine, storage.query("responses"), wave_id=wave_id, with_quarantined=int(with_quarantined)
         )
     frame["score"] = frame["score"].astype("int64")
-    answers = frame.pop("pillar_answers").map(json.loads).tolist()
-    ids = pillar_ids if pillar_ids is not None else sorted({k for a in answers for k in a})
-    pillars = pd.DataFrame({f"pillar_{p}": pd.array([a.get(p) for a in answers], dtype="Int64") for p in ids})
+    pillars = pillar_frame(frame.pop("pillar_answers"), pillar_ids)
     return pd.concat([frame.reset_index(drop=True), pillars], axis=1)
+
+
+def pillar_frame(answers: pd.Series, pillar_ids: list[str] | None = None) -> pd.DataFrame:
+    """One nullable integer column `pillar_<id>` per pillar question from the responses' stored
+    `pillar_answers` (JSON objects), parsed in one pass; `pillar_ids` None: every pillar answered."""
+    import pandas as pd
+
+    parsed = json.loads(f"[{','.join(answers.tolist())}]") if len(answers) else []
+    ids = pillar_ids if pillar_ids is not None else sorted({k for a in parsed for k in a})
+    return pd.DataFrame({f"pillar_{p}": pd.array([a.get(p) for a in parsed], dtype="Int64") for p in ids})
 
 
 BAND_KINDS = {  # the ledger kind of each band's follow-up email

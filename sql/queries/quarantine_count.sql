@@ -1,0 +1,1 @@
+SELECT COUNT(*) AS n FROM quarantine WHERE wave_id = :wave_id
