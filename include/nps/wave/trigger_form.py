@@ -186,8 +186,11 @@ def wave_form_params() -> dict[str, Param]:
             500,
             type="integer",
             minimum=1,
-            title="Messages per send task",
-            description="Wave-wide emails go out in chunks of this size, one mapped task each (more workers, faster).",
+            title="Messages per chunk",
+            description=(
+                "Wave-wide emails go out in chunks of this size, each over one mail server session; a send task "
+                "takes one chunk or, for large mailings, a range of them (at most 256 tasks)."
+            ),
             section="Advanced",
         ),
         "delivery_window_hours": Param(
