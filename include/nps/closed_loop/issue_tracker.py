@@ -43,6 +43,7 @@ from include.nps.core import emails, storage
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import PermanentFailure, TransientFailure, retryable_status
 from include.nps.wave import retrospective
+from include.nps.wave.comment_parts import Parts
 
 TRACKER_CONN_ID = "nps_tracker"
 KIND = "tracker_issue"
@@ -277,7 +278,7 @@ def open_issues(
     tracker: Tracker,
     wave: dict[str, Any],
     items: list[dict[str, Any]],
-    parts: list[dict[str, Any]],
+    parts: list[dict[str, Any]] | Parts,
 ) -> outbox.Outcome:
     """One issue per open item without one, through the ledger (see the module docstring); the
     links of the issues created are then on the items. Raises `outbox.DeliveryIncomplete` when
