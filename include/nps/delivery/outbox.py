@@ -364,24 +364,34 @@ def _wait_for_next_due(
     return max(wait, 0.0) if wait <= wait_up_to.total_seconds() else None
 
 
+# By scope (a chunk, or the whole kind): a chunk's rows are read by the outbox_status index, not
+# among all the kind's (`:chunk IS NULL OR chunk = :chunk` would read them all, per chunk).
+NEXT_DUE = {
+    "chunk": "SELECT MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id AND kind = :kind"
+    " AND chunk = :chunk AND status = 'pending' AND next_attempt_at IS NOT NULL",
+    "kind": "SELECT MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id AND kind = :kind"
+    " AND status = 'pending' AND next_attempt_at IS NOT NULL",
+}
+STILL_PENDING = {
+    "chunk": "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id"
+    " AND kind = :kind AND chunk = :chunk AND status = 'pending'",
+    "kind": "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id"
+    " AND kind = :kind AND status = 'pending'",
+}
+
+
+def _scoped(queries: dict[str, str], scope: dict[str, Any]) -> str:
+    return queries["kind" if scope["chunk"] is None else "chunk"]
+
+
 def _next_due(engine: Engine, scope: dict[str, Any]) -> dt.datetime | None:
-    row = storage.fetch_one(
-        engine,
-        "SELECT MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id AND kind = :kind"
-        " AND (:chunk IS NULL OR chunk = :chunk) AND status = 'pending' AND next_attempt_at IS NOT NULL",
-        **scope,
-    )
+    row = storage.fetch_one(engine, _scoped(NEXT_DUE, scope), **scope)
     return storage.as_utc(row["next_at"]) if row else None
 
 
 def _raise_if_pending(engine: Engine, scope: dict[str, Any]) -> None:
     """Raise `DeliveryIncomplete` when rows of the scope are still pending, saying when the next is due."""
-    row = storage.fetch_one(
-        engine,
-        "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS next_at FROM outbox WHERE wave_id = :wave_id"
-        " AND kind = :kind AND (:chunk IS NULL OR chunk = :chunk) AND status = 'pending'",
-        **scope,
-    )
+    row = storage.fetch_one(engine, _scoped(STILL_PENDING, scope), **scope)
     if row and row["n"]:
         next_at = storage.as_utc(row["next_at"])
         when = next_at.isoformat(timespec="seconds") if next_at else "now"
