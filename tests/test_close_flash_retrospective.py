@@ -121,7 +121,9 @@ def test_the_invited_counted_per_account_and_role_give_the_per_contact_figures(a
     assert storage.records(rates) == storage.records(old[rates.columns])
 
 
-def test_big_reads_give_what_read_frame_gives(any_engine):
+@pytest.mark.parametrize("batch", [1, 7, 10_000])  # a row at a time, batches and a remainder, one batch
+def test_big_reads_give_what_read_frame_gives(any_engine, monkeypatch, batch):
+    monkeypatch.setattr(bulk_reads, "BATCH", batch)
     wave = program(any_engine, 50)
     for name in ("wave_answer_counts", "responses_check", "retrospective_accounts", "audience_names"):
         fast = bulk_reads.frame(any_engine, storage.query(name), wave_id=wave.wave_id)

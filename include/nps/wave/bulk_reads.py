@@ -24,16 +24,17 @@ def frame(engine: Engine, sql: str, **params: Any) -> pd.DataFrame:
     import pandas as pd
 
     compiled = text(sql).compile(dialect=engine.dialect)
-    values = compiled.construct_params(params)
-    arguments: Any = [values[name] for name in compiled.positiontup or ()] if compiled.positional else values
+    bound = compiled.construct_params(params)
+    arguments: Any = [bound[name] for name in compiled.positiontup or ()] if compiled.positional else bound
     with engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(str(compiled), arguments)
             columns = [column[0] for column in cursor.description]
-            rows: list[tuple[Any, ...]] = []
+            values: list[list[Any]] = [[] for _ in columns]  # column by column: no tuple per row kept
             while batch := cursor.fetchmany(BATCH):
-                rows.extend(batch)
+                for column, batch_values in zip(values, zip(*batch, strict=True), strict=True):
+                    column.extend(batch_values)
         finally:
             cursor.close()
-    return pd.DataFrame.from_records(rows, columns=columns)
+    return pd.DataFrame(dict(zip(columns, values, strict=True)), columns=columns)

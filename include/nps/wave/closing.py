@@ -25,7 +25,8 @@ def close(engine: Engine, wave: waves.WaveParams) -> dict[str, Any]:
     """Close the form, check the responses, set aside the rejected ones; a re-run checks again."""
     waves.set_status(engine, wave.wave_id, "closed")
     frame = checked_frame(engine, wave)
-    suite = data_checks.responses_suite(wave.pillar_questions, None, (wave.open_at, wave.close_at), wave.thresholds)
+    window = (wave.open_at, wave.close_at)
+    suite = data_checks.responses_suite(wave.pillar_questions, None, window, wave.thresholds, counted_lengths=True)
     result = data_checks.run_check(
         engine, wave.wave_id, "responses", "responses", frame, suite, "contact_id", wave.thresholds.max_rejected_share
     )
@@ -36,12 +37,15 @@ def close(engine: Engine, wave: waves.WaveParams) -> dict[str, Any]:
 
 def checked_frame(engine: Engine, wave: waves.WaveParams) -> pd.DataFrame:
     """Every response of the wave as the responses check reads it (those set aside before too), in
-    the order they were given: contact, score, comment, answer time, `invited`, a column per pillar,
-    and the reason it is set aside now (`quarantine_reason`)."""
+    the order they were given: contact, score, the comment's length, answer time, `invited`, a
+    column per pillar, and the reason it is set aside now (`quarantine_reason`)."""
     import pandas as pd
 
     frame = bulk_reads.frame(engine, storage.query("responses_check"), wave_id=wave.wave_id)
-    frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True, format="mixed")
+    try:  # as the NPS DB writes times; any other way of writing them is read too, slower
+        frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        frame["answered_at"] = pd.to_datetime(frame["answered_at"], utc=True, format="mixed")
     frame = frame.sort_values(["answered_at", "contact_id"], kind="stable", ignore_index=True)
     frame["invited"] = frame["invited"].astype(bool)
     frame["score"] = frame["score"].astype("int64")

@@ -16,6 +16,7 @@ of classified parts (`listed`) or read from the NPS DB (`kept`: texts are read o
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ KEYS = ("wave_id", "contact_id", "part")
 FRAME_COLUMNS = ["contact_id", "score", "kind", "theme"]
 CLASSIFY_BATCH = 5_000  # comments classified, then written, at a time
 LOAD_BATCH = 2_000  # respondents whose parts' texts are read in one query
+REMEMBERED = 50_000  # comments, and parts, whose classification a run remembers
 
 
 class Parts:
@@ -122,8 +124,9 @@ def keep(engine: Engine, wave_id: str, themes: Themes, sorter: CommentClassifier
     keep them; return how many comments were classified now."""
     key = classifier_key(themes, sorter)
     pending = bulk_reads.frame(engine, storage.query("unclassified_comments"), wave_id=wave_id, classifier=key)
+    remembered = _Remembered(sorter)  # the same sentence ("Great support!") is classified once a run
     for start in range(0, len(pending), CLASSIFY_BATCH):
-        rows, again = _classified(wave_id, key, pending.iloc[start : start + CLASSIFY_BATCH], sorter)
+        rows, again = _classified(wave_id, key, pending.iloc[start : start + CLASSIFY_BATCH], remembered)
         with engine.begin() as conn:
             if again:
                 conn.execute(text(storage.query("drop_comment_parts_beyond")), again)
@@ -131,8 +134,17 @@ def keep(engine: Engine, wave_id: str, themes: Themes, sorter: CommentClassifier
     return len(pending)
 
 
+class _Remembered:
+    """A classifier's answers remembered for the run (`REMEMBERED` each at most): a comment or part
+    written again, in the same language (and for a part, with the same score), is not read again."""
+
+    def __init__(self, sorter: CommentClassifier) -> None:
+        self.split = functools.lru_cache(maxsize=REMEMBERED)(sorter.split)
+        self.classify = functools.lru_cache(maxsize=REMEMBERED)(sorter.classify)
+
+
 def _classified(
-    wave_id: str, key: str, comments: pd.DataFrame, sorter: CommentClassifier
+    wave_id: str, key: str, comments: pd.DataFrame, sorter: CommentClassifier | _Remembered
 ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
     """The rows of `comments`' parts (a comment with none: one row without a kind), and for the
     comments classified before, how many parts they keep."""

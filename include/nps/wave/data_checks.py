@@ -145,10 +145,14 @@ def responses_suite(
     invited: list[str] | None,
     window: tuple[dt.datetime, dt.datetime],
     thresholds: CheckThresholds,
+    *,
+    counted_lengths: bool = False,
 ) -> list[Expectation]:
     """On the wave's responses, one row per respondent. Whether each respondent was invited is the
     frame's boolean `invited` column (`invited` None: the close reads it with an anti-join against
-    the invitations sent), else membership of contact_id in the `invited` ids."""
+    the invitations sent), else membership of contact_id in the `invited` ids. With
+    `counted_lengths`, the frame holds each comment's length (`comment_length`, counted in the
+    database), not the comment."""
     opened, closed = window
     rule = "the respondent was invited to this wave"
     suite = [
@@ -171,9 +175,9 @@ def responses_suite(
             max_value=closed,
         ),
         expect(
-            "ExpectColumnValueLengthsToBeBetween",
+            "ExpectColumnValuesToBeBetween" if counted_lengths else "ExpectColumnValueLengthsToBeBetween",
             f"comment at most {thresholds.max_comment_chars} characters",
-            column="comment",
+            column="comment_length" if counted_lengths else "comment",
             max_value=thresholds.max_comment_chars,
             warning=True,
         ),

@@ -245,7 +245,16 @@ def _names_within(names: list[str], texts: pd.Series) -> list[str]:
     folded = [_fold(str(text)) for text in texts]
     pieces = {text[i : i + k] for text in folded for k in lengths for i in range(len(text) - k + 1)}
     redaction = set(flash_content.REDACTED)
-    return [name for name in stripped if len(name) > 1 and (_fold(name) in pieces or not redaction.isdisjoint(name))]
+    found = []
+    for name in stripped:
+        if len(name) < 2:
+            continue
+        if name.isascii():  # folding is lowering; of the redaction's characters only [ and ] are ASCII
+            if name.lower() in pieces or "[" in name or "]" in name:
+                found.append(name)
+        elif _fold(name) in pieces or not redaction.isdisjoint(name):
+            found.append(name)
+    return found
 
 
 def _one_row(current: dict[str, Any]) -> pd.DataFrame:

@@ -117,7 +117,7 @@ def publish(
     images = [Attachment("themes.png", chart, "image/png", content_id=retrospective.CHART_CONTENT_ID)] if chart else []
     context = {
         **shared,
-        **_bounded(found, themes),
+        **_bounded(found),
         "chart_src": f"cid:{retrospective.CHART_CONTENT_ID}" if chart else None,
     }
     context["report"], attachments = _carry(wave, report, context, len(chart or b""))
@@ -184,7 +184,7 @@ def _comments(parts: comment_parts.Parts, kind: str) -> Iterator[Comment]:
     return (Comment(*part) for part in parts.of_kind(kind))
 
 
-def _bounded(found: Review, themes: Themes) -> dict[str, Any]:
+def _bounded(found: Review) -> dict[str, Any]:
     """The email's lists, bounded whatever the wave's size, how much more the file holds of each,
     and whether nothing was left out (`complete`: then the email is the whole report)."""
     comments: dict[str, list[Comment]] = {}
