@@ -26,10 +26,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import cast
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import TriggerRule, chain, dag, task
 
 from include.nps.monitoring import alerts
+from include.nps.planner.start_wave import StartWaveOperator
 
 WAVE_DAG_ID = "nps_wave"
 
@@ -66,14 +66,7 @@ def nps_planner() -> None:
             raise AirflowFailException(str(exc)) from exc  # fixing the file is the only cure
 
     starts = find_due_waves()
-    start_wave = TriggerDagRunOperator.partial(
-        task_id="start_wave",
-        trigger_dag_id=WAVE_DAG_ID,
-        logical_date=None,
-        skip_when_already_exists=True,
-        fail_when_dag_is_paused=True,
-        openlineage_inject_parent_info=False,
-    ).expand_kwargs(starts)
+    start_wave = StartWaveOperator.partial(task_id="start_wave", trigger_dag_id=WAVE_DAG_ID).expand_kwargs(starts)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def record_started_waves(starts: list[dict], ti=None) -> dict:

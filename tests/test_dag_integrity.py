@@ -10,7 +10,14 @@ import pytest
 from include.nps.core.storage import PROJECT_ROOT
 
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
-HEAVY_MODULES = ("pandas", "great_expectations", "include.nps.pipeline", "openpyxl", "requests")
+HEAVY_MODULES = (
+    "pandas",
+    "great_expectations",
+    "include.nps.pipeline",
+    "openpyxl",
+    "requests",
+    "airflow.models.dagrun",
+)
 
 
 @pytest.fixture(scope="module")
