@@ -29,25 +29,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email import policy
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
+from benchmarks import harness
 from devkit.localrun import configure_airflow
-from devkit.servers import SmtpServer, free_port
+from devkit.servers import SmtpServer
 from include.nps.core import storage
 
 DAG_ID = "nps_wave"
@@ -266,16 +263,11 @@ def in_one_process(server_url: str, home: Path, contacts_csv: Path) -> dict[str,
     storage.migrate(engine)
     with SmtpServer(home / "mail") as smtp:
         args = (str(home), nps_url, smtp.connection_uri())
-        _in_child(plan_and_build, *args, wave_conf(contacts_csv))
-        figures = _in_child(mail_in_process, *args)
+        harness.run_in_child(plan_and_build, *args, wave_conf(contacts_csv))
+        figures = harness.run_in_child(mail_in_process, *args)
         figures["delivered"] = ledger_vs_server(engine, smtp.spool.folder)
     engine.dispose()
     return figures
-
-
-def _in_child(function: Any, *args: Any) -> Any:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 # -- what arrived --------------------------------------------------------------------------------
@@ -341,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         contacts_csv = write_contacts(home / "contacts.csv", size)
         runs = []
-        with _postgres() as server_url:
+        with harness.postgres(max_connections=200) as server_url:
             alone = in_one_process(server_url, home / "in-process", contacts_csv)
             print(f"  in one process: {alone['total_s']:.0f} s", flush=True)
             for workers, slots in configs:
@@ -360,29 +352,6 @@ def main(argv: list[str] | None = None) -> None:
         print(_line(name, figures, size, alone["total_s"]))
         print(f"{'':<28}send tasks per worker: {figures['sends_by_worker']}")
     print(f"total {time.perf_counter() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
-
-
-@contextmanager
-def _postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback (Debian's binaries; fsync on, as in production)."""
-    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
-    data = Path(tempfile.mkdtemp(prefix="nps-bench-pg-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(data, "postgres", "postgres")
-    port = free_port()
-
-    def run(*command: str) -> None:
-        subprocess.run([*as_postgres, *command], check=True, capture_output=True)  # noqa: S603
-
-    run(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

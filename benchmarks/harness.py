@@ -17,7 +17,7 @@ from typing import Any
 
 
 @contextmanager
-def postgres() -> Iterator[str]:
+def postgres(max_connections: int = 100) -> Iterator[str]:
     """A throwaway PostgreSQL cluster on loopback (Debian's binaries, fsync on, as in production)."""
     from devkit.servers import free_port
 
@@ -32,7 +32,7 @@ def postgres() -> Iterator[str]:
         subprocess.run([*as_postgres, *command], check=True, capture_output=True)  # noqa: S603
 
     run(str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres")
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
     run(str(bindir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start")
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
@@ -53,11 +53,29 @@ def fresh_database(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+@contextmanager
+def database(db: str) -> Iterator[str | None]:
+    """The NPS DB a benchmark runs on: None for "sqlite" (the embedded default), a fresh database on a
+    throwaway PostgreSQL cluster for "pg", or a fresh database on the server of a PostgreSQL URL."""
+    if db == "sqlite":
+        yield None
+    elif db == "pg":
+        with postgres() as server:
+            yield fresh_database(server)
+    else:
+        yield fresh_database(db)
+
+
 def in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """`target(*args)` in a fresh ('spawn') process; its result gets `peak_rss_mib`, the child's own."""
+    return run_in_child(_measured, target, *args)
+
+
+def run_in_child(target: Callable[..., Any], *args: Any) -> Any:
+    """`target(*args)` in a fresh ('spawn') process, which ends with it: what it returns."""
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_measured, (target, *args))
+        return pool.apply(target, args)
 
 
 def _measured(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

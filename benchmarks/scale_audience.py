@@ -159,12 +159,8 @@ def history(home: str, db_url: str | None, csv_path: Path, size: int, numbers: l
 def measure(size: int, db: str = "sqlite") -> list[dict[str, Any]]:
     """Rows {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib}: on SQLite, on ("pg") a
     throwaway PostgreSQL cluster, or on a fresh database of the PostgreSQL server at a URL."""
-    if db == "pg":
-        with harness.postgres() as server:
-            return _measure(size, harness.fresh_database(server))
-    if db.startswith("postgresql"):
-        return _measure(size, harness.fresh_database(db))
-    return _measure(size, None)
+    with harness.database(db) as db_url:
+        return _measure(size, db_url)
 
 
 def _measure(size: int, db_url: str | None) -> list[dict[str, Any]]:

@@ -524,12 +524,8 @@ def _plain_retrospective(engine: Any, wave_id: str, home: Path, sorter: Any) -> 
 def measure(size: int, db: str = "sqlite") -> list[dict[str, Any]]:
     """Rows {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib}: on SQLite, on a throwaway
     PostgreSQL cluster ("pg"), or on a fresh database of the PostgreSQL server of a URL."""
-    if db == "pg":
-        with harness.postgres() as server:
-            return _measure(size, harness.fresh_database(server))
-    if db.startswith("postgresql"):
-        return _measure(size, harness.fresh_database(db))
-    return _measure(size, None)
+    with harness.database(db) as db_url:
+        return _measure(size, db_url)
 
 
 def _measure(size: int, db_url: str | None) -> list[dict[str, Any]]:

@@ -124,10 +124,8 @@ def plain(home: str, db_url: str | None, wave_id: str) -> dict[str, Any]:
 def measure(size: int, db: str = "sqlite") -> list[dict[str, Any]]:
     """Rows {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib} on SQLite or ("pg") a
     throwaway PostgreSQL cluster."""
-    if db == "pg":
-        with harness.postgres() as server:
-            return _measure(size, harness.fresh_database(server))
-    return _measure(size, None)
+    with harness.database(db) as db_url:
+        return _measure(size, db_url)
 
 
 def _measure(size: int, db_url: str | None) -> list[dict[str, Any]]:

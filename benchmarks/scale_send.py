@@ -486,7 +486,15 @@ def _row(
 def measure(size: int, db: str = "sqlite", extra_runs: bool = True, profile: str | None = None) -> list[dict]:
     """Send `size` invitations through the product's path and the plain loops, to one sink; rows of
     {step, seconds, peak_rss_mib, plain_seconds, plain_rss_mib} (None where a side has no figure).
+    `db`: "sqlite", "pg" (a throwaway PostgreSQL cluster) or a PostgreSQL server's URL.
     `extra_runs`: the product again to a sink without PIPELINING, and with commits not flushed."""
+    if db == "pg":
+        with postgres() as server:
+            return _measure(size, server, extra_runs, profile)
+    return _measure(size, db, extra_runs, profile)
+
+
+def _measure(size: int, db: str, extra_runs: bool, profile: str | None) -> list[dict]:
     home = Path(tempfile.mkdtemp(prefix="nps-scale-send-"))
     extra: dict[str, dict[str, Any]] = {}
     try:
@@ -601,11 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     where = "SQLite (WAL, synchronous=FULL: each commit synced)" if db == "sqlite" else "PostgreSQL (fsync on)"
     print(f"scale_send: {size} invitations, NPS DB {where}; python {sys.version.split()[0]}, {os.cpu_count()} cores")
     started = time.perf_counter()
-    if db == "pg":
-        with postgres() as url:
-            rows = measure(size, url, not quick, profile)
-    else:
-        rows = measure(size, db, not quick, profile)
+    rows = measure(size, db, not quick, profile)
     print_rows(rows)
     first = rows[0]
     print(f"product {size / first['seconds']:.0f} msg/s; raw sendmail loop {size / first['plain_seconds']:.0f} msg/s")
