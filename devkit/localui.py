@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from devkit.demo import AIRFLOW_HOME, DEMO_HOME, LOCAL_SECRET
+from devkit import demo
 
 SEND_POOL = ("nps_email", "4", "NPS email sends of every wave")
 
@@ -24,9 +24,9 @@ def environment(base: Mapping[str, str]) -> dict[str, str]:
     """`base` with what the local UI needs that it does not set: the demo's NPS home and Airflow
     home, and a development secret for the signed links."""
     env = dict(base)
-    env.setdefault("NPS_HOME", str(DEMO_HOME))
-    env.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
-    env.setdefault("NPS_SECRET_KEY", LOCAL_SECRET)
+    env.setdefault("NPS_HOME", str(demo.DEMO_HOME))
+    env.setdefault("AIRFLOW_HOME", str(demo.AIRFLOW_HOME))
+    env.setdefault("NPS_SECRET_KEY", demo.LOCAL_SECRET)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-from devkit import localui
-from devkit.demo import DEMO_HOME
-
-PRINT_DB = "from include.nps.core.connections import db_url; print(db_url())"
+from devkit import demo, localui
+from include.nps.core import connections
+from include.nps.core.storage import PROJECT_ROOT
 
 
-def _db_url(env: dict[str, str], before: str = "") -> str:
-    code = f"{before}; {PRINT_DB}" if before else PRINT_DB
-    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)  # noqa: S603
-    return done.stdout.strip().splitlines()[-1]
+def test_the_local_ui_reads_the_database_the_demo_writes(nps_home, monkeypatch):
+    monkeypatch.setattr(demo, "DEMO_HOME", nps_home / "demo")  # the demo's folder, here a temporary one
+    monkeypatch.delenv("NPS_HOME")
+    monkeypatch.delenv("NPS_SECRET_KEY")
+    demo.use_demo_home()
+    written = connections.db_url()
+
+    monkeypatch.delenv("NPS_HOME")
+    monkeypatch.delenv("NPS_SECRET_KEY")
+    for name, value in localui.environment(os.environ).items():
+        monkeypatch.setenv(name, value)
+    assert connections.db_url() == written == f"sqlite:///{nps_home / 'demo' / 'nps.db'}"
+    assert os.environ["NPS_SECRET_KEY"] == demo.LOCAL_SECRET  # the demo's links open in `make survey` too
 
 
-def test_the_local_ui_reads_the_database_the_demo_writes(tmp_path):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NPS_", "AIRFLOW_CONN_"))}
-    clean["AIRFLOW_HOME"] = str(tmp_path)  # no connection defined there
-    demo = _db_url(clean, "from devkit import demo; demo.use_demo_home()")
-    ui = _db_url(localui.environment(clean))
-    assert demo == ui == f"sqlite:///{DEMO_HOME / 'nps.db'}"
-    assert localui.environment(clean)["NPS_SECRET_KEY"] == localui.LOCAL_SECRET  # the demo's links open locally
-
-
-def test_an_nps_home_given_still_wins():
+def test_by_default_that_is_var_demo_and_what_the_environment_gives_wins():
+    assert localui.environment({})["NPS_HOME"] == str(PROJECT_ROOT / "var" / "demo")
     assert localui.environment({"NPS_HOME": "/srv/nps"})["NPS_HOME"] == "/srv/nps"
+    assert localui.environment({"NPS_SECRET_KEY": "s"})["NPS_SECRET_KEY"] == "s"
