@@ -8,7 +8,7 @@ Airflow's login) and listed as "NPS waves" in the UI's navigation.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import HTTPException, Request, status
@@ -51,7 +51,7 @@ async def airflow_editor(request: Request) -> Any:
     return await _authorized(request, "PUT", "changing")
 
 
-async def _authorized(request: Request, method: str, doing: str) -> Any:
+async def _authorized(request: Request, method: Literal["GET", "PUT"], doing: str) -> Any:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth2_scheme

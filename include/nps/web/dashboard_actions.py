@@ -107,7 +107,8 @@ def router(
 
     @routes.get("/waves/{wave_id}/quarantine.csv")
     def quarantine_download(wave_id: str) -> Response:
-        rows = storage.fetch_all(engine(), storage.query("dashboard_quarantine"), wave_id=wave_id, limit=QUARANTINE_DOWNLOADED)
+        query = storage.query("dashboard_quarantine")
+        rows = storage.fetch_all(engine(), query, wave_id=wave_id, limit=QUARANTINE_DOWNLOADED)
         name = re.sub(r"[^A-Za-z0-9._-]", "_", wave_id)
         headers = {"Content-Disposition": f'attachment; filename="quarantine-{name}.csv"'}
         return Response(quarantine_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
