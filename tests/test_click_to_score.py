@@ -88,6 +88,7 @@ def test_a_score_clicked_in_a_browser_counts_then_send_completes_it(survey, brow
     recorded = wait_until(lambda: survey.response("C-BROWSER"), 20, "the provisional answer")
     assert (recorded["score"], bool(recorded["completed"]), recorded["revision"]) == (9, False, 1)
     assert completed_count(survey.engine, survey.wave.wave_id) == 0
+    page.locator("#saved-note").wait_for(state="visible")  # the page says the score counts
     page.screenshot(path=str(SCREENSHOTS / "click-to-score-provisional.png"), full_page=True)
 
     # Editable: another score replaces it, still provisional and still one revision.
@@ -124,7 +125,7 @@ def test_a_client_that_follows_every_link_records_nothing(survey):
     posted = client.post(
         probe.removesuffix("/p") + "/provisional", data={"score": "0", "csrf_token": token}, timeout=10
     )
-    assert posted.status_code == 204 and survey.response("C-SCANNER") is None
+    assert posted.status_code == 409 and survey.response("C-SCANNER") is None
 
 
 def test_a_provisional_answer_shortly_before_the_probe_is_withdrawn_and_a_sent_one_stays(survey):

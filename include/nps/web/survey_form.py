@@ -100,8 +100,8 @@ def survey_router(engine: Engine, settings: FormSettings) -> APIRouter:
             return Response(status_code=429)
         if score is None or not csrf_ok(request, token, form, settings):
             return Response(status_code=403 if score is not None else 422)
-        responses.record_provisional(engine, invitation.wave_id, invitation.contact_id, score)
-        return Response(status_code=204)
+        recorded = responses.record_provisional(engine, invitation.wave_id, invitation.contact_id, score)
+        return Response(status_code=204 if recorded else 409)  # 409: kept as it was (sent, or a scanner's)
 
     @routes.get("/s/{token}/p")
     def probe(token: str) -> Response:
