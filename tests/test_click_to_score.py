@@ -156,3 +156,22 @@ def test_the_figures_say_how_many_answers_were_completed(survey):
     provisional = sum(1 for c in PEOPLE if (r := survey.response(c)) and not r["completed"])
     assert shown["completed"] == completed_count(survey.engine, wave_id) == shown["responses"] - provisional
     assert provisional == 1
+
+
+@pytest.mark.postgres
+def test_provisional_then_probe_then_send_on_postgresql(pg_engine, tmp_path):
+    path = write_csv(tmp_path / "contacts.csv", [contact("P1"), contact("P2")])
+    wave = planned_wave(pg_engine, path, start=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    audience.load_contacts(pg_engine, wave.wave_id, path)
+    waves.set_status(pg_engine, wave.wave_id, "open")
+    assert responses.record_provisional(pg_engine, wave.wave_id, "P1", 4)
+    assert not responses.record_provisional(pg_engine, wave.wave_id, "P1", 4)  # the same score: nothing new
+    assert responses.record_provisional(pg_engine, wave.wave_id, "P1", 5)
+    responses.record_response(pg_engine, wave.wave_id, "P1", {"score": 7, "comment": "ok", "pillar_answers": {}})
+    assert responses.record_provisional(pg_engine, wave.wave_id, "P2", 1)
+    assert responses.record_probe(pg_engine, wave.wave_id, "P2") == 1
+    assert not responses.record_provisional(pg_engine, wave.wave_id, "P2", 1)  # just after the probe
+    assert responses.record_probe(pg_engine, wave.wave_id, "P1") == 0
+    rows = storage.fetch_all(pg_engine, "SELECT contact_id, score, completed, revision FROM responses")
+    assert [(r["contact_id"], r["score"], r["completed"], r["revision"]) for r in rows] == [("P1", 7, True, 1)]
+    assert completed_count(pg_engine, wave.wave_id) == 1

@@ -209,6 +209,21 @@ def test_people_act_from_the_dashboard_in_chromium(dashboard, browser):
     )
     assert refused == 403 and dashboard.we_did_of_the_next_wave() == [{"en": NOTE}]
 
+    # Without login the page is refused; a viewer reads it, and pressing the button is refused.
+    stranger = browser.new_context()
+    assert stranger.new_page().goto(dashboard.actions).status == 401
+    stranger.close()
+    viewer = browser.new_context()
+    viewer.add_cookies([{"name": "_token", "value": dashboard.token(VIEWER, VIEWER_PASSWORD), "url": dashboard.base}])
+    reading = viewer.new_page()
+    reading.goto(dashboard.actions)
+    reading.locator("tr[data-item=theme-speed] summary").click()
+    reading.locator("tr[data-item=theme-speed] textarea[name=note_en]").fill("A viewer's note")
+    with reading.expect_response(dashboard.done_url) as answer:
+        reading.get_by_role("button", name="Done: tell customers").click()
+    assert answer.value.status == 403 and dashboard.we_did_of_the_next_wave() == [{"en": NOTE}]
+    viewer.close()
+
     # Open the detractor's follow-up form (the survey app's page, by its signed link).
     with context.expect_page() as opened:
         page.locator("tr[data-contact=C3]").get_by_role("link", name="Open the follow-up form").click()
