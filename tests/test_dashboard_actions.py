@@ -147,6 +147,9 @@ def test_refused_without_login_without_permission_or_without_the_csrf_token(dash
         dashboard.done_url, data={"note_en": "x", "csrf_token": token}, headers=as_viewer, timeout=10
     )
     assert refused.status_code == 403
+    decide = f"{dashboard.base}/nps/waves/{dashboard.ids['first']}/messages/reminder/C1/decide"
+    settling = {"decision": "arrived", "csrf_token": token}
+    assert requests.post(decide, data=settling, headers=as_viewer, timeout=10).status_code == 403
     opening = f"{dashboard.base}/nps/waves/{dashboard.ids['first']}/followups/C3"
     assert requests.get(opening, headers=as_viewer, allow_redirects=False, timeout=10).status_code == 403
 
@@ -201,6 +204,12 @@ def test_people_act_from_the_dashboard_in_chromium(dashboard, browser):
     assert page.locator("tr[data-item=theme-speed] [data-field=status]").inner_text() == "done"
     assert dashboard.we_did_of_the_next_wave() == [{"en": NOTE}]
     page.locator("#action-items").screenshot(path=str(SCREENSHOTS / "dashboard-action-item-done.png"))
+
+    # Settle the reminder in doubt: it arrived.
+    page.locator("table[data-kind=reminder] tr[data-status=in_doubt]").get_by_role("button", name="It arrived").click()
+    page.wait_for_url(re.compile(r"decided=C1"))
+    assert page.locator("table[data-kind=reminder]").count() == 0  # nothing left in doubt
+    assert outbox.counts(dashboard.engine, dashboard.ids["first"], "reminder") == {"reminder": {"sent": 1}}
 
     # A POST from the page without its token is refused.
     refused = page.evaluate(

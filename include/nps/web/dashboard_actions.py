@@ -1,10 +1,11 @@
 """What people do from the wave dashboard instead of a command line: mark an action item done with
 what customers are told was done (the next wave's flash results show it under "you told us, we
 did"), open a detractor's follow-up form, read and download the wave's quarantined input rows, and
-read the messages of each mailing that failed or are in doubt.
+read the messages of each mailing that failed or are in doubt, and settle one in doubt (it arrived,
+or send it again: `outbox.decide_in_doubt`).
 
-Reading needs what every dashboard page needs (the app's guard); marking done and opening a
-follow-up's form (which hands out its signed link) also need `authorize_write`, which the Airflow
+Reading needs what every dashboard page needs (the app's guard); marking done, settling a message
+and opening a follow-up's form (which hands out its signed link) also need `authorize_write`, which the Airflow
 plugin sets to "may edit nps_wave's runs". A POST carries a CSRF token bound to the signed-in user
 (`signed_links.csrf_token`, valid `CSRF_MAX_AGE`) and must come from this origin (`Origin` and
 `Sec-Fetch-Site`, when the browser sends them): the session cookie alone never changes anything.
@@ -28,6 +29,7 @@ from sqlalchemy import Engine
 
 from include.nps.closed_loop import followups
 from include.nps.core import i18n, signed_links, storage
+from include.nps.delivery import outbox
 from include.nps.wave import flash_content
 from include.nps.wave.sales_drops import neutralise
 
@@ -83,10 +85,11 @@ def router(
     writer = [Depends(authorize_write)]
 
     @routes.get("/waves/{wave_id}/actions", response_class=HTMLResponse)
-    def actions_page(wave_id: str, request: Request, done: str | None = None) -> str:
-        return render("actions.html", **wave_work(engine(), wave_id), csrf_token=csrf_token(request), done=done)
+    def actions_page(wave_id: str, request: Request, done: str | None = None, decided: str | None = None) -> str:
+        context = {"csrf_token": csrf_token(request), "done": done, "decided": decided}
+        return render("actions.html", **wave_work(engine(), wave_id), **context)
 
-    @routes.post("/waves/{wave_id}/action-items/{item_key}/done", dependencies=writer)
+    @routes.post("/waves/{wave_id}/action-items/{item_key:path}/done", dependencies=writer)
     async def mark_done(wave_id: str, item_key: str, request: Request) -> Response:
         form = await checked_form(request)
         notes = {loc: text.strip() for loc in i18n.SUPPORTED_LOCALES if (text := form.get(f"note_{loc}", "")).strip()}
@@ -97,7 +100,18 @@ def router(
         target = f"{prefix}/waves/{quote(wave_id, safe='')}/actions?done={quote(item_key, safe='')}#action-items"
         return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
-    @routes.get("/waves/{wave_id}/followups/{contact_id}", dependencies=writer)
+    @routes.post("/waves/{wave_id}/messages/{kind}/{recipient:path}/decide", dependencies=writer)
+    async def decide_in_doubt(wave_id: str, kind: str, recipient: str, request: Request) -> Response:
+        form = await checked_form(request)
+        decision = form.get("decision", "")
+        if decision not in outbox.IN_DOUBT_DECISIONS:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "decide 'arrived' or 'resend'")
+        if not outbox.decide_in_doubt(engine(), wave_id, kind, recipient, decision):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} message to {recipient!r} is in doubt")
+        target = f"{prefix}/waves/{quote(wave_id, safe='')}/actions?decided={quote(recipient, safe='')}#messages"
+        return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+
+    @routes.get("/waves/{wave_id}/followups/{contact_id:path}", dependencies=writer)
     def open_followup(wave_id: str, contact_id: str) -> Response:
         found = storage.fetch_one(engine(), storage.query("followup"), wave_id=wave_id, contact_id=contact_id)
         if found is None:
