@@ -35,15 +35,14 @@ lint: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "not e2e and not browser and not processes"
 
-# Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start).
+# Airflow UI with this project's DAGs: http://localhost:8080 (credentials printed at start), over the
+# demo's NPS DB (var/demo/nps.db; NPS_HOME or NPS_DB_URL to change it): see devkit/localui.py.
 airflow: $(BIN)/.installed
-	$(BIN)/airflow db migrate >/dev/null
-	$(BIN)/airflow pools set nps_email 4 "NPS email sends of every wave" >/dev/null
-	PATH=$(CURDIR)/$(BIN):$$PATH NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} airflow standalone
+	$(BIN)/python -m devkit.localui
 
-# The survey form on http://127.0.0.1:8090 against the NPS DB (NPS_DB_URL or var/nps.db).
+# The survey form on http://127.0.0.1:8090 against the same NPS DB as `make airflow` (var/demo/nps.db).
 survey: $(BIN)/.installed
-	NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/python -m include.nps.web.survey_form
+	NPS_HOME=$${NPS_HOME:-$(CURDIR)/var/demo} NPS_SECRET_KEY=$${NPS_SECRET_KEY:-local-dev-secret} $(BIN)/python -m include.nps.web.survey_form
 
 clean:
 	rm -rf var .airflow .pytest_cache

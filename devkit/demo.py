@@ -17,6 +17,7 @@ from include.nps.core.storage import PROJECT_ROOT
 
 DEMO_HOME = PROJECT_ROOT / "var" / "demo"
 AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
+LOCAL_SECRET = "local-dev-secret"  # noqa: S105 - signs the demo's links on this machine only
 # Seconds after the start at which each milestone falls: weeks compressed into about 90 s.
 TIMELINE = {"preannounce": 2, "open": 20, "reminder": 38, "midwave": 50, "close": 62, "flash": 72, "retrospective": 76}
 
@@ -42,13 +43,19 @@ def wave_conf(contacts_csv: Path, start: dt.datetime, timeline: dict[str, int], 
     }
 
 
+def use_demo_home() -> None:
+    """This process's NPS DB and files in `DEMO_HOME` (the DB `make airflow` shows too) and the
+    local secret of the signed links (`make airflow` and `make survey` use the same)."""
+    DEMO_HOME.mkdir(parents=True, exist_ok=True)
+    os.environ["NPS_HOME"] = str(DEMO_HOME)
+    os.environ.setdefault("NPS_SECRET_KEY", LOCAL_SECRET)
+
+
 def main() -> None:
     from devkit.localrun import configure_airflow, migrate_airflow_db
 
     shutil.rmtree(DEMO_HOME, ignore_errors=True)
-    DEMO_HOME.mkdir(parents=True)
-    os.environ["NPS_HOME"] = str(DEMO_HOME)
-    os.environ.setdefault("NPS_SECRET_KEY", "demo-only-secret-key")
+    use_demo_home()
     configure_airflow(AIRFLOW_HOME)
     print("Preparing the Airflow metadata DB ...", flush=True)
     migrate_airflow_db()

@@ -8,7 +8,7 @@ Airflow's login) and listed as "NPS waves" in the UI's navigation.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import HTTPException, Request, status
@@ -39,24 +39,38 @@ WAVE_DAG_ID = "nps_wave"
 
 async def airflow_reader(request: Request) -> Any:
     """The dashboard's guard: the signed-in Airflow user, if allowed to read nps_wave's runs
-    (401 / 403 otherwise)."""
+    (401 / 403 otherwise). The user's name is left in `request.state.nps_user` (the dashboard binds
+    its CSRF tokens to it)."""
+    return await _authorized(request, "GET", "reading")
+
+
+async def airflow_editor(request: Request) -> Any:
+    """The guard of the dashboard's actions (marking an action item done, opening a follow-up's
+    form): the signed-in user, if allowed to edit nps_wave's runs (Airflow's "User" role or above
+    with the simple auth manager; 403 otherwise)."""
+    return await _authorized(request, "PUT", "changing")
+
+
+async def _authorized(request: Request, method: Literal["GET", "PUT"], doing: str) -> Any:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth2_scheme
 
     user = await get_user(request, await oauth2_scheme(request), await bearer_scheme(request))
     allowed = get_auth_manager().is_authorized_dag(
-        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=WAVE_DAG_ID), user=user
+        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=WAVE_DAG_ID), user=user
     )
     if not allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"reading the runs of {WAVE_DAG_ID} is not allowed")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{doing} the runs of {WAVE_DAG_ID} is not allowed")
+    request.state.nps_user = user.get_name()
     return user
 
 
 def _dashboard() -> dict:
     from include.nps.web.dashboard_app import URL_PREFIX, create_app
 
-    return {"app": create_app(airflow_reader), "url_prefix": URL_PREFIX, "name": "NPS wave dashboard"}
+    app = create_app(airflow_reader, authorize_write=airflow_editor)
+    return {"app": app, "url_prefix": URL_PREFIX, "name": "NPS wave dashboard"}
 
 
 class NpsPlugin(AirflowPlugin):

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_COMMENT_LENGTH = 2000
+# A provisional answer within this time of its link's probe is a scanner's: withdrawn, or not taken.
+PROBE_WINDOW = dt.timedelta(minutes=10)
 PILLAR_SCALES = {"0-10": (0, 10), "1-5": (1, 5)}
 
 
@@ -46,12 +48,13 @@ def survey_context(engine: Engine, wave_id: str, contact_id: str) -> SurveyConte
     params = json.loads(invited["params"])
     response = storage.fetch_one(
         engine,
-        "SELECT score, comment, pillar_answers FROM responses WHERE wave_id = :w AND contact_id = :c",
+        "SELECT score, comment, pillar_answers, completed FROM responses WHERE wave_id = :w AND contact_id = :c",
         w=wave_id,
         c=contact_id,
     )
     if response:
         response["pillar_answers"] = json.loads(response["pillar_answers"])
+        response["completed"] = bool(response["completed"])
     close_at = storage.as_utc(invited["close_at"])
     wave = {
         "wave_id": wave_id,
@@ -132,6 +135,40 @@ def record_response(engine: Engine, wave_id: str, contact_id: str, answer: dict[
                 text("SELECT revision FROM responses WHERE wave_id = :wave_id AND contact_id = :contact_id"), key
             ).scalar_one()
         )
+
+
+def record_provisional(engine: Engine, wave_id: str, contact_id: str, score: int) -> bool:
+    """The score clicked in the email, posted by the survey page's script once a person looked at
+    the page: recorded as a provisional answer (`completed` false) that the form's Send completes.
+    Nothing is written over a sent answer, after close, or within `PROBE_WINDOW` of the link's
+    probe. Whether it was written."""
+    now = storage.utcnow()
+    key = {"wave_id": wave_id, "contact_id": contact_id}
+    row = {**key, "score": score, "now": now, "probe_since": now - PROBE_WINDOW}
+    with engine.begin() as conn:
+        if not conn.execute(text(storage.query("upsert_provisional_response")), row).rowcount:
+            return False
+        conn.execute(text(storage.query("record_response_revision")), key)
+    return True
+
+
+def record_probe(engine: Engine, wave_id: str, contact_id: str) -> int:
+    """The link's hidden probe was fetched: a scanner read the page. A provisional answer written
+    within `PROBE_WINDOW` before is withdrawn (with its revisions); returns how many were."""
+    now = storage.utcnow()
+    key = {"wave_id": wave_id, "contact_id": contact_id}
+    recent = {**key, "since": now - PROBE_WINDOW}
+    provisional = (
+        "SELECT 1 FROM responses r WHERE r.wave_id = :wave_id AND r.contact_id = :contact_id"
+        " AND r.completed = FALSE AND r.updated_at > :since"
+    )
+    with engine.begin() as conn:
+        conn.execute(text(storage.query("record_link_probe")), {**key, "now": now})
+        if conn.execute(text(provisional), recent).first() is None:
+            return 0
+        conn.execute(text("DELETE FROM response_history WHERE wave_id = :wave_id AND contact_id = :contact_id"), key)
+        conn.execute(text("DELETE FROM responses WHERE wave_id = :wave_id AND contact_id = :contact_id"), key)
+    return 1
 
 
 def count_answered(engine: Engine, wave_id: str, until: dt.datetime) -> int:

@@ -242,10 +242,23 @@ def wave_summary(
     summary["invited"] = int(invited)
     summary["audience"] = audience.audience_counts(engine, wave_id).get("included", 0)
     summary["response_rate"] = round(100.0 * summary["responses"] / invited, 1) if invited else None
+    summary["completed"] = completed_count(engine, wave_id)
     summary["pillars"] = {p["id"]: _mean(counted.pillars.get(p["id"])) for p in pillars}
     counts = (summary["promoters"], summary["passives"], summary["detractors"])
     summary["interval"] = asdict(nps_interval(*counts, population=int(invited))) if summary["responses"] else None
     return summary
+
+
+def completed_count(engine: Engine, wave_id: str) -> int:
+    """The wave's counted answers that were sent; the others are a score clicked in the email
+    (provisional), counted in the NPS too."""
+    row = storage.fetch_one(
+        engine,
+        "SELECT COUNT(*) AS n FROM responses WHERE wave_id = :w AND quarantine_reason IS NULL AND completed = TRUE",
+        w=wave_id,
+    )
+    assert row is not None  # COUNT(*) always gives a row
+    return int(row["n"])
 
 
 def _mean(found: Moments | None) -> float | None:

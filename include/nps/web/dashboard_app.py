@@ -48,10 +48,13 @@ def _when(value: str | None) -> str:
     return dt.datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M") if value else ""
 
 
-def create_app(authorize: Callable, engine: Callable[[], Engine] = _default_engine) -> FastAPI:
+def create_app(
+    authorize: Callable, engine: Callable[[], Engine] = _default_engine, authorize_write: Callable | None = None
+) -> FastAPI:
     """The dashboard app over the NPS DB that `engine()` returns, behind `authorize` (a FastAPI
-    dependency: the Airflow plugin passes Airflow's login and permission check)."""
-    from include.nps.web import dashboard_figures
+    dependency: the Airflow plugin passes Airflow's login and permission check); people's actions
+    (`dashboard_actions`) also behind `authorize_write` (else `authorize`)."""
+    from include.nps.web import dashboard_actions, dashboard_figures
 
     app = FastAPI(title="NPS waves", docs_url=None, redoc_url=None, dependencies=[Depends(authorize)])
 
@@ -73,6 +76,9 @@ def create_app(authorize: Callable, engine: Callable[[], Engine] = _default_engi
         found = _found(dashboard_figures.wave_detail(engine(), wave_id), wave_id)
         return _render("wave.html", wave=found, prefix=URL_PREFIX)
 
+    actions = dashboard_actions.router(engine, authorize_write or authorize, render_page, URL_PREFIX)
+    app.include_router(actions)
+
     @app.exception_handler(HTTPException)
     async def plain_errors(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -88,6 +94,11 @@ def _found(wave: dict | None, wave_id: str) -> dict:
 
 def _render(name: str, **context: Any) -> str:
     return _templates().get_template(name).render(**context, milestone_order=_milestones())
+
+
+def render_page(name: str, **context: Any) -> str:
+    """A dashboard template (`include/templates/dashboard/<name>`) under the app's URL prefix."""
+    return _render(name, prefix=URL_PREFIX, **context)
 
 
 def _milestones() -> tuple[str, ...]:

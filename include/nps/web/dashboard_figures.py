@@ -77,7 +77,7 @@ def _wave(row: dict[str, Any], figures: dict[str, dict[str, Any]], now: dt.datet
     found = figures[row["wave_id"]]
     messages = {kind: dict(sorted(by_status.items())) for kind, by_status in sorted(found["messages"].items())}
     invited = messages.get("invitation", {}).get("sent", 0)
-    answers = found.get("responses") or {"responses": 0, "promoters": 0, "passives": 0, "detractors": 0}
+    answers = found.get("responses") or {"responses": 0, "promoters": 0, "passives": 0, "detractors": 0, "completed": 0}
     checks = found["checks"]
     return {
         "wave_id": row["wave_id"],

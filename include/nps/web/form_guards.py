@@ -25,7 +25,8 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 GUARDED_PATHS = ("/s/", "/u/", "/followup/")  # the pages a link opens: rate-limited per address
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; "
         "frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -157,6 +158,12 @@ def refusal_page(request: Request, refusal: Refused) -> HTMLResponse:
 def page(name: str, locale: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
     """The `survey/<name>.html` template in `locale`."""
     return HTMLResponse(emails.render(f"survey/{name}.html", context, locale), status_code=status)
+
+
+def script(name: str) -> Response:
+    """One of the app's own scripts (`survey/<name>`), cached for a day."""
+    code = (emails.TEMPLATES_DIR / "survey" / name).read_bytes()
+    return Response(code, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
 
 def stylesheet(name: str) -> Response:

@@ -1,7 +1,15 @@
 """The survey form: a small FastAPI app, its own process, reading and writing the NPS DB.
 
-A GET never records anything (mail scanners follow every link): a score link opens the form
-with that score selected; only the POST records, and it needs the form's CSRF token. Each page
+A GET never records an answer (mail scanners follow every link): a score link opens the form
+with that score selected; only a POST records, and it needs the form's CSRF token. The score
+counts on click: the page's own script (`survey.js`, allowed by the CSP's `script-src 'self'`)
+posts it as a provisional answer once the page has been visible for `VISIBLE_SECONDS` or at the
+first interaction, and Send completes it. Scanners are kept out by four things together: a GET
+records nothing; the post needs a script to run and the form's token; scanners that run scripts
+rarely keep a page visible for seconds or touch it; and the page holds a hidden probe link
+(`/s/<token>/p`, not shown, not focusable, `rel=nofollow`) that no person can follow but a
+crawler that fetches every link does: a provisional answer within `responses.PROBE_WINDOW` of a
+probe is withdrawn, or not taken. Each page
 is in the contact's language. Run it with `make survey` or `python -m include.nps.web.survey_form`.
 
 Guards, in the order a request meets them: a per-address rate limit, the signed link (forged ->
@@ -34,12 +42,14 @@ from include.nps.web.form_guards import (
     install_guards,
     page,
     read_form,
+    script,
     stylesheet,
     verified_link,
 )
 
 __all__ = ["FormSettings", "create_app"]
 
+VISIBLE_SECONDS = 3  # how long the page is visible before survey.js posts the clicked score
 STATUS_FOR_ERROR = {
     "score_missing": 422,
     "comment_too_long": 422,
@@ -75,6 +85,30 @@ def survey_router(engine: Engine, settings: FormSettings) -> APIRouter:
     @routes.get("/assets/survey.css")
     def survey_stylesheet() -> Response:
         return stylesheet("survey.css")
+
+    @routes.get("/assets/survey.js")
+    def survey_script() -> Response:
+        return script("survey.js")
+
+    @routes.post("/s/{token}/provisional")
+    async def record_provisional(token: str, request: Request) -> Response:
+        invitation = verified_link("survey", token)
+        form = await read_form(request, settings.max_body_bytes)
+        _open_survey(engine, token, invitation)
+        score = responses.parse_score(form.get("score"))
+        if per_link.hit(f"{invitation.wave_id}\x00{invitation.contact_id}") is not None:
+            return Response(status_code=429)
+        if score is None or not csrf_ok(request, token, form, settings):
+            return Response(status_code=403 if score is not None else 422)
+        recorded = responses.record_provisional(engine, invitation.wave_id, invitation.contact_id, score)
+        return Response(status_code=204 if recorded else 409)  # 409: kept as it was (sent, or a scanner's)
+
+    @routes.get("/s/{token}/p")
+    def probe(token: str) -> Response:
+        # The page's hidden link: only a crawler fetches it (see the module's docstring).
+        invitation = verified_link("survey", token)
+        responses.record_probe(engine, invitation.wave_id, invitation.contact_id)
+        return Response(status_code=204)
 
     @routes.get("/s/{token}", response_class=HTMLResponse)
     def show_form(token: str, score: str | None = None) -> HTMLResponse:
@@ -181,6 +215,8 @@ def _form(
         "scales": responses.PILLAR_SCALES,
         "answer": answer,
         "answered": answered,
+        "provisional": not (ctx.response or {}).get("completed"),  # survey.js may post the score
+        "visible_ms": VISIBLE_SECONDS * 1000,
         "token": token,
         "csrf_token": signed_links.csrf_token(token),
         "max_comment": responses.MAX_COMMENT_LENGTH,
