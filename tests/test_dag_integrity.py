@@ -69,6 +69,7 @@ SIDE_BRANCHES = {  # a step for colleagues: the spine step it hangs off, and its
     "share_midwave_drop": ("send_invitations.check", ["wait_for_midwave", "share_midwave_drop"]),
     "share_postwave_drop": ("close_wave", ["share_postwave_drop"]),
     "route_detractors": ("close_wave", ["route_detractors"]),
+    "export_contact_results": ("route_detractors", ["export_contact_results"]),
 }
 
 
@@ -101,7 +102,8 @@ def test_no_customer_step_waits_for_a_step_for_colleagues(dagbag, branch):
         for step in waiting:  # only customer steps that run whatever became of it
             rule = dag.get_task(step).trigger_rule
             assert rule in (TriggerRule.ALL_DONE, TriggerRule.ALL_DONE_MIN_ONE_SUCCESS), f"{step} waits for {task_id}"
-    assert {t.task_id for t in dag.get_task(tasks[-1]).get_flat_relatives(upstream=False)} <= {"send_followups"}
+    colleagues_after = {t.task_id for t in dag.get_task(tasks[-1]).get_flat_relatives(upstream=False)}
+    assert colleagues_after <= {"send_followups", "export_contact_results"}
 
 
 def test_the_retrospective_runs_after_close_whatever_became_of_the_flash_results(dagbag):
