@@ -1,9 +1,10 @@
 """
-### NPS responses: every detractor reaches a person within minutes
+### NPS responses: every detractor reaches a person within a minute
 
 Runs as soon as the survey form announces new answers (the `nps_survey_answers` asset, posted
-through Airflow's REST API, a few seconds apart at most), and every 5 minutes anyway: the timer
-picks up what an announcement missed (Airflow down, the form's service account not configured).
+through Airflow's REST API, a few seconds apart at most), and every 5 minutes anyway (the cron
+`NPS_RESPONSES_TIMER` when set): the timer picks up what an announcement missed (Airflow down,
+the form's service account not configured).
 Never two runs at once: answers announced during a run make one run after it. Each run works over
 the responses of open waves that still need work, for CS ops and the account teams:
 
@@ -32,6 +33,7 @@ CS operations (routing rules, channels), data engineering (runs).
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
@@ -39,7 +41,9 @@ from include.nps.core import assets
 from include.nps.monitoring import alerts
 
 PARALLEL_WAVES = 4
-TIMER = CronTriggerTimetable("*/5 * * * *", timezone="UTC")  # the fallback when no answer is announced
+# The fallback when no answer is announced: every 5 minutes, or the cron in NPS_RESPONSES_TIMER (with
+# the form's service account configured, a deployment may poll less often).
+TIMER = CronTriggerTimetable(os.environ.get("NPS_RESPONSES_TIMER") or "*/5 * * * *", timezone="UTC")
 
 
 @dag(

@@ -35,7 +35,7 @@ from include.nps.core.connections import env_connection
 log = logging.getLogger(__name__)
 
 CONN_ID = "nps_airflow_api"
-TIMEOUT = (2.0, 5.0)  # seconds to connect, to read an answer
+TIMEOUT = (3.0, 15.0)  # seconds to connect, to read an answer (in the background thread)
 
 
 class PostFailed(Exception):
