@@ -122,3 +122,35 @@ def test_band_emails_wait_for_the_closes_detractor_routing_but_not_its_success(d
     # Only the close can be the one success the rule needs: no band email before a successful close.
     assert followups.upstream_task_ids == {"close_wave", "route_detractors"}
     assert followups.trigger_rule == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+
+
+def test_nps_responses_runs_on_announced_answers_or_its_five_minute_timer(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    from include.nps.core import assets
+
+    timetable = dagbag.dags["nps_responses"].timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert timetable.asset_condition.objects == (assets.ANSWERS.asset,)
+    assert isinstance(timetable.timetable, CronTriggerTimetable) and timetable.timetable.expression == "*/5 * * * *"
+
+
+def test_the_waves_outputs_are_assets_other_dags_can_schedule_on(dagbag):
+    from include.nps.core import assets
+
+    def outlets(dag_id: str) -> dict[str, list[str]]:
+        return {t.task_id: [a.name for a in t.outlets] for t in dagbag.dags[dag_id].tasks if t.outlets}
+
+    assert outlets("nps_wave") == {
+        "close_wave": [assets.RESPONSES.name],
+        "share_midwave_drop": [assets.DROPS.name],
+        "share_postwave_drop": [assets.DROPS.name],
+        "send_flash_results.prepare": [assets.FLASH_FIGURES.name],
+        "route_detractors": [assets.FOLLOWUPS.name],
+        "export_contact_results": [assets.CONTACT_RESULTS.name],
+    }
+    assert outlets("nps_responses") == {"alert_new_responses": [assets.FOLLOWUPS.name]}
+    produced = {
+        name for dag_id in ("nps_wave", "nps_responses") for names in outlets(dag_id).values() for name in names
+    }
+    assert produced == {a.name for a in assets.WAVE_OUTPUTS}
