@@ -275,7 +275,10 @@ def test_the_contact_results_hold_one_row_per_contact_with_its_churn_signal(engi
         engine, "UPDATE followups SET status = 'closed', recovered = :y WHERE contact_id = 'C2'", {"y": True}
     )
 
-    written = contact_results.export(engine, wave)
+    from include.nps import pipeline
+
+    assert pipeline.export_contact_results(WAVE_ID)["path"].endswith(f"/{WAVE_ID}/bi/contact_results.csv")
+    written = contact_results.export(engine, wave)  # and to the wave's drop location
     assert written["path"] == str(tmp_path / "drop" / WAVE_ID / "bi" / contact_results.FILE_NAME)
     assert Path(written["path"]).read_bytes() == Path(written["local_path"]).read_bytes()
     with open(written["path"], encoding="utf-8", newline="") as f:

@@ -53,6 +53,7 @@ COLUMNS = (
 )
 FLAGS = ("vip", "invited", "answered", "account_silent", "followup_recovered")
 TIMES = ("answered_at", "followup_closed_at")
+TEXT = ("account_name", "account_tier", "locale", "followup_owner")  # from imports and CRMs: neutralised
 
 
 def export(engine: Engine, wave: waves.WaveParams) -> dict[str, Any]:
@@ -74,28 +75,39 @@ def write_csv(engine: Engine, wave: waves.WaveParams, path: Path) -> dict[str, i
     with partial.open("w", encoding="utf-8", newline="") as out, engine.connect() as conn:
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        options = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS)
-        result = options.execute(text(storage.query("contact_results")), {"wave_id": wave.wave_id})
-        for chunk in result.mappings().partitions():
-            lines = [csv_line(wave.wave_id, dict(row), pillar_ids) for row in chunk]
-            writer.writerows(lines)
-            counts["rows"] += len(lines)
-            counts["answered"] += sum(1 for row in chunk if row["answered"])
-            counts["high_churn_signal"] += sum(1 for row in chunk if row["churn_signal"] == "high")
+        streamed = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
+        result = streamed.execute(text(storage.query("contact_results")), {"wave_id": wave.wave_id})
+        names = list(result.keys())
+        while rows := result.fetchmany(CHUNK_ROWS):
+            columns = chunk_columns(wave.wave_id, dict(zip(names, zip(*rows, strict=True), strict=True)), pillar_ids)
+            writer.writerows(zip(*(columns[name] for name in COLUMNS), strict=True))
+            counts["rows"] += len(rows)
+            counts["answered"] += columns["answered"].count("true")
+            counts["high_churn_signal"] += columns["churn_signal"].count("high")
     partial.replace(path)
     return counts
 
 
-def csv_line(wave_id: str, row: dict[str, Any], pillar_ids: list[str]) -> list[Any]:
-    """One contact's cells in `COLUMNS` order: flags as true/false, times in ISO 8601 (UTC), text
-    neutralised."""
-    row["wave_id"] = wave_id
-    row["completed"] = bool(row["answered"]) and _all_answered(row["pillar_answers"], pillar_ids)
-    for name in FLAGS:
-        row[name] = None if row[name] is None else bool(row[name])
+def chunk_columns(wave_id: str, read: dict[str, tuple], pillar_ids: list[str]) -> dict[str, list[Any]]:
+    """A chunk's cells column by column (no dict per row): flags as true/false, times in ISO 8601
+    (UTC), text neutralised; None is written as an empty cell."""
+    size = len(read["contact_id"])
+    columns: dict[str, list[Any]] = {name: list(values) for name, values in read.items()}
+    columns["wave_id"] = [wave_id] * size
+    answered = read["answered"]
+    if pillar_ids:
+        columns["completed"] = [
+            bool(a) and _all_answered(p, pillar_ids) for a, p in zip(answered, read["pillar_answers"], strict=True)
+        ]
+    else:
+        columns["completed"] = [bool(a) for a in answered]
+    for name in (*FLAGS, "completed"):
+        columns[name] = [None if v is None else ("true" if v else "false") for v in columns[name]]
     for name in TIMES:
-        row[name] = _iso(row[name])
-    return [_cell(row[name]) for name in COLUMNS]
+        columns[name] = [None if v is None else _iso(v) for v in read[name]]
+    for name in TEXT:
+        columns[name] = [neutralise(v) if v else v for v in read[name]]
+    return columns
 
 
 def _all_answered(pillar_answers: str | None, pillar_ids: list[str]) -> bool:
@@ -106,14 +118,6 @@ def _all_answered(pillar_answers: str | None, pillar_ids: list[str]) -> bool:
 def _iso(value: Any) -> str | None:
     moment = storage.as_utc(value)
     return moment.isoformat() if isinstance(moment, dt.datetime) else None
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return neutralise(value)
 
 
 def _copy_to_drop(local: Path, wave: waves.WaveParams) -> str:
