@@ -197,10 +197,12 @@ class AnswerEvents:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        post = self._post
+        if post is None:
+            return
         while (extra := self._next()) is not None:
             try:
-                assert self._post is not None
-                self._post(extra)
+                post(extra)
                 self.posted += 1
             except Exception as exc:  # whatever goes wrong, the answer is safe in the NPS DB
                 self.failures += 1
