@@ -1,8 +1,12 @@
 """
-### NPS responses: every detractor reaches a person within minutes
+### NPS responses: every detractor reaches a person within a minute
 
-Runs every 5 minutes (never two runs at once) over the responses of open waves that still need
-work, for CS ops and the account teams:
+Runs as soon as the survey form announces new answers (the `nps_survey_answers` asset, posted
+through Airflow's REST API, a few seconds apart at most), and every 5 minutes anyway (the cron
+`NPS_RESPONSES_TIMER` when set): the timer picks up what an announcement missed (Airflow down,
+the form's service account not configured).
+Never two runs at once: answers announced during a run make one run after it. Each run works over
+the responses of open waves that still need work, for CS ops and the account teams:
 
 1. **check_new_responses**: the wave's responses data check on the new ones (step
    `realtime_responses`); a response that breaks it is set aside with its reason, never alerted;
@@ -19,6 +23,9 @@ re-run or a retry sends nothing twice, and the wave's close-time alert and band 
 went out here. A webhook or CRM answering 5xx/429 is retried (three attempts); a 4xx is recorded
 as failed and not retried. A channel whose connection is not defined is skipped.
 
+The follow-ups it opens are announced as the `nps_followups` asset (wave ids and counts in the
+event's extra), for CRM or BI DAGs that schedule on it.
+
 #### Owner
 CS operations (routing rules, channels), data engineering (runs).
 """
@@ -26,17 +33,22 @@ CS operations (routing rules, channels), data engineering (runs).
 from __future__ import annotations
 
 import datetime as dt
+import os
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from include.nps.core import assets
 from include.nps.monitoring import alerts
 
 PARALLEL_WAVES = 4
+# The fallback when no answer is announced: every 5 minutes, or the cron in NPS_RESPONSES_TIMER (with
+# the form's service account configured, a deployment may poll less often).
+TIMER = CronTriggerTimetable(os.environ.get("NPS_RESPONSES_TIMER") or "*/5 * * * *", timezone="UTC")
 
 
 @dag(
     dag_id="nps_responses",
-    schedule=dt.timedelta(minutes=5),
+    schedule=AssetOrTimeSchedule(timetable=TIMER, assets=[assets.ANSWERS.asset]),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -59,14 +71,18 @@ def nps_responses() -> None:
 
         return new_responses.check_new_responses(nps_engine())
 
-    @task(max_active_tis_per_dagrun=PARALLEL_WAVES)
-    def alert_new_responses(batch: dict[str, str]) -> dict:
+    followups = assets.FOLLOWUPS.asset
+
+    @task(max_active_tis_per_dagrun=PARALLEL_WAVES, outlets=[followups])
+    def alert_new_responses(batch: dict[str, str], outlet_events=None) -> dict:
         from include.nps.core.connections import nps_engine
         from include.nps.realtime import new_responses
 
-        return new_responses.alert_new_responses(
+        summary = new_responses.alert_new_responses(
             nps_engine(), batch["wave_id"], dt.datetime.fromisoformat(batch["cutoff"])
         )
+        outlet_events[followups].extra = assets.event_extra(batch["wave_id"], summary)
+        return summary
 
     @task(max_active_tis_per_dagrun=PARALLEL_WAVES)
     def send_band_emails(batch: dict[str, str]) -> dict:

@@ -30,7 +30,14 @@ retries and can be cleared and re-run, but the close and the flash results never
 - **share_midwave_drop** (after the invitations, at the mid-wave milestone): responses so far to
   sales ⇒ check;
 - **share_postwave_drop** (after close) ⇒ check;
-- **route_detractors** (after close): one follow-up owner each, chat alerts, CRM tasks ⇒ check.
+- **route_detractors** (after close): one follow-up owner each, chat alerts, CRM tasks ⇒ check;
+- **export_contact_results** (after the routing): one row per audience contact (score, band,
+  follow-up state, churn signal) as CSV in the reports folder and the drop location, for BI.
+
+The wave's outputs are Airflow assets that BI or CRM DAGs can schedule on, each event carrying the
+wave id and the step's counts (`include/nps/core/assets.py`): `nps_wave_responses` (close),
+`nps_wave_drops` (each drop), `nps_flash_figures` (checked before the flash results go out),
+`nps_wave_followups` (routing) and `nps_contact_results` (the file's path).
 
 Every message goes through a ledger keyed by (wave, kind, recipient): re-running any task, or
 the whole wave with the same name, sends nothing twice. Data-check results are stored in the
@@ -51,6 +58,8 @@ import datetime as dt
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import TriggerRule, chain, dag, task, task_group
 
+from include.nps.core import assets
+from include.nps.core.assets import AssetName
 from include.nps.monitoring import alerts
 from include.nps.wave.trigger_form import wave_form_params
 
@@ -82,29 +91,39 @@ def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     )
 
 
-def wave_step(name: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS):
-    """The task `name`: `include.nps.pipeline.<name>` for the run's wave, imported when it runs."""
+def wave_step(name: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS, produces: AssetName | None = None):
+    """The task `name`: `include.nps.pipeline.<name>` for the run's wave, imported when it runs;
+    when it `produces` an asset, its event carries the wave id and the step's summary."""
+    outlets = [produces.asset] if produces else []
 
-    @task(task_id=name, trigger_rule=trigger_rule)
-    def run_step(plan: dict) -> dict:
+    @task(task_id=name, trigger_rule=trigger_rule, outlets=outlets)
+    def run_step(plan: dict, outlet_events=None) -> dict:
         from include.nps import pipeline
 
-        return getattr(pipeline, name)(plan["wave_id"])
+        summary = getattr(pipeline, name)(plan["wave_id"])
+        for asset in outlets:
+            outlet_events[asset].extra = assets.event_extra(plan["wave_id"], summary)
+        return summary
 
     return run_step
 
 
-def mass_mailing(group_id: str, kind: str, plan):
-    """prepare (ledger rows, in chunks) -> send (mapped: each task a range of chunks, at most
+def mass_mailing(group_id: str, kind: str, plan, produces: AssetName | None = None):
+    """prepare (ledger rows, in chunks; the flash figures, checked, for the flash results: it
+    `produces` their asset) -> send (mapped: each task a range of chunks, at most
     `pipeline.MAX_SEND_TASKS` tasks and never more than `[core] max_map_length`) -> check (reconcile)."""
+    outlets = [produces.asset] if produces else []
 
     @task_group(group_id=group_id)
     def mailing() -> None:
-        @task
-        def prepare(plan: dict) -> list[list[int]]:
+        @task(outlets=outlets)
+        def prepare(plan: dict, outlet_events=None) -> list[list[int]]:
             from include.nps import pipeline
 
-            return pipeline.send_batches(pipeline.prepare_mailing(plan["wave_id"], kind))
+            batches = pipeline.send_batches(pipeline.prepare_mailing(plan["wave_id"], kind))
+            for asset in outlets:
+                outlet_events[asset].extra = assets.event_extra(plan["wave_id"], {"kind": kind, "chunks": len(batches)})
+            return batches
 
         @task(
             max_active_tis_per_dagrun=PARALLEL_SENDS,
@@ -160,8 +179,8 @@ def nps_wave() -> None:
 
     plan = plan_wave()
     invitations = mass_mailing("send_invitations", "invitation", plan)
-    close = wave_step("close_wave")(plan)
-    flash = mass_mailing("send_flash_results", "flash_results", plan)
+    close = wave_step("close_wave", produces=assets.RESPONSES)(plan)
+    flash = mass_mailing("send_flash_results", "flash_results", plan, produces=assets.FLASH_FIGURES)
     # The customer timeline: each step waits only for the one it needs.
     chain(
         plan,
@@ -178,14 +197,18 @@ def nps_wave() -> None:
     chain(close, wait_for("flash"), flash)
     # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
     # but the close and the flash results never wait for it.
-    chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop")(plan))
-    chain(close, wave_step("share_postwave_drop")(plan))
-    route = wave_step("route_detractors")(plan)
+    chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop", produces=assets.DROPS)(plan))
+    chain(close, wave_step("share_postwave_drop", produces=assets.DROPS)(plan))
+    route = wave_step("route_detractors", produces=assets.FOLLOWUPS)(plan)
     # Band emails go once the close's catch-up has alerted the last answers (VIP, executive, CRM:
     # it picks answers without a band email yet), whether that branch succeeded or failed.
     # It reads the wave from the close's result: no run at all unless the close succeeded.
     followups = wave_step("send_followups", TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)(close)
     chain(close, route, followups)
+    # The per-contact results for BI (score, band, follow-up, churn signal) once the detractors are
+    # routed, whether that branch succeeded or failed; like the band emails, only after a close.
+    contact_results = wave_step("export_contact_results", TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, assets.CONTACT_RESULTS)
+    chain(route, contact_results(close))
     # The retrospective reviews a closed wave, whatever became of its flash results.
     retrospective_wait = wait_for("retrospective", trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     chain([close, flash], retrospective_wait, wave_step("run_retrospective")(plan))

@@ -4,7 +4,8 @@ The stack logs in with SimpleAuthManager, Airflow's built-in auth manager. It ke
 each user in `[core] simple_auth_manager_users` in a JSON file, `{"user": "password"}`, named by
 `[core] simple_auth_manager_passwords_file`. A user already in the file keeps that password, and a
 user missing from it gets a generated one, printed once in the api-server's log. This script
-writes the admin's password from `AIRFLOW_ADMIN_PASSWORD` into that file. The file is on a
+writes the admin's password from `AIRFLOW_ADMIN_PASSWORD` into that file, and the survey form's
+service account's (`nps-survey`) from `NPS_SURVEY_AIRFLOW_PASSWORD` when it is set. The file is on a
 volume that the api-server shares, so the login survives a recreated container and the operator
 chooses the password. Entries of other users (added to the users list later) are kept.
 """
@@ -15,6 +16,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+SURVEY_ACCOUNT = "nps-survey"  # the survey form's service account (role op in the users list)
 
 
 def write_passwords(path: Path, user: str, password: str) -> dict[str, str]:
@@ -40,6 +43,9 @@ def main() -> None:
         sys.exit("AIRFLOW_ADMIN_PASSWORD is empty: set it in .env")
     write_passwords(path, user, password)
     print(f"{path}: the password of {user!r} is AIRFLOW_ADMIN_PASSWORD from .env")
+    if service_password := os.environ.get("NPS_SURVEY_AIRFLOW_PASSWORD", ""):
+        write_passwords(path, SURVEY_ACCOUNT, service_password)
+        print(f"{path}: the password of {SURVEY_ACCOUNT!r} is NPS_SURVEY_AIRFLOW_PASSWORD from .env")
 
 
 if __name__ == "__main__":

@@ -121,13 +121,14 @@ class ChatSink:
 class SurveyServer:
     """The survey form app served by uvicorn in a background thread."""
 
-    def __init__(self, engine: Any, settings: Any = None, port: int | None = None) -> None:
+    def __init__(self, engine: Any, settings: Any = None, port: int | None = None, answer_events: Any = None) -> None:
         import uvicorn
 
         from include.nps.web.survey_form import create_app
 
         self.port = port or free_port()
-        config = uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.app = create_app(engine, settings, answer_events)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -147,3 +148,4 @@ class SurveyServer:
     def __exit__(self, *exc: Any) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.app.state.answer_events.close()

@@ -134,8 +134,15 @@ class AirflowCluster:
     """Airflow as a deployment runs it, on loopback; `stop()` ends every process it started."""
 
     def __init__(
-        self, home: Path, metadata_url: str, extra_env: dict[str, str], celery: CeleryWorkers | None = None
+        self,
+        home: Path,
+        metadata_url: str,
+        extra_env: dict[str, str],
+        celery: CeleryWorkers | None = None,
+        service_accounts: dict[str, str] | None = None,
     ) -> None:
+        """`service_accounts`: more users (name: password) with the simple auth manager's `op` role,
+        which may post asset events and trigger runs but not administer."""
         self.home = home
         self.celery = celery
         self.components = COMPONENTS + (celery.names if celery else ())
@@ -144,7 +151,9 @@ class AirflowCluster:
         self.processes: dict[str, subprocess.Popen] = {}
         passwords = home / "passwords.json"
         home.mkdir(parents=True, exist_ok=True)
-        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+        accounts = service_accounts or {}
+        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD, **accounts}))
+        users = ",".join([f"{ADMIN_USER}:admin", *(f"{name}:op" for name in accounts)])
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
             "AIRFLOW_HOME": str(home),
@@ -154,7 +163,7 @@ class AirflowCluster:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -186,9 +195,12 @@ class AirflowCluster:
 
     # processes
 
-    def migrate(self) -> None:
-        """`airflow db migrate` against the metadata DB and the send pool, as a deployment's init does."""
+    def migrate(self, send_pool: bool = True) -> None:
+        """`airflow db migrate` against the metadata DB and the send pool, as a deployment's init does
+        (a cluster that runs no wave can do without the pool)."""
         subprocess.run([str(AIRFLOW), "db", "migrate"], env=self.env, check=True, capture_output=True)  # noqa: S603
+        if not send_pool:
+            return
         pool = [str(AIRFLOW), "pools", "set", SEND_POOL, "4", "NPS email sends of every wave"]
         subprocess.run(pool, env=self.env, check=True, capture_output=True)  # noqa: S603
 

@@ -76,6 +76,7 @@ SIDE_BRANCHES = {  # a step for colleagues: the spine step it hangs off, and its
     "share_midwave_drop": ("send_invitations.check", ["wait_for_midwave", "share_midwave_drop"]),
     "share_postwave_drop": ("close_wave", ["share_postwave_drop"]),
     "route_detractors": ("close_wave", ["route_detractors"]),
+    "export_contact_results": ("route_detractors", ["export_contact_results"]),
 }
 
 
@@ -108,7 +109,8 @@ def test_no_customer_step_waits_for_a_step_for_colleagues(dagbag, branch):
         for step in waiting:  # only customer steps that run whatever became of it
             rule = dag.get_task(step).trigger_rule
             assert rule in (TriggerRule.ALL_DONE, TriggerRule.ALL_DONE_MIN_ONE_SUCCESS), f"{step} waits for {task_id}"
-    assert {t.task_id for t in dag.get_task(tasks[-1]).get_flat_relatives(upstream=False)} <= {"send_followups"}
+    colleagues_after = {t.task_id for t in dag.get_task(tasks[-1]).get_flat_relatives(upstream=False)}
+    assert colleagues_after <= {"send_followups", "export_contact_results"}
 
 
 def test_the_retrospective_runs_after_close_whatever_became_of_the_flash_results(dagbag):
@@ -127,3 +129,35 @@ def test_band_emails_wait_for_the_closes_detractor_routing_but_not_its_success(d
     # Only the close can be the one success the rule needs: no band email before a successful close.
     assert followups.upstream_task_ids == {"close_wave", "route_detractors"}
     assert followups.trigger_rule == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+
+
+def test_nps_responses_runs_on_announced_answers_or_its_five_minute_timer(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    from include.nps.core import assets
+
+    timetable = dagbag.dags["nps_responses"].timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert timetable.asset_condition.objects == (assets.ANSWERS.asset,)
+    assert isinstance(timetable.timetable, CronTriggerTimetable) and timetable.timetable.expression == "*/5 * * * *"
+
+
+def test_the_waves_outputs_are_assets_other_dags_can_schedule_on(dagbag):
+    from include.nps.core import assets
+
+    def outlets(dag_id: str) -> dict[str, list[str]]:
+        return {t.task_id: [a.name for a in t.outlets] for t in dagbag.dags[dag_id].tasks if t.outlets}
+
+    assert outlets("nps_wave") == {
+        "close_wave": [assets.RESPONSES.name],
+        "share_midwave_drop": [assets.DROPS.name],
+        "share_postwave_drop": [assets.DROPS.name],
+        "send_flash_results.prepare": [assets.FLASH_FIGURES.name],
+        "route_detractors": [assets.FOLLOWUPS.name],
+        "export_contact_results": [assets.CONTACT_RESULTS.name],
+    }
+    assert outlets("nps_responses") == {"alert_new_responses": [assets.FOLLOWUPS.name]}
+    produced = {
+        name for dag_id in ("nps_wave", "nps_responses") for names in outlets(dag_id).values() for name in names
+    }
+    assert produced == {a.name for a in assets.WAVE_OUTPUTS}

@@ -125,7 +125,13 @@ ENV_NEEDED = {
     "airflow-cli": AIRFLOW_CORE_ENV,
     "airflow-init": AIRFLOW_CORE_ENV
     | LOGIN_ENV
-    | {"AIRFLOW_CONN_NPS_DB", "AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_UID"},
+    | {
+        "AIRFLOW_CONN_NPS_DB",
+        "AIRFLOW_ADMIN_USER",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "NPS_SURVEY_AIRFLOW_PASSWORD",
+        "AIRFLOW_UID",
+    },
     "survey": {
         "NPS_DB_URL",
         "NPS_SECRET_KEY",
@@ -136,6 +142,7 @@ ENV_NEEDED = {
         "NPS_SURVEY_REQUESTS_PER_ADDRESS",
         "NPS_SURVEY_SUBMISSIONS_PER_LINK",
         "NPS_SURVEY_MAX_BODY_BYTES",
+        "AIRFLOW_CONN_NPS_AIRFLOW_API",
         "PYTHONPATH",
     },
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "NPS_DB_PASSWORD"},
@@ -151,14 +158,16 @@ SECRETS_SEEN = {
     "postgres": {"POSTGRES_PASSWORD", "NPS_DB_PASSWORD"},
     "redis": set(),
     "mailpit": set(),
-    "airflow-init": AIRFLOW_SECRETS | {"NPS_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"},
+    "airflow-init": AIRFLOW_SECRETS | {"NPS_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "NPS_SURVEY_AIRFLOW_PASSWORD"},
     "airflow-apiserver": AIRFLOW_SECRETS | {"AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "NPS_DB_PASSWORD"},
     "airflow-scheduler": AIRFLOW_SECRETS | {"AIRFLOW_JWT_SECRET"},
     "airflow-dag-processor": AIRFLOW_SECRETS | TASK_SECRETS,
     "airflow-triggerer": AIRFLOW_SECRETS | TASK_SECRETS | {"AIRFLOW_API_SECRET_KEY"},
     "airflow-worker": AIRFLOW_SECRETS | TASK_SECRETS | {"AIRFLOW_API_SECRET_KEY"},
     "airflow-cli": AIRFLOW_SECRETS,
-    "survey": {"NPS_DB_PASSWORD", "NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", "NPS_SES_WEBHOOK_TOKEN"} | LINK_KEYS,
+    "survey": {"NPS_DB_PASSWORD", "NPS_SENDGRID_WEBHOOK_PUBLIC_KEY", "NPS_SES_WEBHOOK_TOKEN"}
+    | LINK_KEYS
+    | {"NPS_SURVEY_AIRFLOW_PASSWORD"},
 }
 # The optional files of extra settings (never .env itself): Airflow's settings for every Airflow
 # service, the tasks' further connections and settings only where task code runs.
@@ -472,10 +481,16 @@ def test_the_airflow_cli_runs_on_demand_with_the_common_settings():
 
 
 def test_the_internet_facing_survey_service_gets_no_airflow_secret():
+    """Only its own service account (role op: it posts the answers' asset events), none of Airflow's
+    keys, settings or the admin's password."""
     survey = _services()["survey"]
     assert "env_file" not in survey and "volumes" not in survey
     assert set(survey["environment"]) >= {"NPS_DB_URL", "NPS_SECRET_KEY", "NPS_SECRET_KEY_PREVIOUS"}
-    assert not [name for name in survey["environment"] if name.startswith(("AIRFLOW", "POSTGRES"))]
+    airflow = [name for name in survey["environment"] if name.startswith(("AIRFLOW", "POSTGRES"))]
+    assert airflow == ["AIRFLOW_CONN_NPS_AIRFLOW_API"]
+    account = urlsplit(_env("survey")["AIRFLOW_CONN_NPS_AIRFLOW_API"])
+    assert (account.username, account.password) == ("nps-survey", _filled_env()["NPS_SURVEY_AIRFLOW_PASSWORD"])
+    assert "nps-survey:op" in _env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
 
 
 def test_the_survey_settings_are_ones_the_form_reads():
@@ -692,7 +707,7 @@ def test_the_passwords_file_is_written_by_init_and_read_by_the_api_server_on_a_s
     assert {name for name in _services() if api_volume in _named_volumes(name)} == {"airflow-init", "airflow-apiserver"}
     # The admin named in the users list is the one whose password init writes.
     users = _env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
-    assert users == f"{_env('airflow-init')['AIRFLOW_ADMIN_USER']}:admin"
+    assert users == f"{_env('airflow-init')['AIRFLOW_ADMIN_USER']}:admin,nps-survey:op"  # and the form's account
     assert _services()["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
     # init runs the script that writes the file, then hands the folder to the api-server's user.
     assert "simple_auth_passwords.py" in _init_script_step("simple_auth_passwords.py")
@@ -703,12 +718,15 @@ def test_the_passwords_file_is_written_by_init_and_read_by_the_api_server_on_a_s
     assert _env("airflow-init")["AIRFLOW_UID"] == _filled_env()["AIRFLOW_UID"]
 
 
-def _write_passwords(path: Path, password: str, user: str = "admin") -> subprocess.CompletedProcess:
+def _write_passwords(
+    path: Path, password: str, user: str = "admin", survey_password: str = ""
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
         "AIRFLOW_ADMIN_USER": user,
         "AIRFLOW_ADMIN_PASSWORD": password,
+        "NPS_SURVEY_AIRFLOW_PASSWORD": survey_password,
     }
     return subprocess.run([sys.executable, str(PASSWORDS_SCRIPT)], env=env, capture_output=True, text=True)  # noqa: S603
 
@@ -743,6 +761,13 @@ def test_airflow_logs_in_with_the_password_from_env_and_keeps_it(tmp_path):
     assert _write_passwords(path, "second-password").returncode == 0
     second = _simple_auth_manager_passwords(path, "admin:admin,viewer:viewer")
     assert second == {"admin": "second-password", "viewer": first["viewer"]}
+
+
+def test_the_survey_forms_service_account_logs_in_with_its_password_from_env(tmp_path):
+    path = tmp_path / "auth" / "simple_auth_manager_passwords.json"
+    assert _write_passwords(path, "admin-password", survey_password="survey-password").returncode == 0
+    users = _env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+    assert _simple_auth_manager_passwords(path, users) == {"admin": "admin-password", "nps-survey": "survey-password"}
 
 
 def test_the_passwords_script_refuses_an_empty_password(tmp_path):

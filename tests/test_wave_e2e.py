@@ -5,6 +5,7 @@ Then the whole wave again: nobody is emailed twice.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -17,7 +18,8 @@ from devkit.demo import wave_conf
 from devkit.servers import SurveyServer
 from devkit.simulate import Respondents, form_settings, write_population
 from include.nps.core import storage
-from include.nps.wave import audience
+from include.nps.core.connections import reports_dir
+from include.nps.wave import audience, contact_results
 
 pytestmark = pytest.mark.e2e
 TIMELINE = {"preannounce": 1, "open": 16, "reminder": 26, "midwave": 32, "close": 40, "flash": 44, "retrospective": 46}
@@ -121,6 +123,18 @@ def test_a_whole_wave_then_the_same_wave_again(airflow_db, wave_db, smtp, chat, 
         sheet = _xlsx_rows(drops["drop_postwave"])
         assert len(sheet) == len(scores) and sorted(r["Score"] for r in sheet) == sorted(scores.values())
         assert not any(str(r["Comment"]).startswith("=") for r in sheet)
+        # BI got one row per audience contact, each answer's score and its churn signal.
+        with (reports_dir(WAVE_ID) / "bi" / contact_results.FILE_NAME).open(encoding="utf-8", newline="") as f:
+            bi = {r["contact_id"]: r for r in csv.DictReader(f)}
+        assert len(bi) == len(included)
+        answered_ids = storage.fetch_all(
+            engine, "SELECT contact_id, score FROM responses WHERE wave_id = :w", w=WAVE_ID
+        )
+        assert {r["contact_id"]: int(bi[r["contact_id"]]["score"]) for r in answered_ids} == {
+            r["contact_id"]: r["score"] for r in answered_ids
+        }
+        signals = {r["churn_signal"] for r in bi.values() if r["band"] == "detractor"}
+        assert signals == {"high"}  # no follow-up closed yet
         # The retrospective opened action items, and every data check passed and was kept.
         items = storage.fetch_all(
             engine, "SELECT owner, priority, due_date FROM action_items WHERE wave_id = :w", w=WAVE_ID

@@ -286,6 +286,13 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     return {"detractors": routed, "realtime": late, "alerts": alerted}
 
 
+def export_contact_results(wave_id: str) -> dict[str, Any]:
+    """The wave's per-contact results for BI, churn signal included (see `contact_results`)."""
+    from include.nps.wave import contact_results
+
+    return contact_results.export(*_wave(wave_id))
+
+
 @fails_fast
 def send_followups(wave_id: str) -> dict[str, Any]:
     """The score-band email to every respondent (see `band_emails.send_at_close`)."""

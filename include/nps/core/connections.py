@@ -5,9 +5,12 @@ Secrets live only in Airflow connections or environment variables, never in code
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine
 
@@ -83,3 +86,23 @@ def engine_for(url: str) -> Engine:
 def nps_engine() -> Engine:
     """The NPS DB, migrated to the latest version."""
     return engine_for(db_url())
+
+
+def env_connection(conn_id: str) -> dict[str, Any] | None:
+    """The connection `conn_id` as its `AIRFLOW_CONN_<ID>` variable gives it (JSON or URI), read
+    without Airflow: for processes that do not run Airflow (the survey form). None when not set."""
+    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}", "").strip()
+    if not value:
+        return None
+    if value.startswith("{"):
+        fields = json.loads(value)
+        return {key: fields.get(key) for key in ("conn_type", "host", "login", "password", "port", "schema")}
+    parts = urlsplit(value)
+    return {
+        "conn_type": parts.scheme,
+        "host": parts.hostname,
+        "login": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "port": parts.port,
+        "schema": parts.path.lstrip("/") or None,
+    }

@@ -17,6 +17,10 @@ Guards, in the order a request meets them: a per-address rate limit, the signed 
 per-invitation limit on submissions (429), the CSRF token (403), the answer itself (422). A
 refused answer comes back in the form with what the respondent typed, and a clear message.
 
+Each answer recorded is announced to Airflow (`answer_events`: the `nps_survey_answers` asset,
+coalesced, from a background thread), so `nps_responses` alerts a detractor within seconds; the
+submit never waits for Airflow, and when Airflow is down the DAG's timer picks the answer up.
+
 The same app serves the internal follow-up form (`followup_form`) and the email services'
 webhooks (`esp_webhooks`); the guards every page shares are in `form_guards`.
 """
@@ -35,6 +39,7 @@ from include.nps.core.rate_limits import SlidingWindowLimit
 from include.nps.wave import responses
 from include.nps.wave.responses import ResponseRejected
 from include.nps.web import esp_webhooks, followup_form
+from include.nps.web.answer_events import AnswerEvents
 from include.nps.web.form_guards import (
     FormSettings,
     Refused,
@@ -59,26 +64,32 @@ STATUS_FOR_ERROR = {
 }
 
 
-def create_app(engine: Engine, settings: FormSettings | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, settings: FormSettings | None = None, answer_events: AnswerEvents | None = None
+) -> FastAPI:
     """The survey app: its guards, the survey and unsubscribe pages, the follow-up form and the
-    email services' webhooks."""
+    email services' webhooks. `answer_events`: how answers are announced to Airflow (by default
+    from the environment; `app.state.answer_events`)."""
     settings = settings or FormSettings.from_env()
+    events = answer_events or AnswerEvents.from_env()
     app = FastAPI(title="NPS survey", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.answer_events = events
     install_guards(app, settings)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def healthz() -> str:
         return "ok"
 
-    app.include_router(survey_router(engine, settings))
+    app.include_router(survey_router(engine, settings, events))
     app.include_router(unsubscribe_router(engine, settings))
     app.include_router(followup_form.router(engine, settings))
     app.include_router(esp_webhooks.router(engine))  # ESP bounce and complaint webhooks (/hooks/...)
     return app
 
 
-def survey_router(engine: Engine, settings: FormSettings) -> APIRouter:
-    """The survey form a personal link opens, its submission and the thank-you page."""
+def survey_router(engine: Engine, settings: FormSettings, events: AnswerEvents) -> APIRouter:
+    """The survey form a personal link opens, its submission (announced to Airflow through
+    `events`) and the thank-you page."""
     routes = APIRouter()
     per_link = SlidingWindowLimit(settings.submissions_per_link, settings.submission_window)
 
@@ -140,6 +151,7 @@ def survey_router(engine: Engine, settings: FormSettings) -> APIRouter:
             if exc.code == "closed":
                 raise _closed(ctx) from exc
             return _form(ctx, token, typed, error=exc.code, error_pillar=exc.field)
+        events.recorded(invitation.wave_id)  # returns at once: a background thread tells Airflow
         return RedirectResponse(f"/s/{token}/thanks", status_code=303)
 
     @routes.get("/s/{token}/thanks", response_class=HTMLResponse)
