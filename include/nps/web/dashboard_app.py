@@ -73,6 +73,10 @@ def create_app(authorize: Callable, engine: Callable[[], Engine] = _default_engi
         found = _found(dashboard_figures.wave_detail(engine(), wave_id), wave_id)
         return _render("wave.html", wave=found, prefix=URL_PREFIX)
 
+    from include.nps.web import audit_page  # the audit trail: a page of its own
+
+    app.include_router(audit_page.router(engine, _render, URL_PREFIX))
+
     @app.exception_handler(HTTPException)
     async def plain_errors(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
