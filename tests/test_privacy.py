@@ -34,7 +34,7 @@ COMMENT = "Ingrid here: the export to our Bergen office keeps failing since Marc
 NOTE = "Called Ingrid on her mobile, she wants a refund for the Bergen licences"
 OTHERS = {
     "C2": ("Yael Cohen", "en", 10, "מוצר מצוין, תודה"),
-    "C3": ("佐藤 陽翔", "ja", 8, "とても使いやすいです"),
+    "C3": ("佐藤 陽翔", "en", 8, "とても使いやすいです"),
     "C4": ("张伟", "en", 9, None),
     "C5": ("Ada Lovelace", "en", 6, "Slow support lately"),
     "C6": ("Grace Hopper", "en", None, None),
@@ -163,6 +163,9 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
     needles = [TARGET_EMAIL, TARGET_NAME, COMMENT, NOTE]
     assert {needle for _, _, needle in traces(engine, needles)} == set(needles)  # the search finds them
     before, rows_before = figures(engine, wave_ids), all_rows(engine)
+    trail = {(e["action"], e["actor"], e["wave_id"]) for e in audit.events(engine)}
+    assert {("wave_triggered", "csops@vendor.example", w) for w in wave_ids} <= trail
+    assert {("drop_sent", "airflow", w) for w in wave_ids} <= trail
 
     exported = export.export(engine, "dpo@vendor.example", email=TARGET_EMAIL, out=tmp_path / "export")
     content = json.loads(Path(exported["json"]).read_text(encoding="utf-8"))
