@@ -71,7 +71,6 @@ def test_the_command_line_exports_erases_and_dry_runs_retention(engine, answered
 def test_an_erased_person_is_left_out_of_the_next_load_and_named_nowhere(engine, answered, tmp_path):
     from include.nps.privacy import erasure
 
-    wave, path = answered
     erasure.erase(engine, "dpo", email=EMAIL.upper())
     # the next extract still has her, under another case, and a broken row beside her
     rows = [contact("IL7", "A1", email=EMAIL.upper(), name="Yael Cohen"), contact("JP1", "A2"), contact("CN1")]
