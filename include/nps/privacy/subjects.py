@@ -152,8 +152,11 @@ def plain_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row as JSON holds it: times in ISO 8601 (UTC), everything else plain."""
     out = {}
     for column, value in row.items():
-        if isinstance(value, dt.datetime | dt.date):
-            value = storage.as_utc(value).isoformat() if isinstance(value, dt.datetime) else value.isoformat()
+        if isinstance(value, dt.datetime):
+            utc = storage.as_utc(value)
+            value = utc.isoformat() if utc else None
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
         elif not isinstance(value, str | int | float | bool | type(None)):
             value = str(value)
         out[column] = value
