@@ -27,9 +27,9 @@ from include.nps.web import dashboard_figures
 from tests.factories import contact, wave_params, write_csv
 
 SALT = "test-privacy-salt"
-TARGET = "C1"
+TARGET = "NO-4711"
 TARGET_EMAIL = "ingrid.solberg@fjord.example"
-TARGET_NAME = "Ingrid Solberg"
+TARGET_NAME = "Ingrid Østby"
 COMMENT = "Ingrid here: the export to our Bergen office keeps failing since March"
 NOTE = "Called Ingrid on her mobile, she wants a refund for the Bergen licences"
 OTHERS = {
@@ -139,8 +139,10 @@ def traces(engine: Engine, needles: list[str]) -> list[tuple[str, str, str]]:
         for table, columns in text_columns(engine).items():
             for column in columns:
                 for needle in needles:
-                    sql = f"SELECT COUNT(*) FROM {table} WHERE LOWER({column}) LIKE :n"
-                    if conn.execute(text(sql), {"n": f"%{needle.lower()}%"}).scalar_one():
+                    # LOWER() folds only ASCII on SQLite, all of Unicode on PostgreSQL
+                    sql = f"SELECT COUNT(*) FROM {table} WHERE LOWER({column}) LIKE :n OR LOWER({column}) LIKE :a"
+                    ascii_lower = "".join(c.lower() if c.isascii() else c for c in needle)
+                    if conn.execute(text(sql), {"n": f"%{needle.lower()}%", "a": f"%{ascii_lower}%"}).scalar_one():
                         found.append((table, column, needle))
     return found
 
@@ -172,7 +174,7 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
     assert COMMENT in Path(exported["html"]).read_text(encoding="utf-8")
     erased = erasure.erase(engine, "dpo@vendor.example", email=TARGET_EMAIL.title(), reason="DSR-17")
 
-    assert traces(engine, needles) == []
+    assert traces(engine, [*needles, TARGET]) == []  # nor their contact id: kept rows are under a pseudonym
     assert figures(engine, wave_ids) == before
     # the export holds every row the erasure removed or changed
     rows_after = all_rows(engine)
@@ -199,7 +201,6 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
     # the audit trail says who and how much, and nothing personal
     trail = audit.events(engine, action="erasure")
     assert trail[0]["actor"] == "dpo@vendor.example" and trail[0]["details"]["rows_total"] > 0
-    assert not [t for t in traces(engine, [TARGET_EMAIL, TARGET_NAME, COMMENT, "C1"]) if t[0] == "audit_events"]
     # again: nothing more to do
     assert erasure.erase(engine, "dpo@vendor.example", email=TARGET_EMAIL).counts == {}
 
@@ -234,7 +235,9 @@ def test_every_table_with_text_is_in_the_inventory_or_declared_free_of_personal_
         assert columns <= {c["name"] for c in schema.get_columns(table)}, table
 
 
-def test_retention_removes_exactly_what_is_due(engine, tmp_path, nps_home, monkeypatch):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_retention_removes_exactly_what_is_due(backend, request, tmp_path, nps_home):
+    engine = request.getfixturevalue("engine" if backend == "sqlite" else "pg_engine")
     now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
     settings = {"retention_comment_days": 30, "retention_response_days": 365, "retention_quarantine_days": 60}
     for name, open_at in (("old", now - dt.timedelta(days=400)), ("recent", now - dt.timedelta(days=40))):

@@ -73,7 +73,10 @@ def drop_root(params: dict[str, Any]) -> Any:
 def files_of(conn: Connection, subject: Subject) -> list[dict[str, Any]]:
     """Every delivered file of the person's waves that holds their address, name or contact id."""
     ids = [subject.contact_id] if subject.contact_id and len(subject.contact_id) >= MIN_ID_CHARS else []
-    needles = [n.lower().encode() for n in [*subject.emails, *subject.names, *ids] if n]
+    # the file's bytes are lowered as ASCII: a needle both so and fully lowered
+    needles = sorted(
+        {v.encode() for n in [*subject.emails, *subject.names, *ids] if n for v in (n.lower(), _ascii_lower(n))}
+    )
     if not needles or subject.contact_id is None:
         return []
     found = []
@@ -127,6 +130,10 @@ def _sent(conn: Connection, wave_id: str) -> dict[str, list[dict[str, Any]]]:
         at = storage.as_utc(sent_at)
         found.setdefault(kind, []).append({"address": address, "sent_at": at.isoformat() if at else None})
     return found
+
+
+def _ascii_lower(value: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in value)
 
 
 def _holds(path: Any, needles: list[bytes]) -> bool:

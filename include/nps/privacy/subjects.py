@@ -119,7 +119,9 @@ def mentions(conn: Connection, table: Table, subject: Subject) -> Iterator[tuple
     if not needles:
         return
     forms = sorted({form for needle in needles for form in _forms(needle)}, key=len, reverse=True)
-    patterns = {f"p{i}": f"%{_like(form.lower())}%" for i, form in enumerate(forms)}
+    # LOWER() folds only ASCII on SQLite, all of Unicode on PostgreSQL: a pattern for each
+    lowered = sorted({variant for form in forms for variant in (form.lower(), _ascii_lower(form))})
+    patterns = {f"p{i}": f"%{_like(form)}%" for i, form in enumerate(lowered)}
     for column in table.personal:
         any_form = " OR ".join(f"LOWER(t.{column}) LIKE :{name} ESCAPE '!'" for name in patterns)
         keys = ", ".join(f"t.{k}" for k in table.key)
@@ -136,6 +138,10 @@ def mentions(conn: Connection, table: Table, subject: Subject) -> Iterator[tuple
 def _forms(needle: str) -> set[str]:
     """A string as it may be stored: as is, inside JSON (either escaping) and in HTML."""
     return {needle, json.dumps(needle)[1:-1], json.dumps(needle, ensure_ascii=False)[1:-1], html.escape(needle)}
+
+
+def _ascii_lower(value: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in value)
 
 
 def _like(value: str) -> str:
