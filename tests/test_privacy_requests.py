@@ -69,9 +69,14 @@ def test_the_command_line_exports_erases_and_dry_runs_retention(engine, answered
 
 
 def test_an_erased_person_is_left_out_of_the_next_load_and_named_nowhere(engine, answered, tmp_path):
+    from include.nps.delivery import outbox
     from include.nps.privacy import erasure
 
+    wave, _ = answered
+    outbox.enqueue(engine, wave.wave_id, "reminder", [("IL7", EMAIL)])  # not sent yet
     erasure.erase(engine, "dpo", email=EMAIL.upper())
+    pending = storage.fetch_all(engine, "SELECT status, address FROM outbox WHERE kind = 'reminder'")
+    assert [row["status"] for row in pending] == ["suppressed"] and EMAIL not in pending[0]["address"]
     # the next extract still has her, under another case, and a broken row beside her
     rows = [contact("IL7", "A1", email=EMAIL.upper(), name="Yael Cohen"), contact("JP1", "A2"), contact("CN1")]
     again = write_csv(tmp_path / "again.csv", rows)

@@ -108,7 +108,14 @@ TABLES: tuple[Table, ...] = (
         "pseudonymise",
         ("recipient", "address", "last_error"),
         find="t.recipient = :contact_id OR LOWER(t.address) IN :emails",
-        anonymise={"recipient": ":pseudo_id", "address": ":pseudo_email", "last_error": "NULL", "claimed_by": "NULL"},
+        anonymise={
+            "recipient": ":pseudo_id",
+            "address": ":pseudo_email",
+            "claimed_by": "NULL",
+            # a message not sent yet never will be (counted as suppressed, as an opt-out is)
+            "status": "CASE WHEN t.status = 'pending' THEN 'suppressed' ELSE t.status END",
+            "last_error": "CASE WHEN t.status = 'pending' THEN 'erased on request' END",
+        },
     ),
     Table("comment_parts", "delete", ("contact_id", "matched", "text")),
     Table(
