@@ -21,6 +21,7 @@ from sqlalchemy import Engine, inspect, text
 from include.nps import pipeline
 from include.nps.closed_loop import followups
 from include.nps.core import storage
+from include.nps.core.connections import reports_dir
 from include.nps.privacy import audit, erasure, export, inventory, retention, subjects
 from include.nps.wave import audience, flash_results, responses, stats, waves
 from include.nps.web import dashboard_figures
@@ -82,6 +83,10 @@ def run_wave(engine: Engine, folder: Path, name: str, start: dt.datetime, whole:
     pipeline.share_midwave_drop(wave_id)
     pipeline.close_wave(wave_id)
     pipeline.share_postwave_drop(wave_id)
+    # sales take the person's follow-up, in the CSV they sent back (CS ops saved it with the wave)
+    returned = reports_dir(wave_id) / "returned"
+    returned.mkdir()
+    (returned / "sales.csv").write_text(f"Contact ID;Sales decision (sales / cs)\r\n{TARGET};sales\r\n")
     pipeline.route_detractors(wave_id)
     pipeline.send_followups(wave_id)
     followups.log_attempt(engine, wave_id, TARGET, "ana@vendor.example", "tried", storage.utcnow(), RULES, note=NOTE)
@@ -168,6 +173,7 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
     trail = {(e["action"], e["actor"], e["wave_id"]) for e in audit.events(engine)}
     assert {("wave_triggered", "csops@vendor.example", w) for w in wave_ids} <= trail
     assert {("drop_sent", "airflow", w) for w in wave_ids} <= trail
+    assert {("decisions_applied", "airflow", w) for w in wave_ids} <= trail
 
     exported = export.export(engine, "dpo@vendor.example", email=TARGET_EMAIL, out=tmp_path / "export")
     content = json.loads(Path(exported["json"]).read_text(encoding="utf-8"))
@@ -185,10 +191,12 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
         exported_rows = content["tables"].get(table, [])
         for row in gone:
             assert any(_same(row, e) for e in exported_rows), (table, row)
-    assert {"responses", "followup_events", "outbox", "wave_audience", "contacts"} <= set(erased.counts)
+    assert {"responses", "followup_events", "outbox", "wave_audience", "contacts", "sales_decisions"} <= set(
+        erased.counts
+    )
     # the drops and reports that left with the person in them, with where they went
     kinds = {(f["wave_id"], f["kind"]) for f in erased.files}
-    assert {(w, k) for w in wave_ids for k in ("drop_midwave", "drop_postwave")} <= kinds
+    assert {(w, k) for w in wave_ids for k in ("drop_midwave", "drop_postwave", "returned_decisions")} <= kinds
     sent_to = {
         Path(f["path"]).name.split("-postwave-")[1]: f["sent_to"] for f in erased.files if f["kind"] == "drop_postwave"
     }

@@ -83,7 +83,7 @@ def files_of(conn: Connection, subject: Subject) -> list[dict[str, Any]]:
     for wave_id, params in _waves_of(conn, subject.contact_id):
         sent = _sent(conn, wave_id)
         for kind, path, location in wave_files(wave_id, drop_root({**params, "wave_id": wave_id})):
-            if kind == "returned_decisions" or not _holds(path, needles):
+            if not _holds(path, needles):
                 continue
             recipients = sent.get(kind, [])
             if COMPLETE in path.name:  # sales ops' complete file

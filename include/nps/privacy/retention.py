@@ -9,7 +9,8 @@ latest wave (None keeps everything, the default):
 - `retention_response_days` (M): responses answered more than M days ago are deleted with all that
   hangs off them (history, comment parts, follow-up and its events, sales decision);
 - `retention_quarantine_days` (K): quarantined input rows of waves created more than K days ago are
-  deleted, and the wave's raw-data drop files and rejected-rows CSVs written more than K days ago.
+  deleted, and the wave's raw-data drop files (and those sales returned) and rejected-rows CSVs
+  written more than K days ago.
 
 The columns come from the inventory (`Table.free_text`, `Table.age`). `apply` does it all in one
 transaction per program (a dry run rolls it back) and returns the counts; each run is audited.
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 SETTINGS = ("retention_comment_days", "retention_response_days", "retention_quarantine_days")
 # What hangs off a response, children first: deleted with it.
 RESPONSE_PARTS = ("followup_events", "followups", "response_history", "comment_parts", "sales_decisions")
-FILE_KINDS = ("drop_midwave", "drop_postwave", "rejected_rows")
+FILE_KINDS = ("drop_midwave", "drop_postwave", "rejected_rows", "returned_decisions")
 IN_PROGRAM = "t.wave_id IN (SELECT wave_id FROM waves WHERE program = :program)"
 
 
