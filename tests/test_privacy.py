@@ -196,7 +196,8 @@ def test_an_erasure_after_two_waves_leaves_no_trace_and_keeps_every_figure(
     )
     # the drops and reports that left with the person in them, with where they went
     kinds = {(f["wave_id"], f["kind"]) for f in erased.files}
-    assert {(w, k) for w in wave_ids for k in ("drop_midwave", "drop_postwave", "returned_decisions")} <= kinds
+    expected = ("drop_midwave", "drop_postwave", "returned_decisions", "retrospective")
+    assert {(w, k) for w in wave_ids for k in expected} <= kinds
     sent_to = {
         Path(f["path"]).name.split("-postwave-")[1]: f["sent_to"] for f in erased.files if f["kind"] == "drop_postwave"
     }

@@ -8,6 +8,7 @@ files too), with its kind, where it is and to whom and when it was sent, so it c
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import zipfile
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, text
 
 from include.nps.core import storage
 from include.nps.core.connections import nps_home
-from include.nps.privacy.subjects import Subject
+from include.nps.privacy.subjects import MIN_TEXT_CHARS, Subject
 from include.nps.wave import waves
 
 PHASES = ("midwave", "postwave")
@@ -74,9 +75,9 @@ def files_of(conn: Connection, subject: Subject) -> list[dict[str, Any]]:
     """Every delivered file of the person's waves that holds their address, name or contact id."""
     ids = [subject.contact_id] if subject.contact_id and len(subject.contact_id) >= MIN_ID_CHARS else []
     # the file's bytes are lowered as ASCII: a needle both so and fully lowered
-    needles = sorted(
-        {v.encode() for n in [*subject.emails, *subject.names, *ids] if n for v in (n.lower(), _ascii_lower(n))}
-    )
+    texts = [t for t in subject.texts if len(t.strip()) >= MIN_TEXT_CHARS]  # a report quotes comments
+    named = [*subject.emails, *subject.names, *ids, *texts, *map(html.escape, texts)]
+    needles = sorted({v.encode() for n in named if n for v in (n.lower(), _ascii_lower(n))})
     if not needles or subject.contact_id is None:
         return []
     found = []

@@ -7,7 +7,7 @@ text column is neither listed here nor in `NO_PERSONAL_DATA`.
 
 How a person's rows are found (`find`, SQL over the table aliased `t`), with these parameters:
 `:contact_id` (their contact id, or None), `:emails` (every address they were known by, lower
-case). Rows are then either
+case), `:names` (every name they were known by). Rows are then either
 
 - `pseudonymised`: kept for the wave's figures (counts, NPS, response rates), with the contact id
   replaced by a salted pseudonym and every personal column set by `anonymise` (SQL expressions that
@@ -128,10 +128,11 @@ TABLES: tuple[Table, ...] = (
         "quarantine",
         "delete",
         ("value",),
-        # every cell of an input row that held their contact id or address
+        # every cell of an input row that held their contact id, address or name
         find=(
             "EXISTS (SELECT 1 FROM quarantine q WHERE q.wave_id = t.wave_id AND q.source = t.source "
-            "AND q.row_number = t.row_number AND (q.value = :contact_id OR LOWER(q.value) IN :emails))"
+            "AND q.row_number = t.row_number "
+            "AND (q.value = :contact_id OR LOWER(q.value) IN :emails OR q.value IN :names))"
         ),
     ),
     Table("check_results", "scrub", ("summary", "details"), key=("wave_id", "step")),

@@ -37,7 +37,7 @@ class Subject:
     texts: list[str] = field(default_factory=list)
 
     def params(self, pseudo: bool = False) -> dict[str, Any]:
-        found: dict[str, Any] = {"contact_id": self.contact_id, "emails": self.emails}
+        found: dict[str, Any] = {"contact_id": self.contact_id, "emails": self.emails, "names": self.names}
         if pseudo:
             found |= {"pseudo_id": self.pseudo_id, "pseudo_email": f"{self.pseudo_id}@erased.invalid"}
         return found
@@ -66,10 +66,14 @@ def _email_key(address: str) -> str:
     return contact_rules.email_key(address)
 
 
+LISTS = ("emails", "names")  # the parameters that are lists
+
+
 def bound(sql: str) -> Any:
-    """A statement whose `:emails` is a list."""
+    """A statement whose `:emails` and `:names` are lists."""
     statement = text(sql)
-    return statement.bindparams(bindparam("emails", expanding=True)) if ":emails" in sql else statement
+    lists = [bindparam(name, expanding=True) for name in LISTS if f":{name}" in sql]
+    return statement.bindparams(*lists) if lists else statement
 
 
 def find(conn: Connection, email: str | None = None, contact_id: str | None = None) -> Subject:
