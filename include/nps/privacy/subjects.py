@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, String, bindparam, text
 
 from include.nps.core import storage, subject_keys
 from include.nps.privacy.inventory import ERASED_MARK, Table
@@ -72,7 +72,7 @@ LISTS = ("emails", "names")  # the parameters that are lists
 def bound(sql: str) -> Any:
     """A statement whose `:emails` and `:names` are lists."""
     statement = text(sql)
-    lists = [bindparam(name, expanding=True) for name in LISTS if f":{name}" in sql]
+    lists = [bindparam(name, expanding=True, type_=String()) for name in LISTS if f":{name}" in sql]
     return statement.bindparams(*lists) if lists else statement
 
 
