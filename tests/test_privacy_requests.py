@@ -141,3 +141,10 @@ def test_the_dashboard_shows_the_audit_trail_escaped(engine):
     assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     assert "rows_total: 3" in page.text and 'href="/nps/waves/test-w1"' in page.text
     assert [(e["actor"], e["object_id"]) for e in events] == [("csops@vendor.example", "run-1")]
+
+
+def test_a_run_is_audited_as_the_user_who_triggered_it_else_as_how_it_started():
+    from types import SimpleNamespace
+
+    assert audit.run_actor(SimpleNamespace(triggering_user_name="ana", run_type="manual")) == "ana"
+    assert audit.run_actor(SimpleNamespace(triggering_user_name=None, run_type="scheduled")) == "airflow:scheduled"
