@@ -175,7 +175,9 @@ def nps_wave() -> None:
         from include.nps import pipeline
 
         assert params is not None  # Airflow always passes the run's params
-        return pipeline.plan_wave(dict(params), (dag_run.dag_id, dag_run.run_id))
+        from include.nps.privacy.audit import run_actor
+
+        return pipeline.plan_wave(dict(params), (dag_run.dag_id, dag_run.run_id), run_actor(dag_run))
 
     plan = plan_wave()
     invitations = mass_mailing("send_invitations", "invitation", plan)

@@ -79,5 +79,6 @@ class NpsPlugin(AirflowPlugin):
     fastapi_apps = [_dashboard()]  # noqa: RUF012
     deadline_references = [WaveRetrospective]  # noqa: RUF012 - nps_wave's deadline: its retrospective
     external_views = [  # noqa: RUF012
-        {"name": "NPS waves", "href": "/nps/", "destination": "nav", "url_route": "nps-waves", "icon": None}
+        {"name": "NPS waves", "href": "/nps/", "destination": "nav", "url_route": "nps-waves", "icon": None},
+        {"name": "NPS audit trail", "href": "/nps/audit", "destination": "nav", "url_route": "nps-audit", "icon": None},
     ]

@@ -22,6 +22,7 @@ from include.nps.core.connections import nps_engine, reports_dir
 from include.nps.delivery import outbox
 from include.nps.delivery.transports import SmtpTransport, TransientFailure
 from include.nps.monitoring import alerts
+from include.nps.privacy import audit
 from include.nps.realtime import new_responses
 from include.nps.wave import (
     audience,
@@ -67,10 +68,15 @@ def fails_fast(step: F) -> F:
 
 
 @fails_fast
-def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Plan the wave; for a run (`(dag_id, run_id)`), refuse times that run cannot keep from now."""
+def plan_wave(params: dict[str, Any], run: tuple[str, str] | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Plan the wave; for a run (`(dag_id, run_id)`), refuse times that run cannot keep from now.
+    Who triggered it (`actor`) goes to the audit trail, once per run."""
     wave = waves.WaveParams.from_params(params)
-    milestones = waves.plan_wave(nps_engine(), wave, run, starts_at=storage.utcnow() if run else None)
+    engine = nps_engine()
+    milestones = waves.plan_wave(engine, wave, run, starts_at=storage.utcnow() if run else None)
+    run_id = run[1] if run else None
+    event_id = f"wave_triggered:{run[0]}:{run[1]}" if run else None
+    audit.record(engine, actor, "wave_triggered", run_id, wave.wave_id, {"program": wave.program}, event_id)
     return {"wave_id": wave.wave_id, "milestones": milestones}
 
 
@@ -243,8 +249,12 @@ def check_mailing(wave_id: str, kind: str) -> dict[str, int]:
 
 @fails_fast
 def share_drop(wave_id: str, phase: str) -> dict[str, Any]:
-    """The raw-data drop of `phase` (midwave or postwave): see `drop_sharing.share`."""
-    return drop_sharing.share(*_wave(wave_id), phase)
+    """The raw-data drop of `phase` (midwave or postwave): see `drop_sharing.share`; audited once."""
+    engine, wave = _wave(wave_id)
+    done = drop_sharing.share(engine, wave, phase)
+    counts = {key: done.get(key) for key in ("files", "rows", "sent")}
+    audit.record(engine, None, "drop_sent", f"drop_{phase}", wave_id, counts, f"drop_{phase}:{wave_id}")
+    return done
 
 
 def share_midwave_drop(wave_id: str) -> dict[str, Any]:
@@ -278,6 +288,9 @@ def route_detractors(wave_id: str) -> dict[str, Any]:
     frame = responses.responses_frame(engine, wave_id, [p["id"] for p in wave.pillar_questions])
     decided = drop_sharing.returned_decisions(engine, wave, frame)
     routed = routing.route_wave(engine, wave, frame, decided, rules)
+    if decided:
+        counts = dict(Counter(decided.values()))
+        audit.record(engine, None, "decisions_applied", "sales_decisions", wave_id, counts, f"decisions:{wave_id}")
     # What the real-time runs had no time for (answers of the last minutes, a paused DAG): Slack,
     # Teams, VIP and executive posts and CRM tasks, each once.
     late = new_responses.alert_new_responses(engine, wave_id, storage.utcnow())

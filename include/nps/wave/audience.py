@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
 
-from include.nps.core import clean_text, csv_files, storage
+from include.nps.core import clean_text, csv_files, storage, subject_keys
 from include.nps.wave import contact_rules
 from include.nps.wave.contact_rules import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from include.nps.wave.sales_drops import neutralise
@@ -59,6 +59,8 @@ MOVES_TABLE = """(
     refused BOOLEAN NOT NULL DEFAULT FALSE
 )"""
 QUARANTINE_COLUMNS = ("wave_id", "source", "row_number", "field", "value", "reason")
+ERASED_FIELD = "erased"  # the problem of a row whose person was erased on request (holds no value)
+ERASED = "this person was erased on request (on the suppression list): never imported again"
 KEEPS_ADDRESS = (
     "email belongs to contact {holder} in the NPS DB and {holder} keeps it; an address does not move to "
     "another contact id (opt-outs and bounces stay with their contact)"
@@ -114,7 +116,7 @@ def load_contacts(
         load.quarantine(wave_id, str(source), problems)
         if rejected_csv is not None and problems:
             write_rejected_csv(rejected_csv, reader.columns, problems, load.scratch.cells)
-        quarantined = len({p["row_number"] for p in problems})
+        quarantined = len({p["row_number"] for p in problems if p["field"] != ERASED_FIELD})
         if load.rows and quarantined / load.rows > max_rejected_share:
             raise AudienceError(
                 f"audience source {source}: {quarantined} of {load.rows} rows rejected "
@@ -211,6 +213,7 @@ class _Load:
         self.rows = 0
         self.problems: list[dict] = []
         self.moves = 0
+        self.erased = subject_keys.anyone_erased(conn)
 
     @classmethod
     @contextmanager
@@ -244,14 +247,27 @@ class _Load:
                 reason = contact_rules.duplicate_reason(field, earlier)
                 problem = {"row_number": number, "field": field, "value": values[number][:200], "reason": reason}
                 problems.setdefault((number, field), problem)
+        # An erased person's row is only said to be one: no cell of it is kept, quarantined or written.
+        erased = self._erased(numbers, keys)
+        problems = {at: problem for at, problem in problems.items() if at[0] not in erased}
         rejected = {number for number, _ in problems}
         self.scratch.keep_cells(chunk.frame[chunk.frame["row_number"].isin(rejected)])
         self.problems += problems.values()
+        self.problems += [
+            {"row_number": n, "field": ERASED_FIELD, "value": "", "reason": ERASED} for n in sorted(erased)
+        ]
+        rejected |= erased
         good = frame[~frame["row_number"].isin(rejected)]
         if len(good):
             self._stage(good)
             self._find_moves(chunk.frame, int(good["row_number"].iloc[0]), int(good["row_number"].iloc[-1]))
         self.conn.commit()  # a SQLite reader must not hold its snapshot: other writers go on meanwhile
+
+    def _erased(self, numbers: list[int], keys: dict[str, list[str]]) -> set[int]:
+        """Rows of people on the suppression list (erased on request): hashed and joined, per chunk."""
+        if not self.erased or not numbers:
+            return set()
+        return subject_keys.listed_rows(self.conn, numbers, keys)
 
     def _stage(self, good: pd.DataFrame) -> None:
         stored = contact_rules.stored_columns(good)

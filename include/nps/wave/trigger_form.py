@@ -49,6 +49,31 @@ def milestone_override(name: str, when: str) -> Param:
     )
 
 
+def retention_params() -> dict[str, Param]:
+    """The program's retention (days; empty keeps): applied daily by `nps_retention` to all its waves."""
+    described = {
+        "retention_comment_days": (
+            "Keep comments and call notes (days)",
+            "Comments, root causes in words and call notes older than this are emptied (scores stay). "
+            "Empty: kept. Applies to every wave of the program, by its latest wave's setting.",
+        ),
+        "retention_response_days": (
+            "Keep responses (days)",
+            "Responses answered longer ago than this are deleted with their follow-ups and history. Empty: kept.",
+        ),
+        "retention_quarantine_days": (
+            "Keep quarantined rows and drop files (days)",
+            "Rejected input rows, raw-data drop files and rejected-rows CSVs older than this are deleted. Empty: kept.",
+        ),
+    }
+    return {
+        name: Param(
+            None, type=["null", "integer"], minimum=0, title=title, description=description, section="Retention"
+        )
+        for name, (title, description) in described.items()
+    }
+
+
 def wave_form_params() -> dict[str, Param]:
     """The trigger form's fields by name (the DAG's `params`), in the order the form shows them."""
     return {
@@ -316,4 +341,5 @@ def wave_form_params() -> dict[str, Param]:
         "midwave_at": milestone_override("Mid-wave drop", "about halfway from open to close, at a business time"),
         "flash_at": milestone_override("Flash results", "close + 3 business days"),
         "retrospective_at": milestone_override("Retrospective", "flash results + 1 business day"),
+        **retention_params(),
     }

@@ -83,6 +83,10 @@ class WaveParams:
     delivery_window_hours: float = 4.0
     in_doubt: str = "resend"
     thresholds: CheckThresholds = field(default_factory=CheckThresholds)
+    # Retention of the program's personal data, in days (None keeps it): see include/nps/privacy/retention.py
+    retention_comment_days: int | None = None
+    retention_response_days: int | None = None
+    retention_quarantine_days: int | None = None
     overrides: dict[str, dt.datetime | None] = field(default_factory=dict)
 
     @property
@@ -132,6 +136,9 @@ class WaveParams:
                 delivery_window_hours=float(given(params, "delivery_window_hours", 4)),
                 in_doubt=str(given(params, "in_doubt", "resend")),
                 thresholds=CheckThresholds.from_params(params.get("thresholds") or params),
+                retention_comment_days=optional_days(params, "retention_comment_days"),
+                retention_response_days=optional_days(params, "retention_response_days"),
+                retention_quarantine_days=optional_days(params, "retention_quarantine_days"),
                 overrides=overrides,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -216,6 +223,17 @@ def parse_sender(params: dict[str, Any], name: str) -> str:
         return addresses.mailbox(params[name])
     except addresses.AddressError as exc:
         raise WaveError(f"{name} {params[name]!r} {exc}") from exc
+
+
+def optional_days(params: dict[str, Any], name: str) -> int | None:
+    """A day count that may be left empty (None); never negative."""
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    days = int(value)
+    if days < 0:
+        raise ValueError(f"{name} must be 0 or more days, got {days}")
+    return days
 
 
 def slug(text: str) -> str:

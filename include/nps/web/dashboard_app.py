@@ -54,7 +54,7 @@ def create_app(
     """The dashboard app over the NPS DB that `engine()` returns, behind `authorize` (a FastAPI
     dependency: the Airflow plugin passes Airflow's login and permission check); people's actions
     (`dashboard_actions`) also behind `authorize_write` (else `authorize`)."""
-    from include.nps.web import dashboard_actions, dashboard_figures
+    from include.nps.web import audit_page, dashboard_actions, dashboard_figures
 
     app = FastAPI(title="NPS waves", docs_url=None, redoc_url=None, dependencies=[Depends(authorize)])
 
@@ -78,6 +78,7 @@ def create_app(
 
     actions = dashboard_actions.router(engine, authorize_write or authorize, render_page, URL_PREFIX)
     app.include_router(actions)
+    app.include_router(audit_page.router(engine, _render, URL_PREFIX))
 
     @app.exception_handler(HTTPException)
     async def plain_errors(request: Request, exc: HTTPException) -> JSONResponse:
