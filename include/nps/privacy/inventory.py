@@ -118,6 +118,7 @@ TABLES: tuple[Table, ...] = (
         },
     ),
     Table("comment_parts", "delete", ("contact_id", "matched", "text")),
+    Table("survey_link_probes", "delete", ("contact_id",)),  # a link scanners fetched: who it was for
     Table(
         "delivery_events",
         "delete",
