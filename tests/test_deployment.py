@@ -105,6 +105,7 @@ NPS_TASK_ENV = {
     "NPS_SECRET_KEY",
     "NPS_SECRET_KEY_PREVIOUS",
     "NPS_SURVEY_BASE_URL",
+    "NPS_PRIVACY_SALT",
     "NPS_HOME",
     "PYTHONPATH",
 }
@@ -153,7 +154,7 @@ SHARED_AIRFLOW_ENV = AIRFLOW_CORE_ENV | LOGIN_ENV | NPS_TASK_ENV | {JWT_ENV, API
 # Which service may see which secret of .env: it gets exactly these, and nothing else.
 AIRFLOW_SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY"}
 LINK_KEYS = {"NPS_SECRET_KEY", "NPS_SECRET_KEY_PREVIOUS"}
-TASK_SECRETS = {"NPS_DB_PASSWORD", "AIRFLOW_CONN_NPS_SMTP", "AIRFLOW_CONN_NPS_CHAT"} | LINK_KEYS
+TASK_SECRETS = {"NPS_DB_PASSWORD", "AIRFLOW_CONN_NPS_SMTP", "AIRFLOW_CONN_NPS_CHAT", "NPS_PRIVACY_SALT"} | LINK_KEYS
 SECRETS_SEEN = {
     "postgres": {"POSTGRES_PASSWORD", "NPS_DB_PASSWORD"},
     "redis": set(),
@@ -177,7 +178,7 @@ ONE_SHOT = {"airflow-init", "airflow-cli"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $${...} is an escaped dollar.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
-SECRET_NAME = re.compile(r"PASSWORD$|SECRET|FERNET|JWT|_KEY$")
+SECRET_NAME = re.compile(r"PASSWORD$|SECRET|FERNET|JWT|_KEY$|SALT$")
 
 
 def _is_secret(name: str) -> bool:
@@ -692,10 +693,11 @@ def test_the_send_pool_of_the_wave_dag_is_created_wherever_airflow_runs():
     pool = re.search(r'^SEND_POOL = "([\w-]+)"', dag_file, re.MULTILINE).group(1)
     assert "pool=SEND_POOL" in dag_file
     assert f"airflow pools set {pool} " in INIT_SCRIPT.read_text()
-    assert f"airflow pools set {pool} " in (PROJECT_ROOT / "Makefile").read_text()
+    from devkit import localui
     from tests.airflow_cluster import SEND_POOL
 
-    assert pool == SEND_POOL
+    assert "devkit.localui" in (PROJECT_ROOT / "Makefile").read_text()  # `make airflow`
+    assert pool == SEND_POOL == localui.SEND_POOL[0]
 
 
 def test_the_passwords_file_is_written_by_init_and_read_by_the_api_server_on_a_shared_volume():
