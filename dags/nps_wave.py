@@ -15,7 +15,11 @@ for the one it needs:
 6. **close_wave**: freeze responses ⇒ check;
 7. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check, once the close's
    detractor routing has run (succeeded or failed);
-8. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
+8. **approve_flash_results** (only when the form's "Approve the flash results first" is on):
+   a person approves or rejects them in Required Actions, seeing the figures and a sample email;
+   nobody by the flash-results time: the form's timeout policy; a rejection sends nothing and is
+   recorded (the retrospective still runs);
+   **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
 9. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check (it runs once the
    wave is closed, whatever became of the flash results, and reports them).
 
@@ -29,7 +33,10 @@ retries and can be cleared and re-run, but the close and the flash results never
 
 - **share_midwave_drop** (after the invitations, at the mid-wave milestone): responses so far to
   sales ⇒ check;
-- **share_postwave_drop** (after close) ⇒ check;
+- **share_postwave_drop** (after close) ⇒ check; then **decide_followup_owner**, one
+  human-in-the-loop task per detractor the routing rules' `decide_in_airflow` names, assigned to
+  the account's salesperson in Required Actions (sales / cs; the rule's proposal stands at the
+  flash-results time) and applied to routing as a returned drop file's decision is;
 - **route_detractors** (after close): one follow-up owner each, chat alerts, CRM tasks ⇒ check.
 
 Every message goes through a ledger keyed by (wave, kind, recipient): re-running any task, or
@@ -51,6 +58,7 @@ import datetime as dt
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import TriggerRule, chain, dag, task, task_group
 
+from include.nps.human_tasks import ApproveFlashResults, DecideFollowupOwner
 from include.nps.monitoring import alerts
 from include.nps.wave.trigger_form import wave_form_params
 
@@ -66,6 +74,16 @@ SEND_POOL = "nps_email"
 # apart, span that window.
 SEND_RETRIES = 16
 SEND_MAX_RETRY_DELAY = dt.timedelta(minutes=30)
+
+
+def decide_followup_owners(requests):
+    """One human-in-the-loop task per detractor whose follow-up owner a person decides (mapped over
+    `requests`; skipped when there is none): sales or cs, in Airflow's Required Actions."""
+    return DecideFollowupOwner.partial(
+        task_id="decide_followup_owner",
+        options=["sales", "cs"],
+        map_index_template="{{ task.label }}",
+    ).expand_kwargs(requests)
 
 
 def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> DateTimeSensorAsync:
@@ -117,14 +135,18 @@ def mass_mailing(group_id: str, kind: str, plan):
 
             return pipeline.send_mailing_chunks(plan["wave_id"], kind, chunks)
 
-        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        # Once prepared, whether or not there was anything to send (no send task when empty); not
+        # when the mailing was skipped before it was prepared (flash results rejected).
+        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         def check(plan: dict) -> dict:
             from include.nps import pipeline
 
             return pipeline.check_mailing(plan["wave_id"], kind)
 
         batches = prepare(plan)
-        chain(batches, send.partial(plan=plan).expand(chunks=batches), check(plan))
+        checked = check(plan)
+        chain(batches, send.partial(plan=plan).expand(chunks=batches), checked)
+        chain(batches, checked)
 
     return mailing()
 
@@ -175,11 +197,16 @@ def nps_wave() -> None:
         wait_for("close"),
         close,
     )
-    chain(close, wait_for("flash"), flash)
+    # The optional approval (a form field, off by default) waits from the close until the flash
+    # results' time at most; a rejection skips the wait, so nothing is sent.
+    approval = ApproveFlashResults(task_id="approve_flash_results")
+    chain(close, approval, wait_for("flash", trigger_rule=TriggerRule.NONE_FAILED), flash)
     # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
     # but the close and the flash results never wait for it.
     chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop")(plan))
-    chain(close, wave_step("share_postwave_drop")(plan))
+    postwave = wave_step("share_postwave_drop")(plan)
+    requests = wave_step("sales_decision_requests")(plan)
+    chain(close, postwave, requests, decide_followup_owners(requests))
     route = wave_step("route_detractors")(plan)
     # Band emails go once the close's catch-up has alerted the last answers (VIP, executive, CRM:
     # it picks answers without a band email yet), whether that branch succeeded or failed.
