@@ -68,9 +68,7 @@ CUSTOMER_TIMELINE = [
 ]  # fmt: skip
 SIDE_BRANCHES = {  # a step for colleagues: the spine step it hangs off, and its own tasks
     "share_midwave_drop": ("send_invitations.check", ["wait_for_midwave", "share_midwave_drop"]),
-    "share_postwave_drop": (
-        "close_wave", ["share_postwave_drop", "sales_decision_requests", "decide_followup_owner"]
-    ),
+    "share_postwave_drop": ("close_wave", ["share_postwave_drop", "sales_decision_requests", "decide_followup_owner"]),
     "route_detractors": ("close_wave", ["route_detractors"]),
 }
 

@@ -186,9 +186,7 @@ def test_the_flash_approval_shows_the_figures_and_a_sample_email_and_a_rejection
     assert dt.datetime.fromisoformat(request["decide_by"]) == waves.milestone_due(engine, closed_wave.wave_id, "flash")
 
     summary = flash_approval.record(engine, closed_wave.wave_id, False, "cs.lead")
-    row = storage.fetch_one(
-        engine, "SELECT success, summary, details FROM check_results WHERE step = 'flash_approval'"
-    )
+    row = storage.fetch_one(engine, "SELECT success, summary, details FROM check_results WHERE step = 'flash_approval'")
     assert summary == "flash results rejected by cs.lead; not sent"
     assert row["success"] and row["summary"] == summary
     assert json.loads(row["details"]) == [{"approved": False, "answered_by": "cs.lead"}]

@@ -7,11 +7,11 @@ by the deadline, is recorded by `record_answer`. Which wins when both exist for 
 person's answer in Airflow wins over a returned file; a returned file wins over a default that
 stood at the deadline (the file is someone's decision, the default nobody's).
 
-The fallback, for people without an Airflow login: sales fill the decision column (sales / cs) of their drop file and put the file back in the
-wave's `returned/` folder, in the drop location or in the wave's reports folder (where CS ops
-save a file sent back by email). Every decision is checked: an unknown contact or a value other
-than `sales` or `cs` is quarantined with its file, row and reason; the others are kept, the
-later file (by name) winning when two disagree.
+The fallback, for people without an Airflow login: sales fill the decision column (sales / cs)
+of their drop file and put the file back in the wave's `returned/` folder, in the drop location
+or in the wave's reports folder (where CS ops save a file sent back by email). Every decision is
+checked: an unknown contact or a value other than `sales` or `cs` is quarantined with its file,
+row and reason; the others are kept, the later file (by name) winning when two disagree.
 """
 
 from __future__ import annotations
