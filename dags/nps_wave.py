@@ -76,6 +76,14 @@ SEND_RETRIES = 16
 SEND_MAX_RETRY_DELAY = dt.timedelta(minutes=30)
 
 
+@task
+def sales_decision_requests(plan: dict) -> list[dict]:
+    """The decisions to ask in Airflow: one small dict per detractor (the mapped task's kwargs)."""
+    from include.nps import pipeline
+
+    return pipeline.sales_decision_requests(plan["wave_id"])
+
+
 def decide_followup_owners(requests):
     """One human-in-the-loop task per detractor whose follow-up owner a person decides (mapped over
     `requests`; skipped when there is none): sales or cs, in Airflow's Required Actions."""
@@ -205,7 +213,7 @@ def nps_wave() -> None:
     # but the close and the flash results never wait for it.
     chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop")(plan))
     postwave = wave_step("share_postwave_drop")(plan)
-    requests = wave_step("sales_decision_requests")(plan)
+    requests = sales_decision_requests(plan)
     chain(close, postwave, requests, decide_followup_owners(requests))
     route = wave_step("route_detractors")(plan)
     # Band emails go once the close's catch-up has alerted the last answers (VIP, executive, CRM:

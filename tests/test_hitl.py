@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from devkit.demo import wave_conf
 from devkit.servers import SmtpServer
@@ -40,9 +42,9 @@ TIMELINE = {
     "open": 90,
     "reminder": 91,
     "midwave": 92,
-    "close": 150,
-    "flash": 240,
-    "retrospective": 241,
+    "close": 170,
+    "flash": 260,
+    "retrospective": 261,
 }
 ANSWERS = {  # contact: (score, comment)
     "D1": (3, "Support never answered"),
@@ -52,7 +54,14 @@ ANSWERS = {  # contact: (score, comment)
     "P1": (10, "Great"),
 }
 SCREENSHOTS = [PROJECT_ROOT / "var" / "screenshots" / "hitl", Path("/work/notes/screens")]
-PHASES: dict[str, float] = {}
+PHASES: dict[str, float] = {}  # seconds of each phase, printed at the end
+_LAST = [time.monotonic()]
+
+
+def _phase(name: str) -> None:
+    now = time.monotonic()
+    PHASES[name] = now - _LAST[0]
+    _LAST[0] = now
 
 
 def _contacts() -> list[dict[str, str]]:
@@ -69,7 +78,7 @@ def _contacts() -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def wave_run(postgres_url: str, tmp_path_factory):
     """The cluster (users: admin, the salesperson) and one triggered wave: (cluster, engine, smtp, run id)."""
-    started = time.monotonic()
+    _LAST[0] = time.monotonic()
     home = tmp_path_factory.mktemp("hitl")
     stamp = time.time_ns()
     metadata_url = create_database(postgres_url, f"airflow_hitl_{stamp}")
@@ -102,7 +111,7 @@ def wave_run(postgres_url: str, tmp_path_factory):
             cluster.start()
             wait_until(lambda: cluster.api("GET", f"/dags/{DAG_ID}").ok, 120, "nps_wave parsed by the dag-processor")
             assert cluster.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False}).ok
-            PHASES["airflow up"] = time.monotonic() - started
+            _phase("airflow up")
             conf = {
                 **wave_conf(write_csv(home / "contacts.csv", _contacts()), dt.datetime.now(dt.UTC), TIMELINE),
                 "approve_flash_results": True,
@@ -117,7 +126,12 @@ def wave_run(postgres_url: str, tmp_path_factory):
 
 
 def _states(cluster: AirflowCluster, run_id: str) -> dict[tuple[str, int], str]:
-    states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in cluster.task_instances(DAG_ID, run_id)}
+    """Each task instance's state (none while the api-server of a busy machine does not answer)."""
+    try:
+        found = cluster.task_instances(DAG_ID, run_id)
+    except requests.RequestException:
+        return {}
+    states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in found}
     if "failed" in states.values() or "upstream_failed" in states.values():
         raise AssertionError(f"{states}\n{cluster.failed_task_logs(DAG_ID, run_id)}")
     return states
@@ -129,59 +143,67 @@ def _hitl(cluster: AirflowCluster, run_id: str) -> list[dict]:
     return response.json()["hitl_details"]
 
 
+def _decisions(details: list[dict]) -> dict[str, dict]:
+    """The decision requests by contact (the body's Contact row)."""
+    found = [d for d in details if d["task_instance"]["task_id"] == DECIDE]
+    return {re.search(r"\| Contact \| (\w+)", d["body"])[1]: d for d in found}
+
+
 def _answer(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int, option: str, user: str):
     path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
     return cluster.api("PATCH", path, as_user=user, json={"chosen_options": [option], "params_input": {}})
 
 
-def _answer_in_chromium(browser, cluster: AirflowCluster, run_id: str, map_index: int) -> Path:
-    """Sign in as the salesperson, open the task's Required Actions, pick cs, submit; a screenshot."""
+def _answer_in_chromium(browser, cluster: AirflowCluster, subject: str) -> Path:
+    """Sign in as the salesperson, open Required Actions, open the request of `subject`, pick cs
+    and submit; screenshots of the request and of the answer."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    shot = SCREENSHOTS[0] / "required_actions.png"
+    folder = SCREENSHOTS[0]
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         page.goto(f"{cluster.base_url}/")
         page.locator("input[name=username]").fill(SELLER_LOGIN)
         page.locator("input[name=password]").fill(SELLER_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{cluster.base_url}/", timeout=30_000)
-        page.goto(f"{cluster.base_url}/dags/{DAG_ID}/runs/{run_id}/tasks/{DECIDE}/mapped/{map_index}/required_actions")
-        expect(page.get_by_text("Support never answered").or_(page.get_by_text("Terrible"))).to_be_visible(
-            timeout=30_000
-        )
+        page.goto(f"{cluster.base_url}/required_actions?response_received=false")
+        page.get_by_role("link", name=subject).click()
+        expect(page.get_by_text("Terrible [click](http://evil.example)")).to_be_visible(timeout=30_000)
         expect(page.locator("a[href*='evil.example']")).to_have_count(0)  # the comment's link stays text
         expect(page.locator("b", has_text="bold")).to_have_count(0)
-        SCREENSHOTS[0].mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shot), full_page=True)
+        page.screenshot(path=str(folder / "required_actions.png"), full_page=True)
         page.get_by_role("button", name="cs", exact=True).click()
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(SCREENSHOTS[0] / "required_actions_answered.png"), full_page=True)
+        expect(page.get_by_text("Terrible [click](http://evil.example)")).to_be_hidden(timeout=30_000)
+        page.screenshot(path=str(folder / "required_actions_answered.png"), full_page=True)
     except Exception:
-        SCREENSHOTS[0].mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS[0] / "required_actions_failed.png"), full_page=True)
-        (SCREENSHOTS[0] / "required_actions_failed.html").write_text(page.content(), encoding="utf-8")
+        page.screenshot(path=str(folder / "required_actions_failed.png"), full_page=True)
+        (folder / "required_actions_failed.html").write_text(page.content(), encoding="utf-8")
         raise
     finally:
         page.close()
-    return shot
+    for extra in SCREENSHOTS[1:]:
+        if extra.is_dir():
+            for shot in folder.glob("required_actions*.png"):
+                (extra / f"hitl_{shot.name}").write_bytes(shot.read_bytes())
+    return folder / "required_actions.png"
 
 
 def test_sales_decide_in_airflow_and_the_flash_results_wait_for_an_approval(wave_run, browser):
     cluster, engine, smtp, run_id = wave_run
-    started = time.monotonic()
     wait_until(
         lambda: _states(cluster, run_id).get(("send_invitations.send", 0)) == "success",
-        240,
+        300,
         "the invitations sent",
-        every=1,
+        every=3,
     )
     wave_id = "customer-nps-2026-q4"
     for contact_id, (score, comment) in ANSWERS.items():  # as the survey form records them
         responses.record_response(
             engine, wave_id, contact_id, {"score": score, "comment": comment, "pillar_answers": {}}
         )
-    PHASES["wave open, answered"] = time.monotonic() - started
+    _phase("wave open, answered")
 
     # After the close: the approval and one decision per strategic detractor wait without a worker.
     def waiting() -> list[dict] | None:
@@ -189,12 +211,9 @@ def test_sales_decide_in_airflow_and_the_flash_results_wait_for_an_approval(wave
         waits = [key for key, state in states.items() if state == "awaiting_input"]
         return len(waits) == 4 and _hitl(cluster, run_id)
 
-    details = wait_until(waiting, 150, "the approval and three decisions awaiting input", every=1)
-    PHASES["close, requests open"] = time.monotonic() - started - sum(PHASES.values()) + PHASES["airflow up"]
-    decisions = {
-        d["task_instance"]["rendered_map_index"]: d for d in details if d["task_instance"]["task_id"] == DECIDE
-    }
-    by_contact = {label.rsplit(" · ", 1)[1]: d for label, d in decisions.items()}
+    details = wait_until(waiting, 200, "the approval and three decisions awaiting input", every=2)
+    _phase("close, requests open")
+    by_contact = _decisions(details)
     assert set(by_contact) == {"D1", "D2", "D3"}  # not the small account, not the promoter
     for d in by_contact.values():
         assert d["options"] == ["sales", "cs"] and d["defaults"] == ["sales"]
@@ -202,7 +221,7 @@ def test_sales_decide_in_airflow_and_the_flash_results_wait_for_an_approval(wave
     assert "Terrible \\[click\\]\\(http\\:\\/\\/evil\\.example\\)" in by_contact["D2"]["body"]
     assert "{{ 7 \\* 7 }}".replace("{", "\\{").replace("}", "\\}") in by_contact["D2"]["body"]  # never rendered
     (approval,) = [d for d in details if d["task_instance"]["task_id"] == "approve_flash_results"]
-    assert "| NPS | -40 |" in approval["body"] and "Net Promoter Score: -40" in approval["body"]
+    assert "| NPS | -60 |" in approval["body"] and "Net Promoter Score: -60" in approval["body"]
 
     index = {c: d["task_instance"]["map_index"] for c, d in by_contact.items()}
     # Only the salesperson it is assigned to may answer; then through the API, D1: cs.
@@ -211,19 +230,21 @@ def test_sales_decide_in_airflow_and_the_flash_results_wait_for_an_approval(wave
     assert answered.status_code == 200, answered.text
     assert _answer(cluster, run_id, "approve_flash_results", -1, "Approve", "admin").status_code == 200
     # D2 on the Required Actions page; D3 nobody answers.
-    shot = _answer_in_chromium(browser, cluster, run_id, index["D2"])
-    PHASES["answered"] = time.monotonic() - started - sum(PHASES.values()) + PHASES["airflow up"]
+    shot = _answer_in_chromium(browser, cluster, by_contact["D2"]["subject"])
+    _phase("answered")
 
     def finished() -> dict | None:
-        run = cluster.dag_run(DAG_ID, run_id)
+        try:
+            run = cluster.dag_run(DAG_ID, run_id)
+        except requests.RequestException:
+            return None
         return run if run["state"] in ("success", "failed") else None
 
-    run = wait_until(finished, 300, "the wave's run finishing", every=2)
-    PHASES["until the end"] = time.monotonic() - started - sum(PHASES.values()) + PHASES["airflow up"]
+    run = wait_until(finished, 400, "the wave's run finishing", every=3)
+    _phase("until the end")
     states = _states(cluster, run_id)
     assert run["state"] == "success", states
-    decided = {d["task_instance"]["rendered_map_index"].rsplit(" · ", 1)[1]: d for d in _hitl(cluster, run_id)
-               if d["task_instance"]["task_id"] == DECIDE}  # fmt: skip
+    decided = _decisions(_hitl(cluster, run_id))
     assert {c: (d["chosen_options"], (d["responded_by_user"] or {}).get("name")) for c, d in decided.items()} == {
         "D1": (["cs"], SELLER_LOGIN),
         "D2": (["cs"], SELLER_LOGIN),
