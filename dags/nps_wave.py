@@ -143,18 +143,14 @@ def mass_mailing(group_id: str, kind: str, plan):
 
             return pipeline.send_mailing_chunks(plan["wave_id"], kind, chunks)
 
-        # Once prepared, whether or not there was anything to send (no send task when empty); not
-        # when the mailing was skipped before it was prepared (flash results rejected).
-        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
         def check(plan: dict) -> dict:
             from include.nps import pipeline
 
             return pipeline.check_mailing(plan["wave_id"], kind)
 
         batches = prepare(plan)
-        checked = check(plan)
-        chain(batches, send.partial(plan=plan).expand(chunks=batches), checked)
-        chain(batches, checked)
+        chain(batches, send.partial(plan=plan).expand(chunks=batches), check(plan))
 
     return mailing()
 
@@ -206,8 +202,8 @@ def nps_wave() -> None:
         close,
     )
     # The optional approval (a form field, off by default) waits from the close until the flash
-    # results' time at most; a rejection skips the wait, so nothing is sent.
-    approval = ApproveFlashResults(task_id="approve_flash_results")
+    # results' time at most; a rejection skips the wait and the mailing (not the retrospective).
+    approval = ApproveFlashResults(task_id="approve_flash_results", runs_anyway=("wait_for_retrospective",))
     chain(close, approval, wait_for("flash", trigger_rule=TriggerRule.NONE_FAILED), flash)
     # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
     # but the close and the flash results never wait for it.

@@ -190,3 +190,54 @@ def test_the_flash_approval_shows_the_figures_and_a_sample_email_and_a_rejection
     assert summary == "flash results rejected by cs.lead; not sent"
     assert row["success"] and row["summary"] == summary
     assert json.loads(row["details"]) == [{"approved": False, "answered_by": "cs.lead"}]
+
+
+class _TaskInstance:
+    """What the approval task reads and writes of its task instance while it resumes."""
+
+    map_index = -1
+
+    def __init__(self, wave_id: str) -> None:
+        self.wave_id, self.pushed = wave_id, {}
+
+    def xcom_pull(self, task_ids: str) -> dict:
+        assert task_ids == "plan_wave"
+        return {"wave_id": self.wave_id}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+@pytest.mark.parametrize(("option", "timed_out"), [("Reject", False), ("Approve", True)])
+def test_a_rejection_is_recorded_and_skips_only_the_flash_results_wait(engine, closed_wave, option, timed_out):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import TriggerRule
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    dag = DagBag(dag_folder=str(storage.PROJECT_ROOT / "dags" / "nps_wave.py")).dags["nps_wave"]
+    gate = dag.get_task("approve_flash_results")
+    # The gate off (skipped), the flash results wait and go as before.
+    assert gate.downstream_task_ids == {"wait_for_flash"}
+    assert dag.get_task("wait_for_flash").trigger_rule == TriggerRule.NONE_FAILED
+    # Rejected: the wait and the whole mailing are skipped; the retrospective, which waits for the close
+    # or the flash results, runs.
+    not_sent = ["send_flash_results.check", "send_flash_results.prepare", "send_flash_results.send", "wait_for_flash"]
+    assert [t.task_id for t in gate.not_sent(gate)] == not_sent
+    assert dag.get_task("wait_for_retrospective").trigger_rule == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+    ti = _TaskInstance(closed_wave.wave_id)
+    user = None if timed_out else {"id": "cs.lead", "name": "cs.lead"}
+    event = {"chosen_options": [option], "params_input": {}, "responded_at": dt.datetime.now(dt.UTC)}
+    event |= {"responded_by_user": user, "timedout": timed_out}
+    context = {"ti": ti, "task": gate, "params": {}}
+    if option == "Reject":
+        with pytest.raises(DownstreamTasksSkipped) as skipped:
+            gate.execute_complete(context, event)
+        assert skipped.value.tasks == not_sent
+    else:
+        assert gate.execute_complete(context, event)["chosen_options"] == ["Approve"]
+    row = storage.fetch_one(engine, "SELECT summary FROM check_results WHERE step = 'flash_approval'")
+    expected = {
+        "Reject": "flash results rejected by cs.lead; not sent",
+        "Approve": "flash results approved by nobody: the timeout policy",
+    }
+    assert row["summary"] == expected[option]

@@ -58,12 +58,14 @@ class ApproveFlashResults(ApprovalOperator):
     """Approve or reject the flash results before they go to every contact, when the wave was
     started with `approve_flash_results` (skipped otherwise). The request shows the figures and a
     sample email; at the flash-results time the wave's `flash_approval_on_timeout` stands. A
-    rejection skips the flash-results wait, so nothing is sent; the outcome is recorded."""
+    rejection is recorded, then skips every task after it (the flash-results wait and mailing)
+    except `runs_anyway` and what follows them (the retrospective)."""
 
     template_fields = ()
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, runs_anyway: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(subject="Approve the flash results", **kwargs)
+        self.runs_anyway = runs_anyway
 
     def execute(self, context: Any) -> Any:
         from include.nps import pipeline
@@ -81,11 +83,21 @@ class ApproveFlashResults(ApprovalOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         from include.nps import pipeline
 
-        answer = HITLOperator.execute_complete(self, context, event)  # checked, not yet acted on
+        answer = HITLOperator.execute_complete(self, context, event)
         approved = answer["chosen_options"][0] == self.APPROVE
         self.log.info("%s", pipeline.record_flash_approval(_wave_id(context), approved, _answered_by(answer, event)))
-        # Recorded first: a rejection ends the task here, skipping the flash-results wait.
-        return super().execute_complete(context, event)
+        if not approved:  # recorded first: the skip ends the task
+            self.skip(ti=context["ti"], tasks=self.not_sent(context["task"]))
+        return answer
+
+    def not_sent(self, task: Any) -> list[Any]:
+        """What a rejection skips: every task after this one but `runs_anyway` and their followers."""
+        after = task.get_flat_relatives(upstream=False)
+        kept = {t.task_id for t in after if t.task_id in self.runs_anyway}
+        kept |= {
+            f.task_id for t in after if t.task_id in self.runs_anyway for f in t.get_flat_relatives(upstream=False)
+        }
+        return sorted((t for t in after if t.task_id not in kept and not t.is_teardown), key=lambda t: t.task_id)
 
 
 def _wave_id(context: Any) -> str:
