@@ -54,6 +54,7 @@ CS operations (waves), data engineering (runs).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import TriggerRule, chain, dag, task, task_group
@@ -77,7 +78,7 @@ SEND_MAX_RETRY_DELAY = dt.timedelta(minutes=30)
 
 
 @task
-def sales_decision_requests(plan: dict) -> list[dict]:
+def sales_decision_requests(plan: Any) -> list[dict]:
     """The decisions to ask in Airflow: one small dict per detractor (the mapped task's kwargs)."""
     from include.nps import pipeline
 
@@ -90,7 +91,7 @@ def decide_followup_owners(requests):
     return DecideFollowupOwner.partial(
         task_id="decide_followup_owner",
         options=["sales", "cs"],
-        map_index_template="{{ task.label }}",
+        map_index_template="{{ task.request_label }}",
     ).expand_kwargs(requests)
 
 

@@ -110,6 +110,12 @@ def test_only_undecided_detractors_the_rules_name_get_a_request_showing_their_an
     assert not re.search(r"(?<!\\)<", body)  # no tag: every < of the customer's text escaped
     assert "Score | 3" in body and "sales-led-tiers@v1" in body.replace("\\", "")
     assert first["subject"] == "Who follows up Big *Co* (score 3)? Proposed: sales"
+    # Each request is the keyword arguments of one mapped human-in-the-loop task.
+    from include.nps.human_tasks import DecideFollowupOwner
+
+    for kwargs in found:
+        task = DecideFollowupOwner(task_id="decide_followup_owner", options=["sales", "cs"], **kwargs)
+        assert task.defaults == kwargs["defaults"] and task.request_label.endswith(kwargs["contact_id"])
     # Decided already (here in a returned file): not asked again.
     sales_decisions.record_answer(engine, closed_wave.wave_id, "C2", "cs", "sam.seller")
     assert {r["contact_id"] for r in pipeline.sales_decision_requests(closed_wave.wave_id)} == {"C1", "C5"}

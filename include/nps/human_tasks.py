@@ -38,9 +38,12 @@ class DecideFollowupOwner(HITLOperator):
 
     template_fields = ()  # the body holds customer text: rendered once, by the domain
 
-    def __init__(self, *, wave_id: str, contact_id: str, decide_by: str, label: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, *, wave_id: str, contact_id: str, decide_by: str, request_label: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.wave_id, self.contact_id, self.decide_by, self.label = wave_id, contact_id, decide_by, label
+        self.wave_id, self.contact_id, self.decide_by = wave_id, contact_id, decide_by
+        self.request_label = request_label  # the mapped task instance's name in the UI
 
     def execute(self, context: Any) -> Any:
         self.response_timeout = _until(self.decide_by)

@@ -82,7 +82,7 @@ def request(
         "decide_by": deadline.isoformat(),
         "wave_id": wave.wave_id,
         "contact_id": row["contact_id"],
-        "label": f"{context['account']} · {row['contact_id']}",
+        "request_label": f"{context['account']} · {row['contact_id']}",
     }
 
 

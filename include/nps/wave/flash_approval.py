@@ -20,10 +20,12 @@ from include.nps.wave import flash_results, mailings, waves
 
 STEP = "flash_approval"
 ON_TIMEOUT = ("approve", "reject")
-SAMPLE_READER = {
-    "contact_id": "sample",
+SAMPLE_ID, SAMPLE_EMAIL = "sample", "sample.reader@example.invalid"
+# A made-up reader: no customer's name or address goes into Airflow's metadata DB.
+SAMPLE_READER: dict[str, Any] = {
+    "contact_id": SAMPLE_ID,
     "name": "Sample Reader",
-    "email": "sample.reader@example.invalid",
+    "email": SAMPLE_EMAIL,
     "locale": i18n.DEFAULT_LOCALE,
     "responded": False,
 }
@@ -53,9 +55,9 @@ def request(engine: Engine, wave: waves.WaveParams, send_at: dt.datetime, on_tim
 def sample_email(wave: waves.WaveParams, shown: dict[str, Any]) -> emails.RenderedEmail:
     """The flash-results email (subject and text) as a made-up contact who did not answer reads it."""
     contact = mailings.reader(SAMPLE_READER, wave)
-    links = mailings.survey_links(wave, SAMPLE_READER["contact_id"])
+    links = mailings.survey_links(wave, SAMPLE_ID)
     context = {"wave": mailings.wave_context(wave), "contact": contact, **links, **shown, "responded": False}
-    return emails.render_email("flash_results", contact["locale"], SAMPLE_READER["email"], context)
+    return emails.render_email("flash_results", contact["locale"], SAMPLE_EMAIL, context)
 
 
 def record(engine: Engine, wave_id: str, approved: bool, answered_by: str | None) -> str:
