@@ -14,7 +14,6 @@ import pytest
 
 from include.nps import pipeline
 from include.nps.core import storage
-from include.nps.core.emails import markdown_escape
 from include.nps.delivery import outbox
 from include.nps.wave import audience, flash_approval, responses, routing_rules, sales_decisions, waves
 from tests.factories import contact, planned_wave, write_csv
@@ -104,11 +103,13 @@ def test_only_undecided_detractors_the_rules_name_get_a_request_showing_their_an
     due = waves.milestone_due(engine, closed_wave.wave_id, "flash")
     assert dt.datetime.fromisoformat(first["decide_by"]) == due
     body = first["body"]
-    assert markdown_escape(HOSTILE) in body and "Big \\*Co\\*" in body
-    for raw in ("[click](", "{{ 7", "www.evil.example", "\n# big"):
-        assert raw not in body, raw
-    assert not re.search(r"(?<!\\)<", body)  # no tag: every < of the customer's text escaped
-    assert "Score | 3" in body and "sales-led-tiers@v1" in body.replace("\\", "")
+    # Customer text shown as written, in code (the comment a fenced block of its own lines): no link,
+    # not even a bare URL, no HTML, no heading, no template.
+    assert "```text\n" + HOSTILE + "\n```" in body and "| ` Big *Co* ` (` strategic `) |" in body
+    outside = re.sub(r"`[^`]*`", "", re.sub(r"```text\n.*?\n```", "", body, flags=re.S))
+    for raw in ("](", "<", "www.", "{{", "\n# "):
+        assert raw not in outside, raw
+    assert "| Score | 3 |" in body and "(rule ` sales-led-tiers@v1 `)" in body
     assert first["subject"] == "Who follows up Big *Co* (score 3)? Proposed: sales"
     # Each request is the keyword arguments of one mapped human-in-the-loop task.
     from include.nps.human_tasks import DecideFollowupOwner

@@ -86,6 +86,8 @@ def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
     env.globals["localized_text"] = lambda item: localized_text(item, locale)
     env.filters["chat_escape"] = chat_escape
     env.filters["markdown_escape"] = markdown_escape
+    env.filters["markdown_code"] = markdown_code
+    env.filters["markdown_block"] = markdown_block
     env.filters["signed"] = signed
     env.filters["change"] = lambda current, previous: signed(_change(current, previous, 0))
     env.filters["decimal_change"] = lambda current, previous: _decimal_change(current, previous, locale)
@@ -157,6 +159,30 @@ def markdown_escape(value: Any) -> str:
     make a link, an image, a heading, HTML or emphasis."""
     line = clean_text.visible(" ".join(str(value).split()))
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", line)
+
+
+BACKTICKS = re.compile(r"`+")
+
+
+def _fence(text: str, least: int) -> str:
+    """Backticks longer than any run of them in `text` (at least `least`): a code delimiter it cannot close."""
+    return "`" * max(least, max((len(run) for run in BACKTICKS.findall(text)), default=0) + 1)
+
+
+def markdown_code(value: Any) -> str:
+    """Customer text as an inline code span for a Markdown table cell: shown as written, never a
+    link (not even a bare URL or address), HTML or formatting; a `|` cannot end the cell."""
+    text = clean_text.visible(" ".join(str(value).split())).replace("|", "\\|")
+    fence = _fence(text, 1)
+    return f"{fence} {text} {fence}"
+
+
+def markdown_block(value: Any) -> str:
+    """Customer text (a comment) as a fenced code block: its lines as written, nothing rendered."""
+    lines = [clean_text.visible(line) for line in clean_text.LINE_BREAKS.split(str(value))]
+    text = "\n".join(lines).strip("\n")
+    fence = _fence(text, 3)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 def render(path: str, context: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> str:
