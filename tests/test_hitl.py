@@ -148,7 +148,7 @@ def _hitl(cluster: AirflowCluster, run_id: str) -> list[dict]:
 def _decisions(details: list[dict]) -> dict[str, dict]:
     """The decision requests by contact (the body's Contact row)."""
     found = [d for d in details if d["task_instance"]["task_id"] == DECIDE]
-    return {re.search(r"\| Contact \| (\w+)", d["body"])[1]: d for d in found}
+    return {re.search(r"\| Contact \| ` (\w+) `", d["body"])[1]: d for d in found}
 
 
 def _answer(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int, option: str, user: str):
