@@ -178,7 +178,7 @@ def _answer_in_chromium(browser, cluster: AirflowCluster, subject: str, approval
         expect(page.locator("b", has_text="bold")).to_have_count(0)
         page.screenshot(path=str(folder / "required_actions.png"), full_page=True)
         page.get_by_role("button", name="cs", exact=True).click()
-        expect(comment).to_be_hidden(timeout=30_000)
+        expect(page.get_by_text(f"from {SELLER_LOGIN}")).to_be_visible(timeout=30_000)  # "Response received at ..."
         page.screenshot(path=str(folder / "required_actions_answered.png"), full_page=True)
         page.goto(f"{cluster.base_url}/required_actions?response_received=false")
         page.get_by_role("link", name=approval).click()
