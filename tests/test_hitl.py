@@ -192,7 +192,7 @@ def _answer_in_chromium(browser, cluster: AirflowCluster, subject: str, approval
         page.close()
     for extra in SCREENSHOTS[1:]:
         if extra.is_dir():
-            for shot in folder.glob("required_actions*.png"):
+            for shot in (folder / f"required_actions{n}.png" for n in ("", "_answered", "_flash_approval")):
                 (extra / f"hitl_{shot.name}").write_bytes(shot.read_bytes())
     return folder / "required_actions.png"
 
