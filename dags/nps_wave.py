@@ -15,7 +15,11 @@ for the one it needs:
 6. **close_wave**: freeze responses ⇒ check;
 7. **send_followups**: score-band emails (9-10, 7-8, 2-6, 0-1) ⇒ check, once the close's
    detractor routing has run (succeeded or failed);
-8. **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
+8. **approve_flash_results** (only when the form's "Approve the flash results first" is on):
+   a person approves or rejects them in Required Actions, seeing the figures and a sample email;
+   nobody by the flash-results time: the form's timeout policy; a rejection sends nothing and is
+   recorded (the retrospective still runs);
+   **send_flash_results** to all audience contacts at close + 3 business days ⇒ check;
 9. **run_retrospective**: figures and action items, emailed to CS ops ⇒ check (it runs once the
    wave is closed, whatever became of the flash results, and reports them).
 
@@ -29,7 +33,10 @@ retries and can be cleared and re-run, but the close and the flash results never
 
 - **share_midwave_drop** (after the invitations, at the mid-wave milestone): responses so far to
   sales ⇒ check;
-- **share_postwave_drop** (after close) ⇒ check;
+- **share_postwave_drop** (after close) ⇒ check; then **decide_followup_owner**, one
+  human-in-the-loop task per detractor the routing rules' `decide_in_airflow` names, assigned to
+  the account's salesperson in Required Actions (sales / cs; the rule's proposal stands at the
+  flash-results time) and applied to routing as a returned drop file's decision is;
 - **route_detractors** (after close): one follow-up owner each, chat alerts, CRM tasks ⇒ check;
 - **export_contact_results** (after the routing): one row per audience contact (score, band,
   follow-up state, churn signal) as CSV in the reports folder and the drop location, for BI.
@@ -54,12 +61,14 @@ CS operations (waves), data engineering (runs).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import TriggerRule, chain, dag, task, task_group
 
 from include.nps.core import assets
 from include.nps.core.assets import AssetName
+from include.nps.human_tasks import ApproveFlashResults, DecideFollowupOwner
 from include.nps.monitoring import alerts
 from include.nps.wave.trigger_form import wave_form_params
 
@@ -75,6 +84,24 @@ SEND_POOL = "nps_email"
 # apart, span that window.
 SEND_RETRIES = 16
 SEND_MAX_RETRY_DELAY = dt.timedelta(minutes=30)
+
+
+@task
+def sales_decision_requests(plan: Any) -> list[dict]:
+    """The decisions to ask in Airflow: one small dict per detractor (the mapped task's kwargs)."""
+    from include.nps import pipeline
+
+    return pipeline.sales_decision_requests(plan["wave_id"])
+
+
+def decide_followup_owners(requests):
+    """One human-in-the-loop task per detractor whose follow-up owner a person decides (mapped over
+    `requests`; skipped when there is none): sales or cs, in Airflow's Required Actions."""
+    return DecideFollowupOwner.partial(
+        task_id="decide_followup_owner",
+        options=["sales", "cs"],
+        map_index_template="{{ task.request_label }}",
+    ).expand_kwargs(requests)
 
 
 def wait_for(milestone: str, trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> DateTimeSensorAsync:
@@ -196,11 +223,16 @@ def nps_wave() -> None:
         wait_for("close"),
         close,
     )
-    chain(close, wait_for("flash"), flash)
+    # The optional approval (a form field, off by default) waits from the close until the flash
+    # results' time at most; a rejection skips the wait and the mailing (not the retrospective).
+    approval = ApproveFlashResults(task_id="approve_flash_results", runs_anyway=("wait_for_retrospective",))
+    chain(close, approval, wait_for("flash", trigger_rule=TriggerRule.NONE_FAILED), flash)
     # What colleagues get hangs off it: a failing branch alerts and can be cleared and re-run,
     # but the close and the flash results never wait for it.
     chain(invitations, wait_for("midwave"), wave_step("share_midwave_drop", produces=assets.DROPS)(plan))
-    chain(close, wave_step("share_postwave_drop", produces=assets.DROPS)(plan))
+    postwave = wave_step("share_postwave_drop", produces=assets.DROPS)(plan)
+    requests = sales_decision_requests(plan)
+    chain(close, postwave, requests, decide_followup_owners(requests))
     route = wave_step("route_detractors", produces=assets.FOLLOWUPS)(plan)
     # Band emails go once the close's catch-up has alerted the last answers (VIP, executive, CRM:
     # it picks answers without a band email yet), whether that branch succeeded or failed.

@@ -139,10 +139,12 @@ class AirflowCluster:
         metadata_url: str,
         extra_env: dict[str, str],
         celery: CeleryWorkers | None = None,
+        users: dict[str, tuple[str, str]] | None = None,
         service_accounts: dict[str, str] | None = None,
     ) -> None:
-        """`service_accounts`: more users (name: password) with the simple auth manager's `op` role,
-        which may post asset events and trigger runs but not administer."""
+        """`users`: more UI users than the admin, by name: (simple auth manager role, password);
+        `service_accounts`: more users (name: password) with the `op` role, which may post asset
+        events and trigger runs but not administer."""
         self.home = home
         self.celery = celery
         self.components = COMPONENTS + (celery.names if celery else ())
@@ -151,9 +153,9 @@ class AirflowCluster:
         self.processes: dict[str, subprocess.Popen] = {}
         passwords = home / "passwords.json"
         home.mkdir(parents=True, exist_ok=True)
-        accounts = service_accounts or {}
-        passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD, **accounts}))
-        users = ",".join([f"{ADMIN_USER}:admin", *(f"{name}:op" for name in accounts)])
+        accounts = {name: ("op", password) for name, password in (service_accounts or {}).items()}
+        self.users = {ADMIN_USER: ("admin", ADMIN_PASSWORD), **accounts, **(users or {})}
+        passwords.write_text(json.dumps({name: password for name, (_, password) in self.users.items()}))
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
             "AIRFLOW_HOME": str(home),
@@ -163,7 +165,7 @@ class AirflowCluster:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, (r, _) in self.users.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -181,7 +183,7 @@ class AirflowCluster:
             **(self._celery_env(celery, metadata_url) if celery else {}),
             **extra_env,
         }
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
 
     @staticmethod
     def _celery_env(celery: CeleryWorkers, metadata_url: str) -> dict[str, str]:
@@ -267,20 +269,20 @@ class AirflowCluster:
         except requests.ConnectionError:
             return False
 
-    def token(self) -> str:
-        """An access token from the login endpoint, with the admin's user name and password."""
-        if self._token is None:
+    def token(self, user: str = ADMIN_USER) -> str:
+        """An access token from the login endpoint, with the user's name and password (the admin's)."""
+        if user not in self._tokens:
             response = requests.post(
                 f"{self.base_url}/auth/token",
-                json={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
+                json={"username": user, "password": self.users[user][1]},
                 timeout=30,
             )
             response.raise_for_status()
-            self._token = response.json()["access_token"]
-        return self._token
+            self._tokens[user] = response.json()["access_token"]
+        return self._tokens[user]
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+    def api(self, method: str, path: str, as_user: str = ADMIN_USER, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token(as_user)}", **kwargs.pop("headers", {})}
         return requests.request(method, f"{self.base_url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:

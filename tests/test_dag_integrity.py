@@ -69,12 +69,13 @@ CUSTOMER_TIMELINE = [
     "plan_wave", "build_audience", "wait_for_preannounce",
     *[f"send_preannouncement.{t}" for t in MAILING], "wait_for_open",
     *[f"send_invitations.{t}" for t in MAILING], "wait_for_reminder",
-    *[f"send_reminders.{t}" for t in MAILING], "wait_for_close", "close_wave", "wait_for_flash",
+    *[f"send_reminders.{t}" for t in MAILING], "wait_for_close", "close_wave", "approve_flash_results",
+    "wait_for_flash",
     *[f"send_flash_results.{t}" for t in MAILING], "wait_for_retrospective", "run_retrospective",
 ]  # fmt: skip
 SIDE_BRANCHES = {  # a step for colleagues: the spine step it hangs off, and its own tasks
     "share_midwave_drop": ("send_invitations.check", ["wait_for_midwave", "share_midwave_drop"]),
-    "share_postwave_drop": ("close_wave", ["share_postwave_drop"]),
+    "share_postwave_drop": ("close_wave", ["share_postwave_drop", "sales_decision_requests", "decide_followup_owner"]),
     "route_detractors": ("close_wave", ["route_detractors"]),
     "export_contact_results": ("route_detractors", ["export_contact_results"]),
 }
@@ -94,6 +95,8 @@ def test_the_wave_runs_its_customer_timeline_in_order(dagbag):
     sends = [dag.get_task(t) for t in CUSTOMER_TIMELINE if t.endswith(".send")]
     assert len(sends) == 4 and all(s.is_mapped for s in sends), "wave-wide emails fan out over chunks"
     assert all(isinstance(w, DateTimeSensorAsync) for w in waits), "waits must defer, not hold a worker"
+    decide, approve = dag.get_task("decide_followup_owner"), dag.get_task("approve_flash_results")
+    assert decide.is_mapped and approve.template_fields == (), "customer text is never a template"
 
 
 @pytest.mark.parametrize("branch", sorted(SIDE_BRANCHES))

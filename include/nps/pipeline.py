@@ -272,25 +272,38 @@ def close_wave(wave_id: str) -> dict[str, Any]:
     return {"wave_id": wave_id, **closing.close(*_wave(wave_id))}
 
 
-@fails_fast
-def route_detractors(wave_id: str) -> dict[str, Any]:
-    """One follow-up per detractor by the routing rules (`rules/routing.yaml`; a sales decision
-    wins), then the chat alert of each, skipping those the real-time alerts already sent."""
+def _routing_rules() -> Any:
+    """The routing rules, checked before anyone is routed: a broken file fails the task at once."""
     from include.nps.wave import routing_rules
 
     try:
-        rules = routing_rules.load()  # checked before anyone is routed: a broken file fails at once
+        return routing_rules.load()
     except routing_rules.RulesError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(exc)) from exc
-    engine, wave = _wave(wave_id)
-    frame = responses.responses_frame(engine, wave_id, [p["id"] for p in wave.pillar_questions])
+
+
+def _route(engine: Engine, wave: waves.WaveParams, rules: Any) -> int:
+    """Route the wave's detractors with every sales decision so far: those answered in Airflow
+    and those read now from the returned drop files (`sales_decisions` says which wins)."""
+    frame = responses.responses_frame(engine, wave.wave_id, [p["id"] for p in wave.pillar_questions])
     decided = drop_sharing.returned_decisions(engine, wave, frame)
     routed = routing.route_wave(engine, wave, frame, decided, rules)
     if decided:
         counts = dict(Counter(decided.values()))
-        audit.record(engine, None, "decisions_applied", "sales_decisions", wave_id, counts, f"decisions:{wave_id}")
+        event_id = f"decisions:{wave.wave_id}"
+        audit.record(engine, None, "decisions_applied", "sales_decisions", wave.wave_id, counts, event_id)
+    return routed
+
+
+@fails_fast
+def route_detractors(wave_id: str) -> dict[str, Any]:
+    """One follow-up per detractor by the routing rules (`rules/routing.yaml`; a sales decision
+    wins), then the chat alert of each, skipping those the real-time alerts already sent."""
+    rules = _routing_rules()
+    engine, wave = _wave(wave_id)
+    routed = _route(engine, wave, rules)
     # What the real-time runs had no time for (answers of the last minutes, a paused DAG): Slack,
     # Teams, VIP and executive posts and CRM tasks, each once.
     late = new_responses.alert_new_responses(engine, wave_id, storage.utcnow())
@@ -304,6 +317,57 @@ def export_contact_results(wave_id: str) -> dict[str, Any]:
     from include.nps.wave import contact_results
 
     return contact_results.export(*_wave(wave_id))
+
+
+@fails_fast
+def sales_decision_requests(wave_id: str) -> list[dict[str, Any]]:
+    """The human-in-the-loop requests of the detractors whose follow-up owner a person decides in
+    Airflow (`decide_in_airflow` of the routing rules), due by the flash-results time."""
+    from include.nps.wave import decision_requests
+
+    rules = _routing_rules()
+    engine, wave = _wave(wave_id)
+    frame = responses.responses_frame(engine, wave_id, [p["id"] for p in wave.pillar_questions])
+    deadline = waves.milestone_due(engine, wave_id, "flash")
+    return decision_requests.requests(engine, wave, frame, rules, deadline)
+
+
+@fails_fast
+def apply_sales_decision(wave_id: str, contact_id: str, decision: str, answered_by: str | None) -> dict[str, Any]:
+    """Store a decision taken in Airflow (`answered_by` None: the default that stood at the
+    deadline), then route the wave's detractors exactly as with a returned drop file's decisions."""
+    from include.nps.wave import sales_decisions
+
+    rules = _routing_rules()
+    engine, wave = _wave(wave_id)
+    sales_decisions.record_answer(engine, wave_id, contact_id, decision, answered_by)
+    _route(engine, wave, rules)
+    actor = answered_by or f"{audit.SYSTEM} (the default at the deadline)"
+    audit.record(engine, actor, "decisions_applied", "required_actions", wave_id, {decision: 1})
+    owner = storage.fetch_one(
+        engine,
+        "SELECT owner_type, owner, owner_source FROM followups WHERE wave_id = :w AND contact_id = :c",
+        w=wave_id,
+        c=contact_id,
+    )
+    return {"contact_id": contact_id, "decision": decision, "answered_by": answered_by, **(owner or {})}
+
+
+@fails_fast
+def flash_approval_request(wave_id: str, on_timeout: str) -> dict[str, Any]:
+    """The flash-results approval's subject and body, and its deadline: the flash-results time."""
+    from include.nps.wave import flash_approval
+
+    engine, wave = _wave(wave_id)
+    send_at = waves.milestone_due(engine, wave_id, "flash")
+    return {**flash_approval.request(engine, wave, send_at, on_timeout), "decide_by": send_at.isoformat()}
+
+
+def record_flash_approval(wave_id: str, approved: bool, answered_by: str | None) -> str:
+    """Keep the approval's outcome with the wave (a rejection sends nothing, and fails nothing)."""
+    from include.nps.wave import flash_approval
+
+    return flash_approval.record(nps_engine(), wave_id, approved, answered_by)
 
 
 @fails_fast

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.ext import Extension
 from markupsafe import Markup
 
-from include.nps.core import i18n
+from include.nps.core import clean_text, i18n
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 MISSING = "–"  # what a template shows for a figure that has no value (no answers yet)
@@ -85,6 +85,9 @@ def environment(locale: str = i18n.DEFAULT_LOCALE) -> Environment:
     env.globals.update(lang=locale, dir=i18n.direction(locale))
     env.globals["localized_text"] = lambda item: localized_text(item, locale)
     env.filters["chat_escape"] = chat_escape
+    env.filters["markdown_escape"] = markdown_escape
+    env.filters["markdown_code"] = markdown_code
+    env.filters["markdown_block"] = markdown_block
     env.filters["signed"] = signed
     env.filters["change"] = lambda current, previous: signed(_change(current, previous, 0))
     env.filters["decimal_change"] = lambda current, previous: _decimal_change(current, previous, locale)
@@ -145,6 +148,41 @@ def localized_text(item: dict[str, Any], locale: str) -> str:
 def chat_escape(value: Any) -> str:
     """Escape text for Slack/Teams mrkdwn: customer text must not ping or link."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def markdown_escape(value: Any) -> str:
+    """Text shown inside Markdown (Airflow's Required Actions) as written: on one line, control
+    characters made visible, every ASCII punctuation backslash-escaped, so customer text cannot
+    make a link, an image, a heading, HTML or emphasis."""
+    line = clean_text.visible(" ".join(str(value).split()))
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", line)
+
+
+BACKTICKS = re.compile(r"`+")
+
+
+def _fence(text: str, least: int) -> str:
+    """Backticks longer than any run of them in `text` (at least `least`): a code delimiter it cannot close."""
+    return "`" * max(least, max((len(run) for run in BACKTICKS.findall(text)), default=0) + 1)
+
+
+def markdown_code(value: Any) -> str:
+    """Customer text as an inline code span for a Markdown table cell: shown as written, never a
+    link (not even a bare URL or address), HTML or formatting; a `|` cannot end the cell."""
+    text = clean_text.visible(" ".join(str(value).split())).replace("|", "\\|")
+    fence = _fence(text, 1)
+    return f"{fence} {text} {fence}"
+
+
+def markdown_block(value: Any) -> str:
+    """Customer text (a comment) as a fenced code block: its lines as written, nothing rendered."""
+    lines = [clean_text.visible(line) for line in clean_text.LINE_BREAKS.split(str(value))]
+    text = "\n".join(lines).strip("\n")
+    fence = _fence(text, 3)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 def render(path: str, context: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> str:

@@ -191,11 +191,28 @@ class Route:
 
 
 @dataclass(frozen=True)
+class AirflowDecisions:
+    """Which detractors' follow-up owner a person decides in Airflow (a human-in-the-loop task
+    after the post-wave drop), and the Airflow user name of each salesperson who decides."""
+
+    conditions: dict[str, Any]
+    airflow_users: dict[str, str]
+
+    def needs_decision(self, facts: Facts) -> bool:
+        return all(_holds(name, wanted, facts) for name, wanted in self.conditions.items())
+
+    def airflow_user(self, address: str | None) -> str | None:
+        """The Airflow user name of a salesperson (by address, any case), None when they have none."""
+        return self.airflow_users.get((address or "").strip().lower())
+
+
+@dataclass(frozen=True)
 class RuleSet:
     version: int
     rules: tuple[Rule, ...]
     hours: BusinessHours
     source: str
+    decide_in_airflow: AirflowDecisions | None = None
 
     def match(self, facts: Facts) -> Rule:
         """The first rule that holds (the default one at the latest)."""
@@ -252,11 +269,13 @@ def parse(data: Any, where: str = "routing rules") -> RuleSet:
     """Check the file's content and build the rule set; RulesError lists every problem found."""
     checked = rule_files.check(RulesFile, data, where, RulesError, MESSAGES)
     hours = checked.business_hours or HoursEntry()
+    decide = checked.decide_in_airflow
     return RuleSet(
         version=checked.version,
         rules=tuple(entry.rule(number) for number, entry in enumerate(checked.rules, start=1)),
         hours=BusinessHours(hours.start, hours.end, hours.timezone),
         source=where,
+        decide_in_airflow=decide.setting() if decide else None,
     )
 
 
@@ -294,6 +313,16 @@ MESSAGES = rule_files.Messages(
         "rules[].then.owner_type": f"must be {' or '.join(OWNER_TYPES)}, got {{kind}}",
         "rules[].then.owner": "unknown owner kind {value!r}; use account_owner, csm or queue:<address>",
         "rules[].then.escalate_to": "expected an address or a queue, got {kind}",
+        "decide_in_airflow": "expected a mapping with when and airflow_users, got {kind}",
+        "decide_in_airflow.when": WHEN.split("; ")[0],
+        "decide_in_airflow.when.band": NAMES,
+        "decide_in_airflow.when.tier": NAMES,
+        "decide_in_airflow.when.region": NAMES,
+        "decide_in_airflow.when.arr_min": AMOUNT,
+        "decide_in_airflow.when.arr_max": AMOUNT,
+        "decide_in_airflow.when.vip": TRUE_OR_FALSE,
+        "decide_in_airflow.when.has_open_followup": TRUE_OR_FALSE,
+        "decide_in_airflow.airflow_users": "expected salesperson addresses, each with an Airflow user name, got {kind}",
     },
     items={"rules": ("rule", "name")},
 )
@@ -517,9 +546,28 @@ def _default_problems(raw: Any) -> list[tuple[rule_files.Loc, str]]:
     ]
 
 
+class DecideInAirflow(rule_files.RuleModel):
+    """`decide_in_airflow`: the detractors whose follow-up owner a person decides in Airflow."""
+
+    when: Conditions
+    airflow_users: dict[Name, Name] = Field(default_factory=dict)
+
+    @field_validator("when")
+    @classmethod
+    def _some(cls, when: Conditions) -> Conditions:
+        if not when.as_matched():
+            raise rule_files.invalid(WHEN.split("; ")[0].format(kind="none"))
+        return when
+
+    def setting(self) -> AirflowDecisions:
+        users = {address.lower(): user for address, user in self.airflow_users.items()}
+        return AirflowDecisions(self.when.as_matched(), users)
+
+
 class RulesFile(rule_files.RuleModel):
     version: Annotated[int, AfterValidator(_known_version)]
     business_hours: HoursEntry | None = None
+    decide_in_airflow: DecideInAirflow | None = None
     rules: Annotated[list[RuleEntry], Field(min_length=1), WrapValidator(_default_last)]
 
 

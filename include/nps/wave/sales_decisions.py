@@ -1,10 +1,17 @@
-"""Sales decisions read back from the drop files sales return, and applied to routing.
+"""Sales decisions: answered in Airflow, or read back from the drop files sales return; both are
+stored here and applied to routing the same way (`pipeline.route_detractors`).
 
-Sales fill the decision column (sales / cs) of their drop file and put the file back in the
-wave's `returned/` folder, in the drop location or in the wave's reports folder (where CS ops
-save a file sent back by email). Every decision is checked: an unknown contact or a value other
-than `sales` or `cs` is quarantined with its file, row and reason; the others are kept, the
-later file (by name) winning when two disagree.
+The first way is a human-in-the-loop task in Airflow (Required Actions) per detractor that the
+routing rules' `decide_in_airflow` names: the answer, or the rule's proposal when nobody answered
+by the deadline, is recorded by `record_answer`. Which wins when both exist for a contact: a
+person's answer in Airflow wins over a returned file; a returned file wins over a default that
+stood at the deadline (the file is someone's decision, the default nobody's).
+
+The fallback, for people without an Airflow login: sales fill the decision column (sales / cs)
+of their drop file and put the file back in the wave's `returned/` folder, in the drop location
+or in the wave's reports folder (where CS ops save a file sent back by email). Every decision is
+checked: an unknown contact or a value other than `sales` or `cs` is quarantined with its file,
+row and reason; the others are kept, the later file (by name) winning when two disagree.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from include.nps.core import clean_text, csv_files, storage
 from include.nps.wave.sales_drops import DECISION_HEADER, unneutralise
 
 CHOICES = ("sales", "cs")
+AIRFLOW_SOURCE = "airflow:"  # source of a decision answered in Airflow: airflow:<user name>
+DEFAULT_SOURCE = "airflow:default"  # the rule's proposal, which stood when nobody answered in time
 DECISION_KEY = csv_files.column_key(DECISION_HEADER)
 CONTACT_KEY = "contact_id"
 SHEET = "Responses"
@@ -89,6 +98,16 @@ def collect(engine: Engine, wave_id: str, files: list[ReturnedFile], known: set[
             [{**_storable(p), "wave_id": wave_id, "source": f"returned/{returned.name}"} for p in problems],
         )
     return stored(engine, wave_id)
+
+
+def record_answer(engine: Engine, wave_id: str, contact_id: str, decision: str, answered_by: str | None) -> None:
+    """Store a decision taken in Airflow: a person's (`answered_by`, their user name) replaces any
+    other; the default that stood at the deadline (`answered_by` None) only an absent decision."""
+    if decision not in CHOICES:
+        raise ValueError(f"the sales decision must be {' or '.join(CHOICES)}, not {decision!r}")
+    source = f"{AIRFLOW_SOURCE}{answered_by}" if answered_by else DEFAULT_SOURCE
+    row = {"wave_id": wave_id, "contact_id": contact_id, "decision": decision, "source": source[:500]}
+    storage.execute(engine, storage.query("record_airflow_decision"), [{**row, "now": storage.utcnow()}])
 
 
 def _storable(problem: dict) -> dict:

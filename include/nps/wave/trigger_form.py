@@ -207,6 +207,28 @@ def wave_form_params() -> dict[str, Param]:
                 "Only when your customers agreed to it."
             ),
         ),
+        "approve_flash_results": Param(
+            False,
+            type="boolean",
+            title="Approve the flash results first",
+            description=(
+                "A person approves or rejects the flash results in Required Actions before they go to every "
+                "contact, seeing the figures and a sample email. Rejected: nothing is sent (recorded)."
+            ),
+            section="Flash results approval",
+        ),
+        "flash_approval_on_timeout": Param(
+            "approve",
+            type="string",
+            enum=["approve", "reject"],
+            values_display={
+                "approve": "send them (approve)",
+                "reject": "send nothing (reject)",
+            },
+            title="Nobody answered by the flash-results time",
+            description="What happens to an approval nobody answered when the flash results are due.",
+            section="Flash results approval",
+        ),
         "chunk_size": Param(
             500,
             type="integer",
