@@ -1,6 +1,6 @@
 """Provisional responses: a score clicked in the email counts before the customer presses Send.
 
-Revision ID: 0007
+Revision ID: 0005
 Revises: 0003
 Create Date: 2026-12-03 12:50:00
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
