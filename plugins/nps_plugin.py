@@ -80,5 +80,4 @@ class NpsPlugin(AirflowPlugin):
     deadline_references = [WaveRetrospective]  # noqa: RUF012 - nps_wave's deadline: its retrospective
     external_views = [  # noqa: RUF012
         {"name": "NPS waves", "href": "/nps/", "destination": "nav", "url_route": "nps-waves", "icon": None},
-        {"name": "NPS audit trail", "href": "/nps/audit", "destination": "nav", "url_route": "nps-audit", "icon": None},
     ]
