@@ -39,12 +39,12 @@ DECIDE = "decide_followup_owner"
 # the invitations are sent; the decisions and the approval wait until the flash-results time.
 TIMELINE = {
     "preannounce": 1,
-    "open": 90,
-    "reminder": 91,
-    "midwave": 92,
-    "close": 170,
-    "flash": 260,
-    "retrospective": 261,
+    "open": 60,
+    "reminder": 61,
+    "midwave": 62,
+    "close": 125,
+    "flash": 205,
+    "retrospective": 206,
 }
 ANSWERS = {  # contact: (score, comment)
     "D1": (3, "Support never answered"),
@@ -235,6 +235,10 @@ def test_sales_decide_in_airflow_and_the_flash_results_wait_for_an_approval(wave
     assert "| NPS | -60 |" in approval["body"] and "Net Promoter Score: -60" in approval["body"]
 
     index = {c: d["task_instance"]["map_index"] for c, d in by_contact.items()}
+    # Airflow 3.3.2 races an answer given within seconds of the request: the paused task's process
+    # may still be exiting, and its executor event then marks the resumed task as changed externally
+    # (up for retry: the person is asked again). People answer minutes later; the test waits a little.
+    time.sleep(15)
     # Only the salesperson it is assigned to may answer; then through the API, D1: cs.
     assert _answer(cluster, run_id, DECIDE, index["D1"], "cs", "admin").status_code == 403
     answered = _answer(cluster, run_id, DECIDE, index["D1"], "cs", SELLER_LOGIN)
