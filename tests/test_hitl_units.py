@@ -248,3 +248,27 @@ def test_a_rejection_is_recorded_and_skips_only_the_flash_results_wait(engine, c
         "Approve": "flash results approved by nobody: the timeout policy",
     }
     assert row["summary"] == expected[option]
+
+
+def test_a_retried_decision_task_applies_the_answer_a_person_gave_instead_of_asking_again(engine, closed_wave):
+    from include.nps.human_tasks import DecideFollowupOwner
+
+    wave_id = closed_wave.wave_id
+    pipeline.apply_sales_decision(wave_id, "C1", "cs", "sam.seller")  # the first try, answered
+    pipeline.apply_sales_decision(wave_id, "C2", "sales", None)  # the default stood: nobody answered
+    storage.execute(engine, "DELETE FROM followups")  # what the first try's routing did is gone
+    decide_by = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    task = DecideFollowupOwner(
+        task_id="decide_followup_owner",
+        subject="Who follows up?",
+        options=["sales", "cs"],
+        defaults=["sales"],
+        wave_id=wave_id,
+        contact_id="C1",
+        decide_by=decide_by,
+    )
+    applied = task.execute({})  # asking would need a running task instance: it does not ask
+    assert (applied["decision"], applied["answered_by"], applied["owner_type"]) == ("cs", "sam.seller", "cs")
+    assert _followups(engine, wave_id)["C1"]["owner_source"] == "sales_decision"
+    assert pipeline.kept_sales_decision(wave_id, "C2") is None  # a default is asked again on a retry
+    assert pipeline.kept_sales_decision(wave_id, "C3") is None

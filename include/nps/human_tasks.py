@@ -46,6 +46,14 @@ class DecideFollowupOwner(HITLOperator):
         self.request_label = request_label  # the mapped task instance's name in the UI
 
     def execute(self, context: Any) -> Any:
+        """Ask, unless a person's answer is kept already: a retry (after a failure while applying
+        it, or Airflow marking a task answered within seconds of pausing as changed externally)
+        applies that answer again rather than asking the person twice."""
+        from include.nps import pipeline
+
+        if kept := pipeline.kept_sales_decision(self.wave_id, self.contact_id):
+            decision, user = kept
+            return pipeline.apply_sales_decision(self.wave_id, self.contact_id, decision, user)
         self.response_timeout = _until(self.decide_by)
         return super().execute(context)
 

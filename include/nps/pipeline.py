@@ -353,6 +353,13 @@ def apply_sales_decision(wave_id: str, contact_id: str, decision: str, answered_
     return {"contact_id": contact_id, "decision": decision, "answered_by": answered_by, **(owner or {})}
 
 
+def kept_sales_decision(wave_id: str, contact_id: str) -> tuple[str, str] | None:
+    """(decision, user) a person already gave in Airflow for this contact (see `person_answer`)."""
+    from include.nps.wave import sales_decisions
+
+    return sales_decisions.person_answer(nps_engine(), wave_id, contact_id)
+
+
 @fails_fast
 def flash_approval_request(wave_id: str, on_timeout: str) -> dict[str, Any]:
     """The flash-results approval's subject and body, and its deadline: the flash-results time."""

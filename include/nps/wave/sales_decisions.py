@@ -110,6 +110,20 @@ def record_answer(engine: Engine, wave_id: str, contact_id: str, decision: str, 
     storage.execute(engine, storage.query("record_airflow_decision"), [{**row, "now": storage.utcnow()}])
 
 
+def person_answer(engine: Engine, wave_id: str, contact_id: str) -> tuple[str, str] | None:
+    """(decision, user name) a person gave in Airflow for this contact, if one is kept (not a
+    default that stood at the deadline, not a returned file's)."""
+    row = storage.fetch_one(
+        engine,
+        "SELECT decision, source FROM sales_decisions WHERE wave_id = :w AND contact_id = :c",
+        w=wave_id,
+        c=contact_id,
+    )
+    if row is None or not str(row["source"]).startswith(AIRFLOW_SOURCE) or row["source"] == DEFAULT_SOURCE:
+        return None
+    return row["decision"], str(row["source"]).removeprefix(AIRFLOW_SOURCE)
+
+
 def _storable(problem: dict) -> dict:
     """A quarantine entry whose cell text any database takes: control characters (NUL) as escapes."""
     value, reason = clean_text.visible(str(problem["value"]))[:200], clean_text.visible(problem["reason"])
