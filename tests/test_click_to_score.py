@@ -2,14 +2,13 @@
 browser, and not when a client fetches the page and every link in it, as mail scanners do.
 
 One survey server and one open wave for the module; Chromium is Debian's, driven by Playwright.
-Screenshots go to `/work/notes/screens/` when that folder's parent exists, else `var/screenshots/`.
+Screenshots go to `var/screenshots/click-to-score/`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -25,8 +24,7 @@ from include.nps.web.survey_form import FormSettings
 from tests.airflow_cluster import wait_until
 from tests.factories import contact, planned_wave, write_csv
 
-NOTES = Path("/work/notes")
-SCREENSHOTS = NOTES / "screens" if NOTES.exists() else PROJECT_ROOT / "var" / "screenshots" / "click-to-score"
+SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots" / "click-to-score"
 PEOPLE = ("C-BROWSER", "C-SCANNER", "C-CRAWLED", "C-SENT")
 
 

@@ -5,7 +5,7 @@ quarantined rows, read the failed and in-doubt messages of each mailing; refused
 without the permission to edit nps_wave's runs, and without the form's CSRF token.
 
 One API server, one survey server and one seeded NPS DB for the module. Screenshots go to
-`/work/notes/screens/` when that folder's parent exists, else `var/screenshots/dashboard/`.
+`var/screenshots/dashboard/`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from tests.airflow_cluster import ADMIN_PASSWORD, ADMIN_USER, AirflowCluster
 from tests.factories import contact, planned_wave, write_csv
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-NOTES = Path("/work/notes")
-SCREENSHOTS = NOTES / "screens" if NOTES.exists() else PROJECT_ROOT / "var" / "screenshots" / "dashboard"
+SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots" / "dashboard"
 VIEWER, VIEWER_PASSWORD = "viewer", "viewer-password"
 FORMULA = '=HYPERLINK("http://evil.example","click")'
 SCRIPT = "<script>alert(1)</script>"

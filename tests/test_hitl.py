@@ -7,8 +7,8 @@ approval. Three decisions: one answered through the REST API, one on the Require
 Chromium (signed in as the salesperson), one left to time out at the flash-results time (the
 rule's proposal stands). Each is applied to routing as a returned drop file's decision is (the
 equivalence itself: tests/test_hitl_units.py). The flash results are approved through the API and
-sent. A screenshot of the Required Actions page goes to `var/screenshots/hitl/`
-(and /work/notes/screens/ when that folder exists); run with -s to see the phases.
+sent. Screenshots of the Required Actions page go to `var/screenshots/hitl/`; run with -s to see
+the phases.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ ANSWERS = {  # contact: (score, comment)
     "S1": (4, "Small account, CSM follows up"),
     "P1": (10, "Great"),
 }
-SCREENSHOTS = [PROJECT_ROOT / "var" / "screenshots" / "hitl", Path("/work/notes/screens")]
+SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots" / "hitl"
 PHASES: dict[str, float] = {}  # seconds of each phase, printed at the end
 _LAST = [time.monotonic()]
 
@@ -162,7 +162,7 @@ def _answer_in_chromium(browser, cluster: AirflowCluster, subject: str, approval
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    folder = SCREENSHOTS[0]
+    folder = SCREENSHOTS
     folder.mkdir(parents=True, exist_ok=True)
     try:
         page.goto(f"{cluster.base_url}/")
@@ -190,10 +190,6 @@ def _answer_in_chromium(browser, cluster: AirflowCluster, subject: str, approval
         raise
     finally:
         page.close()
-    for extra in SCREENSHOTS[1:]:
-        if extra.is_dir():
-            for shot in (folder / f"required_actions{n}.png" for n in ("", "_answered", "_flash_approval")):
-                (extra / f"hitl_{shot.name}").write_bytes(shot.read_bytes())
     return folder / "required_actions.png"
 
 
